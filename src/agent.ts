@@ -1,0 +1,195 @@
+import { mkdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import type { Agent as UndiciAgent } from "undici";
+import { DurableBuffer, type BufferStats } from "./buffer/buffer.ts";
+import { HEALTH_INTERVAL_MS, writeHealth } from "./health.ts";
+import { ensureIdentity, type Enroller } from "./certs/identity.ts";
+import { loadIdentityFiles } from "./certs/files.ts";
+import type { LoadedConfig } from "./config/load.ts";
+import type { Logger } from "./log.ts";
+import { openClientPki } from "./opcua/pki.ts";
+import { MachineSession } from "./opcua/session.ts";
+import type { EndpointSpec } from "./opcua/types.ts";
+import type { Message, MessageSink } from "./types.ts";
+import { createUplinkAgent } from "./uplink/agent.ts";
+import { Sender, type SenderStats } from "./uplink/sender.ts";
+
+export interface AgentOptions {
+  loaded: LoadedConfig;
+  stateDir: string;
+  logger: Logger;
+  /** Issues the instance certificate when there is none yet (the enrolment seam). */
+  enroller?: Enroller;
+}
+
+/**
+ * The composition root: starts buffer, uplink and one session per machine, in that
+ * order, so that nothing the machines send has nowhere to go; stops them in reverse.
+ */
+export class Agent {
+  readonly buffer: DurableBuffer;
+  #o: AgentOptions;
+  #log: Logger;
+  #dispatcher: UndiciAgent | null = null;
+  sender: Sender | null = null;
+  sessions: MachineSession[] = [];
+  #healthTimer: NodeJS.Timeout | null = null;
+
+  constructor(options: AgentOptions) {
+    this.#o = options;
+    this.#log = options.logger;
+    const { config } = options.loaded;
+    mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
+    this.buffer = DurableBuffer.open({
+      path: path.join(options.stateDir, "buffer.db"),
+      maxBytes: config.buffer.maxBytes,
+      logger: options.logger.child({ component: "buffer" }),
+    });
+  }
+
+  async start(): Promise<void> {
+    const { config, secrets } = this.#o.loaded;
+    const identity = config.cloud.identity
+      ? await loadIdentityFiles(config.cloud.identity.certificateFile, config.cloud.identity.privateKeyFile)
+      : await ensureIdentity({
+          dir: path.join(this.#o.stateDir, "identity"),
+          instance: config.instance,
+          enroller: this.#o.enroller,
+          logger: this.#log.child({ component: "identity" }),
+        });
+    this.#dispatcher = createUplinkAgent({
+      certPem: identity.certPem,
+      keyPem: identity.keyPem,
+      caPem: config.cloud.caFile ? readFileSync(config.cloud.caFile, "utf8") : undefined,
+      pins: config.cloud.pins,
+      logger: this.#log.child({ component: "uplink" }),
+    });
+    this.sender = new Sender({
+      store: this.buffer,
+      agent: this.#dispatcher,
+      url: config.cloud.url,
+      instance: config.instance,
+      concurrency: config.cloud.concurrency,
+      requestTimeoutMs: config.cloud.requestTimeoutMs,
+      retry: config.cloud.retry,
+      maxItemsPerRequest: config.cloud.batch.maxItems,
+      logger: this.#log.child({ component: "uplink" }),
+    });
+    this.sender.start();
+
+    const pki = await openClientPki({ dir: path.join(this.#o.stateDir, "pki"), instance: config.instance, logger: this.#log.child({ component: "pki" }) });
+    const sink = this.#sink(config.cloud.batch.maxItems);
+    for (const spec of endpointSpecs(this.#o.loaded, secrets)) {
+      const session = new MachineSession({ spec, pki, sink, logger: this.#log.child({ component: "opcua" }) });
+      this.sessions.push(session);
+      session.start();
+    }
+    this.#writeHealth();
+    this.#healthTimer = setInterval(() => this.#writeHealth(), HEALTH_INTERVAL_MS);
+    this.#healthTimer.unref();
+  }
+
+  #writeHealth(): void {
+    const h = this.health();
+    try {
+      writeHealth(this.#o.stateDir, {
+        at: new Date().toISOString(),
+        pid: process.pid,
+        sessions: h.sessions.map((s) => ({ machine: s.machine, state: s.state, lastError: s.lastError, lastDataAt: s.lastDataAt })),
+        uplink: h.uplink && { lastAckAt: h.uplink.lastAckAt, consecutiveFailures: h.uplink.consecutiveFailures, lastError: h.uplink.lastError },
+        buffer: { items: h.buffer.items, bytes: h.buffer.bytes, droppedItems: h.buffer.droppedItems },
+      });
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, "cannot write the health report");
+    }
+  }
+
+  /** Stops in reverse order and returns the final counters (the buffer is closed afterwards). */
+  async stop(options: { drainMs?: number } = {}): Promise<{ buffer: BufferStats; uplink: SenderStats | null }> {
+    if (this.#healthTimer) clearInterval(this.#healthTimer);
+    await Promise.all(this.sessions.map((s) => s.stop()));
+    if (this.sender) {
+      if (options.drainMs) await this.sender.drain(options.drainMs);
+      await this.sender.stop();
+    }
+    await this.#dispatcher?.close();
+    const final = { buffer: this.buffer.stats(), uplink: this.sender?.stats() ?? null };
+    this.buffer.close();
+    return final;
+  }
+
+  health() {
+    return {
+      sessions: this.sessions.map((s) => ({ machine: s.machine, ...s.health() })),
+      uplink: this.sender?.health() ?? null,
+      buffer: this.buffer.stats(),
+    };
+  }
+
+  /** Appends each publish response to the buffer (durable on return), cut to the uplink's batch size. */
+  #sink(maxItems: number): MessageSink {
+    return {
+      write: (messages: Message[]) => {
+        for (const chunk of chunkMessages(messages, maxItems)) this.buffer.append(chunk);
+        this.sender?.wake();
+      },
+    };
+  }
+}
+
+export function chunkMessages(messages: Message[], maxItems: number): Message[][] {
+  const out: Message[][] = [];
+  let current: Message[] = [];
+  let count = 0;
+  const push = (m: Message, n: number) => {
+    if (count + n > maxItems && current.length > 0) {
+      out.push(current);
+      current = [];
+      count = 0;
+    }
+    current.push(m);
+    count += n;
+  };
+  for (const m of messages) {
+    if (m.kind !== "data") push(m, 1);
+    else for (let i = 0; i < m.items.length; i += maxItems) {
+      const items = m.items.slice(i, i + maxItems);
+      push({ ...m, items }, items.length);
+    }
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+export function endpointSpecs(loaded: LoadedConfig, secrets: LoadedConfig["secrets"]): EndpointSpec[] {
+  const { config, mapping } = loaded;
+  return config.machines.map((m) => {
+    const groups = mapping.machines[m.id]?.groups ?? [];
+    const user = m.user;
+    return {
+      machine: m.id,
+      endpointUrl: m.endpoint,
+      securityMode: m.security.mode,
+      securityPolicy: m.security.policy,
+      user:
+        user.type === "username"
+          ? { type: "username", username: user.username, password: secrets.machines[m.id]?.password?.reveal() ?? "" }
+          : user.type === "certificate"
+            ? { type: "certificate", certificatePem: secrets.machines[m.id]?.userCertificatePem ?? "", privateKeyPem: secrets.machines[m.id]?.userPrivateKey?.reveal() ?? "" }
+            : { type: "anonymous" },
+      connectTimeoutMs: m.connectTimeoutMs,
+      sessionTimeoutMs: m.sessionTimeoutMs,
+      groups: groups.map((g) => ({
+        name: g.name,
+        publishingInterval: g.publishingInterval,
+        nodes: g.nodes.map((n) => ({
+          key: n.key,
+          node: n.node,
+          samplingInterval: n.samplingInterval ?? g.samplingInterval,
+          queueSize: n.queueSize ?? g.queueSize,
+          discardOldest: n.discardOldest ?? g.discardOldest,
+        })),
+      })),
+    };
+  });
+}

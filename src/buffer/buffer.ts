@@ -1,0 +1,466 @@
+/**
+ * # The durable buffer
+ *
+ * Everything the connector has read from OPC UA and not yet seen acknowledged by the
+ * cloud lives here. From the moment `append` returns, the connector owns the data.
+ *
+ * ## Layout
+ * One SQLite file (`node:sqlite`) in WAL mode, plus its `-wal` file:
+ * - `batches(id INTEGER PRIMARY KEY AUTOINCREMENT, created_at, items, bytes, format, payload BLOB)`:
+ *   one row per appended batch. `payload` is the JSON array of messages, zstd-compressed when
+ *   `format` = 1 (see codec.ts); `bytes` is the payload's stored length. An index on
+ *   `created_at` answers "how old is the oldest data" without a scan.
+ * - `counters(name, value)`: lifetime item counts (appended, acked, dropped by reason).
+ * - `meta(name, value)`: the `epoch`, a random UUID made once with the file. It goes into
+ *   the idempotency key, so a wiped state dir never produces keys the cloud has seen.
+ * - `PRAGMA application_id` marks the file as ours, `user_version` is the schema version.
+ *
+ * ## Ids
+ * The batch id is the wire `batch` number. AUTOINCREMENT keeps ids strictly increasing
+ * and never reused: not after every row is deleted, not across restarts. A batch refused
+ * as too large is split by `replace` into new batches with new (higher) ids.
+ *
+ * ## Durability
+ * - `append` (and `replace`) commit with `synchronous = FULL`: when it returns, the batch
+ *   is fsynced in the WAL. A SIGKILL or power loss after that loses nothing.
+ * - `ack` and `drop` commit with `synchronous = NORMAL`, which skips their fsync and about
+ *   doubles small-batch throughput. A SIGKILL still loses nothing (the OS holds the write);
+ *   a power loss can undo the acks since the last fsync (the next append's or a checkpoint's),
+ *   which only sends those batches again: delivery is at-least-once anyway, and the
+ *   counters roll back with the rows, so they stay exact.
+ * - Every change to `batches` and the matching `counters` update is one transaction, so
+ *   the invariant `appended = acked + dropped + stored items` holds after any crash.
+ * - `PRAGMA quick_check` runs at open; a damaged file is reported (KerfError BUFFER_IO)
+ *   rather than silently truncated. zstd payloads carry a checksum, so a flipped bit in a
+ *   payload is detected on read; such a batch is dropped as `rejected` with an error log.
+ * - `locking_mode = EXCLUSIVE`: a second process opening the same file fails at open,
+ *   since two senders on one buffer would deliver everything twice.
+ * - Delivery is at-least-once: a batch is deleted only by `ack` after the cloud confirmed it.
+ *
+ * ## When full: `dropOldest`
+ * The buffer is bounded by `maxBytes` of stored payload (the file itself is larger by
+ * SQLite's page overhead and the WAL). An append that would exceed it first deletes the
+ * oldest batches, lowest id first, until the new batch fits, in the same transaction.
+ * Recent data is worth more to a monitoring connector than data from hours ago, and
+ * blocking the OPC UA side would only move the loss into the server's queues.
+ * Evictions are counted under `buffer_full` and logged at most once per second with the
+ * running total. A batch larger than `maxBytes` on its own is dropped as `too_large`
+ * (it still consumes an id) rather than emptying the buffer for it.
+ *
+ * ## Space reuse
+ * Deleted pages go to SQLite's free list and new batches reuse them, so a steady flow
+ * keeps the file at the size of its backlog. The file is created with
+ * `auto_vacuum = INCREMENTAL`; maintenance (every 500 deletions, when the buffer drains
+ * and 5 s have passed, and at close) returns a large free list to the file system with
+ * `incremental_vacuum` (bounded per run) and resets the WAL with `wal_checkpoint(TRUNCATE)`.
+ * Between those, SQLite's auto-checkpoint (1000 pages) and `journal_size_limit` (4 MiB)
+ * bound the WAL.
+ */
+import type { Logger } from "../log.ts";
+import { itemCount, type Message } from "../types.ts";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { decode, encode, type Encoded } from "./codec.ts";
+import { DropLog } from "./drop-log.ts";
+import { COUNTER_NAMES, ioError, openDatabase, type CounterName } from "./schema.ts";
+
+export type DropReason = "buffer_full" | "rejected" | "too_large";
+
+export interface StoredBatch {
+  id: number;
+  messages: Message[];
+  items: number;
+  /** Stored payload bytes (after compression); what counts against `maxBytes`. */
+  bytes: number;
+  /** When the batch was appended, epoch ms. Split parts keep their original's time. */
+  createdAt: number;
+}
+
+export interface BufferStats {
+  /** What is stored now (not yet acknowledged). */
+  batches: number;
+  items: number;
+  bytes: number;
+  /** Lifetime totals, persisted across restarts. */
+  appendedItems: number;
+  ackedItems: number;
+  /** Lifetime item counts by reason, persisted. */
+  dropped: Record<DropReason, number>;
+  droppedItems: number;
+  oldestCreatedAt: number | null;
+}
+
+export interface BufferOptions {
+  /** The SQLite file; its directory is created if missing. */
+  path: string;
+  /** Upper bound on stored payload bytes; see "When full" above. */
+  maxBytes: number;
+  logger: Logger;
+  /** zstd-compress payloads (default true: about 10x smaller for 1000-item batches and faster overall). */
+  compress?: boolean;
+}
+
+const DROP_REASONS: readonly DropReason[] = ["buffer_full", "rejected", "too_large"];
+const MAINTAIN_EVERY_DELETES = 500;
+const MAINTAIN_WHEN_DRAINED_MS = 5000;
+/** Free pages returned per maintenance run, so one run stays short (16 MiB at 4 KiB pages). */
+const VACUUM_PAGES_PER_RUN = 4096;
+/** Vacuum only when the free list is at least this many pages and a quarter of the file. */
+const VACUUM_MIN_FREE_PAGES = 256;
+
+interface Totals {
+  batches: number;
+  items: number;
+  bytes: number;
+}
+
+/** What one transaction changed; applied to the in-memory state only after COMMIT. */
+interface Delta extends Totals {
+  counters: Record<CounterName, number>;
+  evicted: { batches: number; items: number };
+  tooLarge: { batches: number; items: number };
+  deletes: number;
+}
+
+interface Row {
+  id: number;
+  created_at: number;
+  items: number;
+  bytes: number;
+  format: number;
+  payload: Uint8Array;
+}
+
+const dropCounter: Record<DropReason, CounterName> = {
+  buffer_full: "dropped_buffer_full",
+  rejected: "dropped_rejected",
+  too_large: "dropped_too_large",
+};
+
+export class DurableBuffer {
+  readonly epoch: string;
+  readonly #db: DatabaseSync;
+  readonly #path: string;
+  readonly #maxBytes: number;
+  readonly #compress: boolean;
+  readonly #log: Logger;
+  readonly #stored: Totals;
+  readonly #counters: Record<CounterName, number>;
+  readonly #evictLog: DropLog;
+  readonly #tooLargeLog: DropLog;
+  readonly #sql: {
+    insert: StatementSync;
+    remove: StatementSync;
+    oldest: StatementSync;
+    removeUpTo: StatementSync;
+    head: StatementSync;
+    bump: StatementSync;
+    oldestTime: StatementSync;
+  };
+  #deletesSinceMaintenance = 0;
+  #lastMaintenance = Date.now();
+  #closed = false;
+  #synchronous: "FULL" | "NORMAL" = "FULL";
+
+  /** Opens or creates the buffer at `options.path`; throws KerfError BUFFER_IO naming the path. */
+  static open(options: BufferOptions): DurableBuffer {
+    if (!Number.isSafeInteger(options.maxBytes) || options.maxBytes <= 0) {
+      throw new RangeError(`maxBytes must be a positive integer, got ${options.maxBytes}`);
+    }
+    const { db, epoch } = openDatabase(options.path);
+    try {
+      return new DurableBuffer(db, epoch, options);
+    } catch (err) {
+      db.close();
+      throw ioError(options.path, "reading its state", err);
+    }
+  }
+
+  private constructor(db: DatabaseSync, epoch: string, options: BufferOptions) {
+    this.#db = db;
+    this.epoch = epoch;
+    this.#path = options.path;
+    this.#maxBytes = options.maxBytes;
+    this.#compress = options.compress ?? true;
+    this.#log = options.logger;
+    this.#sql = {
+      insert: db.prepare("INSERT INTO batches (created_at, items, bytes, format, payload) VALUES (?, ?, ?, ?, ?)"),
+      remove: db.prepare("DELETE FROM batches WHERE id = ? RETURNING items, bytes, created_at"),
+      oldest: db.prepare("SELECT id, items, bytes FROM batches ORDER BY id"),
+      removeUpTo: db.prepare("DELETE FROM batches WHERE id <= ?"),
+      head: db.prepare("SELECT id, created_at, items, bytes, format, payload FROM batches ORDER BY id LIMIT ?"),
+      bump: db.prepare("UPDATE counters SET value = value + ? WHERE name = ?"),
+      oldestTime: db.prepare("SELECT min(created_at) AS t FROM batches"),
+    };
+    const totals = db.prepare("SELECT count(*) AS batches, total(items) AS items, total(bytes) AS bytes FROM batches").get() as unknown as Totals;
+    this.#stored = { batches: Number(totals.batches), items: Number(totals.items), bytes: Number(totals.bytes) };
+    const rows = db.prepare("SELECT name, value FROM counters").all() as { name: string; value: number }[];
+    const counters = Object.fromEntries(rows.map((r) => [r.name, r.value]));
+    for (const name of COUNTER_NAMES) {
+      if (typeof counters[name] !== "number") throw new Error(`counter ${name} is missing from the counters table`);
+    }
+    this.#counters = counters as Record<CounterName, number>;
+    this.#evictLog = new DropLog((batches, items) => {
+      this.#log.warn(
+        { event: "buffer_full", reason: "buffer_full", batches, items, totalDroppedItems: this.#counters.dropped_buffer_full, maxBytes: this.#maxBytes },
+        `buffer full: dropped the ${batches} oldest batches (${items} items) to make room; ${this.#counters.dropped_buffer_full} items dropped so far`,
+      );
+    });
+    this.#tooLargeLog = new DropLog((batches, items) => {
+      this.#log.warn(
+        { event: "buffer_drop", reason: "too_large", batches, items, totalDroppedItems: this.#counters.dropped_too_large, maxBytes: this.#maxBytes },
+        `dropped ${batches} batches (${items} items) each larger than the whole buffer (maxBytes ${this.#maxBytes})`,
+      );
+    });
+  }
+
+  /**
+   * Stores one batch and returns its id. Synchronous; when it returns, the batch is on disk.
+   * May evict the oldest batches first (see "When full").
+   */
+  append(messages: Message[]): number {
+    this.#assertOpen();
+    if (!Array.isArray(messages) || messages.length === 0) throw new RangeError("append needs at least one message");
+    const items = itemCount(messages);
+    const encoded = encode(messages, this.#compress);
+    const createdAt = Date.now();
+    return this.#transaction("append", "FULL", (delta) => {
+      delta.counters.appended_items += items;
+      return this.#insert(encoded, items, createdAt, delta);
+    });
+  }
+
+  /** Up to `limit` batches, oldest first, skipping the ids in `exclude` (those in flight). */
+  next(limit: number, exclude: ReadonlySet<number> = new Set()): StoredBatch[] {
+    this.#assertOpen();
+    if (limit <= 0) return [];
+    // Among the first limit + |exclude| rows at most |exclude| are skipped.
+    const rows = this.#sql.head.all(limit + exclude.size) as unknown as Row[];
+    const out: StoredBatch[] = [];
+    const unreadable: { id: number; error: string }[] = [];
+    for (const row of rows) {
+      if (out.length === limit) break;
+      if (exclude.has(row.id)) continue;
+      let messages: Message[];
+      try {
+        messages = decode(row.format, row.payload);
+      } catch (err) {
+        unreadable.push({ id: row.id, error: err instanceof Error ? err.message : String(err) });
+        continue;
+      }
+      out.push({ id: row.id, messages, items: row.items, bytes: row.bytes, createdAt: row.created_at });
+    }
+    if (unreadable.length > 0) {
+      // Stopping the sender forever on one damaged row would lose everything behind it.
+      for (const u of unreadable) {
+        this.#log.error({ event: "buffer_unreadable", id: u.id, error: u.error }, `buffer batch ${u.id} is unreadable (${u.error}); dropping it`);
+        this.drop(u.id, "rejected", `stored payload unreadable: ${u.error}`);
+      }
+      return this.next(limit, exclude);
+    }
+    return out;
+  }
+
+  /** The cloud confirmed batch `id`: delete it. An unknown id (dropped meanwhile) is a no-op. */
+  ack(id: number): void {
+    this.#assertOpen();
+    this.#transaction("ack", "NORMAL", (delta) => {
+      const row = this.#remove(id, delta);
+      if (row) delta.counters.acked_items += row.items;
+    });
+  }
+
+  /**
+   * Atomically replaces batch `id` by one new batch per part (new ids, after all others);
+   * used to split a batch the cloud refused as too large. The parts keep the original's
+   * `createdAt`. Returns the new ids, or [] if `id` is no longer stored.
+   */
+  replace(id: number, parts: Message[][]): number[] {
+    this.#assertOpen();
+    if (parts.length === 0 || parts.some((p) => !Array.isArray(p) || p.length === 0)) {
+      throw new RangeError("replace needs at least one part, each with at least one message");
+    }
+    const encoded = parts.map((p) => ({ encoded: encode(p, this.#compress), items: itemCount(p) }));
+    return this.#transaction("replace", "FULL", (delta) => {
+      const row = this.#remove(id, delta);
+      if (!row) return [];
+      // Splitting should keep the item count; if a caller's split does not,
+      // the difference counts as appended so the invariant still holds.
+      const partItems = encoded.reduce((n, p) => n + p.items, 0);
+      delta.counters.appended_items += partItems - row.items;
+      return encoded.map((p) => this.#insert(p.encoded, p.items, row.created_at, delta));
+    });
+  }
+
+  /** Deletes batch `id` without delivery, counting its items under `reason`. Unknown id = no-op. */
+  drop(id: number, reason: DropReason, detail: string): void {
+    this.#assertOpen();
+    if (!DROP_REASONS.includes(reason)) throw new RangeError(`unknown drop reason ${String(reason)}`);
+    const row = this.#transaction("drop", "NORMAL", (delta) => {
+      const removed = this.#remove(id, delta);
+      if (removed) delta.counters[dropCounter[reason]] += removed.items;
+      return removed;
+    });
+    if (row) {
+      this.#log.warn({ event: "buffer_drop", id, items: row.items, reason, detail }, `dropped batch ${id} (${row.items} items): ${reason}: ${detail}`);
+    } else {
+      this.#log.debug({ event: "buffer_drop", id, reason }, `batch ${id} to drop is no longer stored`);
+    }
+  }
+
+  stats(): BufferStats {
+    this.#assertOpen();
+    const c = this.#counters;
+    const dropped: Record<DropReason, number> = {
+      buffer_full: c.dropped_buffer_full,
+      rejected: c.dropped_rejected,
+      too_large: c.dropped_too_large,
+    };
+    const oldest = (this.#sql.oldestTime.get() as { t: number | null }).t;
+    return {
+      ...this.#stored,
+      appendedItems: c.appended_items,
+      ackedItems: c.acked_items,
+      dropped,
+      droppedItems: dropped.buffer_full + dropped.rejected + dropped.too_large,
+      oldestCreatedAt: oldest,
+    };
+  }
+
+  /** Writes pending drop logs, compacts, and closes the file. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#evictLog.flush();
+    this.#tooLargeLog.flush();
+    this.#maintain();
+    this.#db.close();
+  }
+
+  // --- inside a transaction -------------------------------------------------
+
+  /** Inserts one batch, evicting the oldest or refusing it as too large. Returns its id. */
+  #insert(encoded: Encoded, items: number, createdAt: number, delta: Delta): number {
+    const bytes = encoded.payload.byteLength;
+    if (bytes > this.#maxBytes) {
+      // Insert an empty row and delete it at once: the batch consumes an id like any other.
+      const id = Number(this.#sql.insert.run(createdAt, items, 0, encoded.format, new Uint8Array(0)).lastInsertRowid);
+      this.#sql.remove.run(id);
+      delta.counters.dropped_too_large += items;
+      delta.tooLarge.batches += 1;
+      delta.tooLarge.items += items;
+      return id;
+    }
+    const excess = this.#stored.bytes + delta.bytes + bytes - this.#maxBytes;
+    if (excess > 0) this.#evict(excess, delta);
+    const id = Number(this.#sql.insert.run(createdAt, items, bytes, encoded.format, encoded.payload).lastInsertRowid);
+    delta.batches += 1;
+    delta.items += items;
+    delta.bytes += bytes;
+    return id;
+  }
+
+  /** Deletes the oldest batches until at least `excess` bytes are freed. */
+  #evict(excess: number, delta: Delta): void {
+    let freed = 0;
+    let items = 0;
+    let batches = 0;
+    let lastId = -1;
+    for (const row of this.#sql.oldest.iterate() as Iterable<{ id: number; items: number; bytes: number }>) {
+      freed += row.bytes;
+      items += row.items;
+      batches += 1;
+      lastId = row.id;
+      if (freed >= excess) break;
+    }
+    if (batches === 0) return;
+    this.#sql.removeUpTo.run(lastId);
+    delta.batches -= batches;
+    delta.items -= items;
+    delta.bytes -= freed;
+    delta.deletes += batches;
+    delta.counters.dropped_buffer_full += items;
+    delta.evicted.batches += batches;
+    delta.evicted.items += items;
+  }
+
+  #remove(id: number, delta: Delta): { items: number; bytes: number; created_at: number } | undefined {
+    const row = this.#sql.remove.get(id) as { items: number; bytes: number; created_at: number } | undefined;
+    if (row) {
+      delta.batches -= 1;
+      delta.items -= row.items;
+      delta.bytes -= row.bytes;
+      delta.deletes += 1;
+    }
+    return row;
+  }
+
+  /** Runs `fn` in one IMMEDIATE transaction; in-memory state changes only after COMMIT. */
+  #transaction<T>(what: string, synchronous: "FULL" | "NORMAL", fn: (delta: Delta) => T): T {
+    const delta: Delta = {
+      batches: 0,
+      items: 0,
+      bytes: 0,
+      counters: { appended_items: 0, acked_items: 0, dropped_buffer_full: 0, dropped_rejected: 0, dropped_too_large: 0 },
+      evicted: { batches: 0, items: 0 },
+      tooLarge: { batches: 0, items: 0 },
+      deletes: 0,
+    };
+    let result: T;
+    try {
+      if (this.#synchronous !== synchronous) {
+        this.#db.exec(`PRAGMA synchronous = ${synchronous}`);
+        this.#synchronous = synchronous;
+      }
+      this.#db.exec("BEGIN IMMEDIATE");
+      result = fn(delta);
+      for (const name of COUNTER_NAMES) {
+        if (delta.counters[name] !== 0) this.#sql.bump.run(delta.counters[name], name);
+      }
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      try {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      } catch {
+        // The original error is the one worth reporting.
+      }
+      throw ioError(this.#path, what, err);
+    }
+    this.#stored.batches += delta.batches;
+    this.#stored.items += delta.items;
+    this.#stored.bytes += delta.bytes;
+    for (const name of COUNTER_NAMES) this.#counters[name] += delta.counters[name];
+    if (delta.evicted.batches > 0) this.#evictLog.add(delta.evicted.batches, delta.evicted.items);
+    if (delta.tooLarge.batches > 0) this.#tooLargeLog.add(delta.tooLarge.batches, delta.tooLarge.items);
+    if (delta.deletes > 0) this.#afterDeletes(delta.deletes);
+    return result;
+  }
+
+  // --- space reuse ------------------------------------------------------------
+
+  #afterDeletes(n: number): void {
+    this.#deletesSinceMaintenance += n;
+    const drained = this.#stored.batches === 0 && Date.now() - this.#lastMaintenance >= MAINTAIN_WHEN_DRAINED_MS;
+    if (this.#deletesSinceMaintenance >= MAINTAIN_EVERY_DELETES || drained) this.#maintain();
+  }
+
+  /** Returns a large free list to the file system and truncates the WAL. Never throws. */
+  #maintain(): void {
+    this.#deletesSinceMaintenance = 0;
+    this.#lastMaintenance = Date.now();
+    try {
+      const free = (this.#db.prepare("PRAGMA freelist_count").get() as { freelist_count: number }).freelist_count;
+      const pages = (this.#db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count;
+      if (free >= VACUUM_MIN_FREE_PAGES && free * 4 >= pages) {
+        this.#db.exec(`PRAGMA incremental_vacuum(${Math.min(free, VACUUM_PAGES_PER_RUN)})`);
+      }
+      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch (err) {
+      // Compaction is housekeeping: a failure must not fail the ack that triggered it.
+      this.#log.warn({ event: "buffer_maintenance", error: err instanceof Error ? err.message : String(err) }, `buffer ${this.#path}: compaction failed`);
+    }
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error(`buffer ${this.#path} is closed`);
+  }
+}

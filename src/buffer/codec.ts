@@ -1,0 +1,48 @@
+import { constants, zstdCompressSync, zstdDecompressSync } from "node:zlib";
+import type { Message } from "../types.ts";
+
+/**
+ * How a batch's payload is stored. The format travels with every row, so a buffer
+ * written with one `compress` setting is still readable after the setting changes.
+ */
+export const Format = {
+  /** UTF-8 JSON array of messages. */
+  json: 0,
+  /** The same JSON, zstd-compressed (level 3, with a content checksum). */
+  zstd: 1,
+} as const;
+export type Format = (typeof Format)[keyof typeof Format];
+
+export interface Encoded {
+  format: Format;
+  payload: Uint8Array;
+}
+
+const zstdOptions = {
+  params: {
+    [constants.ZSTD_c_compressionLevel]: 3,
+    // A checksum lets a flipped bit in a stored payload fail loudly on read,
+    // which SQLite's own page format would not notice.
+    [constants.ZSTD_c_checksumFlag]: 1,
+  },
+};
+
+export function encode(messages: readonly Message[], compress: boolean): Encoded {
+  const json = Buffer.from(JSON.stringify(messages), "utf8");
+  if (compress) {
+    const packed = zstdCompressSync(json, zstdOptions);
+    // Tiny batches can grow; keep whichever is smaller.
+    if (packed.length < json.length) return { format: Format.zstd, payload: packed };
+  }
+  return { format: Format.json, payload: json };
+}
+
+export function decode(format: number, payload: Uint8Array): Message[] {
+  let json: Buffer;
+  if (format === Format.json) json = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  else if (format === Format.zstd) json = zstdDecompressSync(payload);
+  else throw new Error(`unknown payload format ${format} (expected 0 = json or 1 = zstd)`);
+  const value: unknown = JSON.parse(json.toString("utf8"));
+  if (!Array.isArray(value)) throw new Error("payload is not a JSON array of messages");
+  return value as Message[];
+}

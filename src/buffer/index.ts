@@ -1,0 +1,2 @@
+export { DurableBuffer } from "./buffer.ts";
+export type { BufferOptions, BufferStats, DropReason, StoredBatch } from "./buffer.ts";

@@ -1,0 +1,325 @@
+import { constants } from "node:fs";
+import { access, readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import { KerfError, type KerfErrorCode } from "../errors.ts";
+import { formatPath, found } from "./describe.ts";
+import { errorMap, flattenIssues, INLINE_SECRET_FIELDS, type Located } from "./issues.ts";
+import { ConfigSchema, MappingSchema, type Config, type Mapping } from "./schema.ts";
+import { Secret, type Secrets } from "./secrets.ts";
+import { locate, parseYaml, type YamlSource } from "./yaml-source.ts";
+
+export type { Config, Mapping } from "./schema.ts";
+export { Secret, type Secrets } from "./secrets.ts";
+
+export interface LoadedConfig {
+  /** Absolute path of the config file. */
+  file: string;
+  /** The validated config; every file path in it is absolute. */
+  config: Config;
+  /** Absolute path of the mapping file. */
+  mappingFile: string;
+  mapping: Mapping;
+  secrets: Secrets;
+  /** Things that work but deserve attention, as "FILE:LINE:COL: path: text" lines. */
+  warnings: string[];
+}
+
+// A mapping of 100k nodes is about 10 MB; anything far beyond is not a config file.
+const MAX_FILE_BYTES = 64 * 1024 * 1024;
+
+type Kind = "config" | "mapping" | "secret";
+
+interface Problem {
+  /** 0 for the config file, 1 for the mapping: the config's lines come first. */
+  fileIndex: number;
+  file: string;
+  line: number;
+  col: number;
+  path: string;
+  message: string;
+  kind: Kind;
+}
+
+/** Collects every problem of both files, so that one run reports all of them. */
+class Report {
+  readonly problems: Problem[] = [];
+  readonly warnings: Problem[] = [];
+
+  add(source: YamlSource, fileIndex: number, p: Located, kind: Kind, list: Problem[] = this.problems): void {
+    const { line, col } = locate(source, p.path, p.at);
+    list.push({ fileIndex, file: source.display, line, col, path: formatPath(p.path), message: p.message, kind });
+  }
+
+  addSyntax(source: YamlSource, fileIndex: number, kind: Kind): void {
+    for (const e of source.errors) this.problems.push({ fileIndex, file: source.display, ...e, kind });
+  }
+
+  warn(source: YamlSource, fileIndex: number, p: Located): void {
+    this.add(source, fileIndex, p, "config", this.warnings);
+  }
+
+  /** Sorted by file and position; the sort is stable, so problems at one spot keep their order. */
+  static lines(list: Problem[]): string[] {
+    return [...list]
+      .sort((a, b) => a.fileIndex - b.fileIndex || a.line - b.line || a.col - b.col)
+      .map((p) => `${p.file}:${p.line}:${p.col}: ${p.path === "" ? "" : `${p.path}: `}${p.message}`);
+  }
+}
+
+/**
+ * Reads, validates and cross-checks the connector config and its mapping file.
+ * Throws a KerfError whose details list every problem as "FILE:LINE:COL: path: message".
+ */
+export async function loadConfig(file: string): Promise<LoadedConfig> {
+  const configFile = path.resolve(file);
+  const configDir = path.dirname(configFile);
+  const text = await readText(configFile);
+  if (typeof text !== "string") {
+    throw new KerfError(text.code === "ENOENT" ? "CONFIG_NOT_FOUND" : "CONFIG_INVALID", `cannot read config file ${file}: ${text.message}`, {
+      details: [`${file}: ${text.message}`],
+    });
+  }
+
+  const report = new Report();
+  const cfgSource = parseYaml(file, text);
+  report.addSyntax(cfgSource, 0, "config");
+  scanInlineSecrets(cfgSource, report);
+
+  const raw = cfgSource.data;
+  let config: Config | undefined;
+  if (cfgSource.errors.length === 0) {
+    const parsed = ConfigSchema.safeParse(raw, { error: errorMap, reportInput: true });
+    if (parsed.success) config = parsed.data;
+    else for (const p of flattenIssues(parsed.error.issues)) report.add(cfgSource, 0, p, "config");
+  }
+
+  const secrets: Secrets = { machines: Object.create(null) as Secrets["machines"] };
+  await checkReferencedFiles(cfgSource, raw, configDir, report, secrets);
+
+  // The mapping is checked even when the config has errors, so that one run shows everything;
+  // when the config does not parse at all, its mapping line may still be readable.
+  const rawConfig = isRecord(raw) ? raw : { mapping: scalarAt(cfgSource, "mapping") };
+  let mapping: Mapping | undefined;
+  let mappingFile = "";
+  if (typeof rawConfig.mapping === "string" && rawConfig.mapping !== "") {
+    mappingFile = path.resolve(configDir, rawConfig.mapping);
+    const display = path.isAbsolute(rawConfig.mapping) ? rawConfig.mapping : path.join(path.dirname(file), rawConfig.mapping);
+    mapping = await loadMapping(mappingFile, display, cfgSource, rawConfig, report);
+  }
+
+  if (report.problems.length > 0 || !config || !mapping) {
+    const kinds = new Set(report.problems.map((p) => p.kind));
+    const code: KerfErrorCode = kinds.has("config") ? "CONFIG_INVALID" : kinds.has("mapping") ? "MAPPING_INVALID" : "SECRET_MISSING";
+    const n = report.problems.length;
+    const files = [...new Set(report.problems.map((p) => p.file))].join(" and ");
+    throw new KerfError(code, `${files}: ${n} error${n === 1 ? "" : "s"}`, { details: Report.lines(report.problems) });
+  }
+
+  for (const [i, m] of config.machines.entries()) {
+    if (!Object.hasOwn(mapping.machines, m.id)) {
+      report.warn(cfgSource, 0, { path: ["machines", i, "id"], at: "value", message: `machine ${found(m.id)} has no entry in the mapping, so nothing will be read from it` });
+    }
+  }
+  if (config.cloud.pins.length === 1) {
+    report.warn(cfgSource, 0, {
+      path: ["cloud", "pins"],
+      at: "value",
+      message: "only one pin; add a backup pin (a key that is not yet in use) so that a key change on the cloud does not lock this connector out",
+    });
+  }
+
+  return {
+    file: configFile,
+    config: absolutePaths(config, configDir),
+    mappingFile,
+    mapping,
+    secrets,
+    warnings: Report.lines(report.warnings),
+  };
+}
+
+/** The message and every detail line, as `kerf validate` prints them. */
+export function formatConfigErrors(err: unknown): string {
+  if (err instanceof KerfError) return [...err.details, `kerf: ${err.message}`].join("\n");
+  return `kerf: ${err instanceof Error ? err.message : String(err)}`;
+}
+
+async function loadMapping(file: string, display: string, cfgSource: YamlSource, rawConfig: Record<string, unknown>, report: Report): Promise<Mapping | undefined> {
+  const text = await readText(file);
+  if (typeof text !== "string") {
+    report.add(cfgSource, 0, { path: ["mapping"], at: "value", message: `cannot read the mapping file (found ${found(display)}: ${text.message}; expected a readable YAML file)` }, "mapping");
+    return undefined;
+  }
+  const source = parseYaml(display, text);
+  report.addSyntax(source, 1, "mapping");
+  if (source.errors.length > 0) return undefined;
+
+  const parsed = MappingSchema.safeParse(source.data, { error: errorMap, reportInput: true });
+  if (!parsed.success) for (const p of flattenIssues(parsed.error.issues)) report.add(source, 1, p, "mapping");
+
+  // Cross-check against the machine ids that the config declares, as far as it could be read.
+  if (!Array.isArray(rawConfig.machines)) return parsed.success ? parsed.data : undefined;
+  const ids = new Set(rawConfig.machines.map((m) => (isRecord(m) ? m.id : undefined)).filter((id): id is string => typeof id === "string"));
+  const mapped = isRecord(source.data) && isRecord(source.data.machines) ? Object.keys(source.data.machines) : [];
+  for (const id of mapped) {
+    if (!ids.has(id)) {
+      const known = ids.size > 0 ? [...ids].map((x) => found(x)).join(", ") : "none";
+      report.add(source, 1, { path: ["machines", id], at: "key", message: `not a machine of the config (found ${found(id)}; expected one of the config's machine ids: ${known})` }, "mapping");
+    }
+  }
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** A top-level string value read from the YAML tree itself, for documents that did not parse. */
+function scalarAt(source: YamlSource, key: string): string | undefined {
+  try {
+    const value = source.doc.get(key);
+    return typeof value === "string" ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Any field named like an inline secret, wherever it is: the one message that says what to do instead. */
+function scanInlineSecrets(source: YamlSource, report: Report): void {
+  const walk = (value: unknown, at: PropertyKey[]): void => {
+    if (at.length > 64) return;
+    if (Array.isArray(value)) value.forEach((v, i) => walk(v, [...at, i]));
+    else if (isRecord(value)) {
+      for (const [key, v] of Object.entries(value)) {
+        const message = INLINE_SECRET_FIELDS[key];
+        if (message !== undefined && Object.hasOwn(INLINE_SECRET_FIELDS, key)) report.add(source, 0, { path: [...at, key], at: "key", message }, "config");
+        else walk(v, [...at, key]);
+      }
+    }
+  };
+  walk(source.data, []);
+}
+
+/**
+ * Files the connector needs at startup are checked now, each error at the line that names
+ * the file: the user's password file or variable, certificates and the cloud CA bundle.
+ * Identity files are not checked: enrolment may create them on first start.
+ */
+async function checkReferencedFiles(source: YamlSource, raw: unknown, dir: string, report: Report, secrets: Secrets): Promise<void> {
+  if (!isRecord(raw)) return;
+  const fail = (p: PropertyKey[], message: string, kind: Kind) => report.add(source, 0, { path: p, at: "value", message }, kind);
+
+  const machines = Array.isArray(raw.machines) ? raw.machines : [];
+  for (const [i, m] of machines.entries()) {
+    if (!isRecord(m) || !isRecord(m.user)) continue;
+    const id = typeof m.id === "string" ? m.id : `#${i}`;
+    const user = m.user;
+    const at = ["machines", i, "user"];
+    if (user.type === "username") {
+      if (typeof user.passwordFile === "string" && user.passwordFile !== "" && user.passwordEnv === undefined) {
+        const file = path.resolve(dir, user.passwordFile);
+        const text = await readText(file, 64 * 1024);
+        if (typeof text !== "string") fail([...at, "passwordFile"], `cannot read the password file (found ${found(user.passwordFile)}: ${text.message}; expected a readable file)`, "secret");
+        else {
+          const password = text.replace(/\r?\n$/, "");
+          if (password === "") fail([...at, "passwordFile"], `the password file is empty (found ${found(user.passwordFile)}; expected the password)`, "secret");
+          else secretsFor(secrets, id).password = new Secret(password);
+          const mode = (await stat(file)).mode & 0o777;
+          if ((mode & 0o077) !== 0) {
+            report.warn(source, 0, { path: [...at, "passwordFile"], at: "value", message: `the password file can be read by other users (found mode ${mode.toString(8).padStart(4, "0")}; expected 0600 or 0400)` });
+          }
+        }
+      } else if (typeof user.passwordEnv === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(user.passwordEnv) && user.passwordFile === undefined) {
+        const value = process.env[user.passwordEnv];
+        if (value === undefined) fail([...at, "passwordEnv"], `environment variable ${user.passwordEnv} is not set (expected it to hold the password)`, "secret");
+        else if (value === "") fail([...at, "passwordEnv"], `environment variable ${user.passwordEnv} is empty (expected it to hold the password)`, "secret");
+        else secretsFor(secrets, id).password = new Secret(value);
+      }
+    } else if (user.type === "certificate") {
+      if (typeof user.certificateFile === "string" && user.certificateFile !== "") {
+        const text = await readText(path.resolve(dir, user.certificateFile), 1024 * 1024);
+        if (typeof text !== "string") fail([...at, "certificateFile"], `cannot read the certificate (found ${found(user.certificateFile)}: ${text.message}; expected a readable PEM file)`, "config");
+        else if (!text.includes("-----BEGIN CERTIFICATE-----")) fail([...at, "certificateFile"], `not a PEM certificate (found ${found(user.certificateFile)}; expected a file with -----BEGIN CERTIFICATE-----)`, "config");
+        else secretsFor(secrets, id).userCertificatePem = text;
+      }
+      if (typeof user.privateKeyFile === "string" && user.privateKeyFile !== "") {
+        const text = await readText(path.resolve(dir, user.privateKeyFile), 1024 * 1024);
+        if (typeof text !== "string") fail([...at, "privateKeyFile"], `cannot read the private key (found ${found(user.privateKeyFile)}: ${text.message}; expected a readable PEM file)`, "secret");
+        else if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) fail([...at, "privateKeyFile"], `not a PEM private key (found ${found(user.privateKeyFile)}; expected a file with -----BEGIN PRIVATE KEY-----)`, "secret");
+        else secretsFor(secrets, id).userPrivateKey = new Secret(text);
+      }
+    }
+  }
+
+  const cloud = isRecord(raw.cloud) ? raw.cloud : {};
+  if (typeof cloud.caFile === "string" && cloud.caFile !== "") {
+    try {
+      await access(path.resolve(dir, cloud.caFile), constants.R_OK);
+    } catch (err) {
+      fail(["cloud", "caFile"], `cannot read the CA file (found ${found(cloud.caFile)}: ${fsReason(err)}; expected a readable PEM file)`, "config");
+    }
+  }
+}
+
+function secretsFor(secrets: Secrets, id: string): Secrets["machines"][string] {
+  return (secrets.machines[id] ??= {});
+}
+
+/** Reads a regular file as UTF-8, or says in words why not. */
+async function readText(file: string, maxBytes = MAX_FILE_BYTES): Promise<string | { code: string; message: string }> {
+  try {
+    const info = await stat(file);
+    // Reading a FIFO or a device such as /dev/zero would hang or never end.
+    if (!info.isFile()) return { code: "ENOTFILE", message: "not a regular file" };
+    if (info.size > maxBytes) return { code: "EFBIG", message: `too large (${info.size} bytes; at most ${maxBytes})` };
+    const bytes = await readFile(file);
+    try {
+      return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch {
+      return { code: "EILSEQ", message: "not UTF-8 text" };
+    }
+  } catch (err) {
+    return { code: (err as NodeJS.ErrnoException).code ?? "EIO", message: fsReason(err) };
+  }
+}
+
+function fsReason(err: unknown): string {
+  switch ((err as NodeJS.ErrnoException).code) {
+    case "ENOENT":
+      return "no such file";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "EISDIR":
+      return "is a directory";
+    case "ENOTDIR":
+      return "a parent is not a directory";
+    default:
+      return (err as Error).message;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+function absolutePaths(config: Config, dir: string): Config {
+  const abs = (p: string) => path.resolve(dir, p);
+  return {
+    ...config,
+    mapping: abs(config.mapping),
+    machines: config.machines.map((m) => {
+      const u = m.user;
+      const user: typeof u =
+        u.type === "username"
+          ? { ...u, ...(u.passwordFile === undefined ? {} : { passwordFile: abs(u.passwordFile) }) }
+          : u.type === "certificate"
+            ? { ...u, certificateFile: abs(u.certificateFile), privateKeyFile: abs(u.privateKeyFile) }
+            : u;
+      return { ...m, user };
+    }),
+    cloud: {
+      ...config.cloud,
+      ...(config.cloud.caFile === undefined ? {} : { caFile: abs(config.cloud.caFile) }),
+      ...(config.cloud.identity === undefined
+        ? {}
+        : { identity: { certificateFile: abs(config.cloud.identity.certificateFile), privateKeyFile: abs(config.cloud.identity.privateKeyFile) } }),
+    },
+  };
+}

@@ -1,0 +1,372 @@
+import { z } from "zod";
+import { found } from "./describe.ts";
+import { parseNodeIdString } from "./nodeid.ts";
+import { formatSize, parseSize, SIZE_FORMAT, SIZE_PATTERN } from "./size.ts";
+
+/**
+ * The single source of truth for kerf.yaml and the mapping file: the TypeScript types are
+ * inferred from it, `npm run schema` derives config/*.schema.json from it, and the loader
+ * validates with it. Messages follow one shape: "<what is wrong> (found <x>; expected <y>)".
+ */
+
+/** Error option for a check: the message names what was found and what is expected. */
+function bad(what: string, expected: string) {
+  return { error: (issue: { input?: unknown }) => `${what} (found ${found(issue.input)}; expected ${expected})` };
+}
+
+/**
+ * An object that refuses unknown fields. The message carries the allowed field names; the
+ * loader turns it into one line per unknown field (see issues.ts).
+ */
+function strict<T extends z.core.$ZodLooseShape>(shape: T) {
+  const allowed = Object.keys(shape).join(", ");
+  return z.strictObject(shape, { error: (issue) => (issue.code === "unrecognized_keys" ? allowed : undefined) });
+}
+
+/**
+ * Cross-field checks run even when a field already failed, so that one run reports all
+ * problems; they therefore read the value defensively (it may be partly invalid).
+ */
+const evenWithErrors = { when: () => true };
+
+function str(value: unknown): string | undefined {
+  return typeof value === "string" ? value : undefined;
+}
+
+function field(value: unknown, key: string): unknown {
+  return value !== null && typeof value === "object" ? (value as Record<string, unknown>)[key] : undefined;
+}
+
+function list(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+
+function describe<T extends z.ZodType>(schema: T, description: string): T {
+  return schema.meta({ description });
+}
+
+/** Whole milliseconds within [min, max]. */
+function millis(min: number, max: number) {
+  return z.int().min(min).max(max);
+}
+
+/** A byte size: a number, or a string with a unit; always a number of bytes after parsing. */
+function byteSize(min: number, max: number) {
+  return z
+    .union([z.number(), z.string().regex(SIZE_PATTERN, { error: (issue) => `not a size (found ${found(issue.input)}; expected ${SIZE_FORMAT})` })])
+    .transform((value, ctx) => {
+      if (typeof value === "number") return value;
+      const bytes = parseSize(value);
+      if (bytes === undefined) {
+        ctx.addIssue({ code: "custom", input: value, message: `not a size (found ${found(value)}; expected ${SIZE_FORMAT})` });
+        return z.NEVER;
+      }
+      return bytes;
+    })
+    .pipe(
+      z
+        .int()
+        .min(min, bad("size too small", `at least ${formatSize(min)}`))
+        .max(max, bad("size too large", `at most ${formatSize(max)}`)),
+    );
+}
+
+const filePath = z.string().min(1).refine((p) => !p.includes("\0"), bad("not a file path", "a path without NUL characters"));
+
+// ---------------------------------------------------------------------------------------------
+// Connector config (kerf.yaml)
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
+export const SECURITY_MODES = ["None", "Sign", "SignAndEncrypt"] as const;
+export const SECURITY_POLICIES = ["None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"] as const;
+/** Policies that OPC UA has deprecated (SHA-1, weak key sizes): only with allowDeprecated: true. */
+export const DEPRECATED_POLICIES: ReadonlySet<string> = new Set(["Basic128Rsa15", "Basic256"]);
+const CURRENT_POLICIES = "Basic256Sha256, Aes128_Sha256_RsaOaep or Aes256_Sha256_RsaPss";
+
+export const MACHINE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const machineId = z.string().regex(MACHINE_ID, bad("not a valid machine id", "1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"));
+
+const instance = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, bad("not a valid instance id", "1-63 lower-case letters, digits or '-', starting with a letter or digit"));
+
+const ENDPOINT_FORMAT = "opc.tcp://host:port[/path]";
+const ENDPOINT = /^opc\.tcp:\/\/[^\s/?#]+/;
+// The regex goes into the JSON Schema; the refine adds what a regex cannot, and stays quiet when
+// the regex already failed (one message per field). `abort` would do that too, but it also
+// stops the cross-field checks elsewhere in the file.
+const endpoint = z
+  .string()
+  .regex(ENDPOINT, bad("not an OPC UA endpoint", ENDPOINT_FORMAT))
+  .refine((s) => !ENDPOINT.test(s) || URL.canParse(s), bad("not an OPC UA endpoint", ENDPOINT_FORMAT));
+
+const security = strict({
+  mode: describe(z.enum(SECURITY_MODES).default("SignAndEncrypt"), "Message security mode. Default SignAndEncrypt."),
+  policy: describe(z.enum(SECURITY_POLICIES).default("Basic256Sha256"), "Security policy. Default Basic256Sha256."),
+  allowDeprecated: describe(z.boolean().default(false), "Must be true to use the deprecated policies Basic128Rsa15 or Basic256."),
+}).superRefine((value, ctx) => {
+  const mode = str(field(value, "mode"));
+  const policy = str(field(value, "policy"));
+  // Only judge the combination of values that are themselves valid.
+  if (!SECURITY_MODES.some((m) => m === mode) || !SECURITY_POLICIES.some((p) => p === policy)) return;
+  if (mode === "None" && policy !== "None") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["policy"],
+      input: policy,
+      message: `mode None sends everything in clear, so it cannot use a security policy (found policy ${policy}; expected policy None, or mode Sign or SignAndEncrypt)`,
+    });
+  } else if (mode !== "None" && policy === "None") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["policy"],
+      input: policy,
+      message: `mode ${mode} needs a security policy (found policy None; expected ${CURRENT_POLICIES}, or mode None)`,
+    });
+  }
+  if (policy !== undefined && DEPRECATED_POLICIES.has(policy) && field(value, "allowDeprecated") !== true) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["policy"],
+      input: policy,
+      message: `policy ${policy} is deprecated and needs allowDeprecated: true (found ${policy}; expected ${CURRENT_POLICIES})`,
+    });
+  }
+}, evenWithErrors);
+
+const anonymousUser = strict({ type: z.literal("anonymous") });
+
+const usernameUser = strict({
+  type: z.literal("username"),
+  username: z.string().min(1).max(256),
+  passwordFile: describe(filePath.optional(), "File holding the password (a trailing newline is ignored)."),
+  // The value is not echoed on error: someone may have pasted the password here by mistake.
+  passwordEnv: describe(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "not an environment variable name (expected letters, digits and '_', not starting with a digit)").optional(),
+    "Environment variable holding the password.",
+  ),
+}).superRefine((u, ctx) => {
+  const file = field(u, "passwordFile");
+  const env = field(u, "passwordEnv");
+  if (file === undefined && env === undefined) {
+    ctx.addIssue({ code: "custom", path: [], input: undefined, message: "a username needs a password source (found neither passwordFile nor passwordEnv; expected exactly one of them)" });
+  } else if (file !== undefined && env !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["passwordEnv"], input: undefined, message: "two password sources (found both passwordFile and passwordEnv; expected exactly one of them)" });
+  }
+}, evenWithErrors);
+
+const certificateUser = strict({
+  type: z.literal("certificate"),
+  certificateFile: filePath,
+  privateKeyFile: filePath,
+});
+
+const user = z.discriminatedUnion("type", [anonymousUser, usernameUser, certificateUser]);
+
+const machine = strict({
+  id: describe(machineId, "The machine's id in the cloud; unique within this config."),
+  endpoint: describe(endpoint, "OPC UA endpoint URL, opc.tcp://host:port[/path]."),
+  security: security.default({ mode: "SignAndEncrypt", policy: "Basic256Sha256", allowDeprecated: false }),
+  user: describe(user.default({ type: "anonymous" }), "How the connector identifies itself to the server. Default anonymous."),
+  connectTimeoutMs: millis(100, 600_000).default(10_000),
+  sessionTimeoutMs: millis(1_000, 3_600_000).default(60_000),
+}).superRefine((m, ctx) => {
+  if (field(m.user, "type") === "username" && field(m.security, "mode") === "None") {
+    ctx.addIssue({
+      code: "custom",
+      path: ["security", "mode"],
+      input: "None",
+      message: "a password must not travel over an unsecured channel (found security mode None with a username; expected mode Sign or SignAndEncrypt)",
+    });
+  }
+}, evenWithErrors);
+
+const PIN_FORMAT = `"sha256/" followed by the base64 SHA-256 of the key's SubjectPublicKeyInfo (44 characters)`;
+const PIN = /^sha256\/[A-Za-z0-9+/]{43}=$/;
+const pin = z
+  .string()
+  .regex(PIN, bad("not an SPKI pin", PIN_FORMAT))
+  // 43 base64 characters carry 258 bits: the last one must leave the 2 spare bits zero.
+  .refine((s) => {
+    const b64 = s.slice("sha256/".length);
+    return !PIN.test(s) || Buffer.from(b64, "base64").toString("base64") === b64;
+  }, bad("not an SPKI pin", PIN_FORMAT));
+
+const URL_FORMAT = "https://host[:port][/path], without user or password";
+const HTTPS = /^https:\/\//;
+const cloudUrl = z
+  .string()
+  .regex(HTTPS, bad("not an https URL", URL_FORMAT))
+  .refine((s) => !HTTPS.test(s) || isHttpsUrl(s), bad("not an https URL", URL_FORMAT));
+
+function isHttpsUrl(s: string): boolean {
+  if (!URL.canParse(s)) return false;
+  const url = new URL(s);
+  // Credentials in the URL would be a secret in the config file, and in every log of the URL.
+  return url.protocol === "https:" && url.hostname !== "" && url.username === "" && url.password === "";
+}
+
+const cloud = strict({
+  url: describe(cloudUrl, "Base URL of the cloud ingest API; https only."),
+  pins: describe(
+    z
+      .array(pin)
+      .min(1)
+      .superRefine((pins, ctx) => {
+        list(pins).forEach((p, i) => {
+          const first = list(pins).indexOf(p);
+          if (typeof p === "string" && first !== i) ctx.addIssue({ code: "custom", path: [i], input: p, message: `duplicate pin (found the pin of pins[${first}] again; expected each pin once)` });
+        });
+      }, evenWithErrors),
+    'SPKI pins "sha256/<base64>" of the cloud key or its CA; at least one, plus a backup pin.',
+  ),
+  caFile: describe(filePath.optional(), "PEM trust anchors for the cloud's chain; default: the system CAs."),
+  identity: describe(
+    strict({ certificateFile: filePath, privateKeyFile: filePath }).optional(),
+    "The connector's client certificate and key; default: files in <state-dir>/identity/.",
+  ),
+  concurrency: describe(z.int().min(1).max(16).default(2), "POST requests in flight, 1..16. Default 2."),
+  requestTimeoutMs: millis(100, 600_000).default(30_000),
+  retry: strict({
+    initialDelayMs: millis(1, 600_000).default(500),
+    maxDelayMs: millis(1, 3_600_000).default(30_000),
+  })
+    .superRefine((r, ctx) => {
+      const initial = field(r, "initialDelayMs");
+      const max = field(r, "maxDelayMs");
+      if (typeof max === "number" && typeof initial === "number" && max < initial) {
+        ctx.addIssue({ code: "custom", path: ["maxDelayMs"], input: max, message: `maxDelayMs is below initialDelayMs (found ${max}; expected at least ${initial})` });
+      }
+    }, evenWithErrors)
+    .default({ initialDelayMs: 500, maxDelayMs: 30_000 }),
+  batch: describe(
+    strict({
+      maxItems: z.int().min(1).max(1_000_000).default(5000),
+      maxBytes: describe(byteSize(1024, 64 * 1024 ** 2).prefault("1MiB"), `Bytes per POST: ${SIZE_FORMAT}. Default 1MiB.`),
+    }).default({ maxItems: 5000, maxBytes: 1024 ** 2 }),
+    "Limits of one POST.",
+  ),
+});
+
+export const WHEN_FULL = ["dropOldest"] as const;
+
+const buffer = strict({
+  // prefault: the default is given as the user would write it, and parsed like their value.
+  maxBytes: describe(byteSize(1024 ** 2, Number.MAX_SAFE_INTEGER).prefault("1GiB"), `Disk used by the buffer: ${SIZE_FORMAT}. Default 1GiB, minimum 1MiB.`),
+  whenFull: describe(z.enum(WHEN_FULL).default("dropOldest"), "What happens when the buffer is full: dropOldest deletes the oldest data and counts it."),
+});
+
+export const ConfigSchema = strict({
+  instance: describe(instance, "This connector's id."),
+  log: strict({ level: z.enum(LOG_LEVELS).default("info") }).default({ level: "info" }),
+  mapping: describe(filePath, "The node-id mapping file, relative to this file's directory."),
+  machines: z
+    .array(machine)
+    .min(1)
+    .superRefine((machines, ctx) => {
+      const seen = new Map<string, number>();
+      list(machines).forEach((m, i) => {
+        const id = str(field(m, "id"));
+        if (id === undefined) return;
+        const first = seen.get(id);
+        if (first === undefined) seen.set(id, i);
+        else ctx.addIssue({ code: "custom", path: [i, "id"], input: id, message: `duplicate machine id (found ${found(id)}, already used by machines[${first}]; expected each id once)` });
+      });
+    }, evenWithErrors),
+  cloud,
+  buffer: buffer.default({ maxBytes: 1024 ** 3, whenFull: "dropOldest" }),
+}).meta({ title: "Kerf connector configuration", description: "kerf.yaml: see config/kerf.example.yaml for every option with its default." });
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type MachineConfig = Config["machines"][number];
+export type SecurityConfig = MachineConfig["security"];
+export type UserConfig = MachineConfig["user"];
+export type CloudConfig = Config["cloud"];
+export type BufferConfig = Config["buffer"];
+
+// ---------------------------------------------------------------------------------------------
+// Node-id mapping (mapping.yaml)
+
+export const DATA_POINT_KEY = /^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,199}$/;
+
+const dataPointKey = z.string().regex(DATA_POINT_KEY, bad("not a valid data point key", "1-200 letters, digits, '_', '.', ':', '/' or '-', not starting with '.', ':', '/' or '-'"));
+
+const nodeId = z.string().superRefine((s, ctx) => {
+  try {
+    parseNodeIdString(s);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", input: s, message: (err as Error).message });
+  }
+});
+
+const samplingInterval = z
+  .int()
+  .min(0, bad("a sampling interval cannot be negative", "0 (as fast as the server can) or a number of milliseconds; leave it out to use the group's value"))
+  .max(3_600_000);
+const queueSize = z.int().min(1).max(10_000);
+
+const mappedNode = strict({
+  key: describe(dataPointKey, "The data point's key in the cloud; unique per machine."),
+  node: describe(nodeId, "OPC UA NodeId string: [ns=<index>;|nsu=<uri>;](i=|s=|g=|b=)<identifier>."),
+  samplingInterval: describe(samplingInterval.optional(), "Overrides the group's samplingInterval."),
+  queueSize: describe(queueSize.optional(), "Overrides the group's queueSize."),
+  discardOldest: describe(z.boolean().optional(), "Overrides the group's discardOldest."),
+  unit: describe(z.string().min(1).max(64).optional(), "Engineering unit sent with the values, e.g. rpm."),
+});
+
+const group = strict({
+  name: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, bad("not a valid group name", "1-64 letters, digits, '_', '.' or '-'")),
+  publishingInterval: describe(z.int().min(10).max(3_600_000).default(1000), "Milliseconds between publish responses (one subscription per group). Default 1000, minimum 10."),
+  samplingInterval: describe(samplingInterval.optional(), "Milliseconds; 0 = as fast as the server can. Default: the publishingInterval."),
+  queueSize: describe(queueSize.default(10), "Values the server queues per node between publishes, 1..10000. Default 10."),
+  discardOldest: describe(z.boolean().default(true), "When a node's queue overflows, drop the oldest value (true) or the newest. Default true."),
+  nodes: z.array(mappedNode).min(1),
+}).transform((g) => {
+  // Resolve per-node settings here, so that consumers never repeat the fallback rules.
+  const sampling = g.samplingInterval ?? g.publishingInterval;
+  return {
+    ...g,
+    samplingInterval: sampling,
+    nodes: g.nodes.map((n) => ({
+      ...n,
+      samplingInterval: n.samplingInterval ?? sampling,
+      queueSize: n.queueSize ?? g.queueSize,
+      discardOldest: n.discardOldest ?? g.discardOldest,
+    })),
+  };
+});
+
+const machineMapping = strict({
+  groups: z.array(group).min(1),
+}).superRefine((m, ctx) => {
+  const groups = new Map<string, number>();
+  const keys = new Map<string, string>();
+  list(field(m, "groups")).forEach((g, gi) => {
+    const name = str(field(g, "name"));
+    const first = name === undefined ? undefined : groups.get(name);
+    if (name !== undefined && first === undefined) groups.set(name, gi);
+    else if (first !== undefined) ctx.addIssue({ code: "custom", path: ["groups", gi, "name"], input: name, message: `duplicate group name (found ${found(name)}, already used by groups[${first}]; expected each name once per machine)` });
+    list(field(g, "nodes")).forEach((n, ni) => {
+      const key = str(field(n, "key"));
+      if (key === undefined) return;
+      const prior = keys.get(key);
+      if (prior === undefined) keys.set(key, `groups[${gi}].nodes[${ni}]`);
+      else ctx.addIssue({ code: "custom", path: ["groups", gi, "nodes", ni, "key"], input: key, message: `duplicate data point key (found ${found(key)}, already used by ${prior}; expected each key once per machine)` });
+    });
+  });
+}, evenWithErrors);
+
+export const MappingSchema = strict({
+  machines: describe(
+    z
+      .record(machineId, machineMapping)
+      // A null prototype, so that a machine id such as "constructor" finds nothing inherited.
+      .transform((r) => Object.assign(Object.create(null) as Record<string, z.infer<typeof machineMapping>>, r)),
+    "Subscriptions per machine id; each id must be a machine in the connector config.",
+  ),
+}).meta({ title: "Kerf node-id mapping", description: "mapping.yaml: see config/mapping.example.yaml." });
+
+export type Mapping = z.infer<typeof MappingSchema>;
+export type MachineMapping = Mapping["machines"][string];
+export type MappingGroup = MachineMapping["groups"][number];
+export type MappedNode = MappingGroup["nodes"][number];

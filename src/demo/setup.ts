@@ -1,0 +1,132 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { stringify } from "yaml";
+import { DevCaEnroller, type Enroller } from "../certs/identity.ts";
+import { publicKeyPin } from "../certs/pins.ts";
+import { generateKeyPair, privateKeyToPem } from "../certs/x509.ts";
+import { startDevCloud, type DevCloud } from "../devcloud/index.ts";
+import type { Logger } from "../log.ts";
+import { openClientPki } from "../opcua/pki.ts";
+import type { SecurityModeName, SecurityPolicyName } from "../opcua/types.ts";
+import { startSimulator, type Simulator } from "../simulator/server.ts";
+import { loadNodeId, simulatorMapping } from "../simulator/nodes.ts";
+
+export const DEMO_INSTANCE = "kerf-demo";
+export const DEMO_MACHINE = "demo-saw";
+
+export interface DemoOptions {
+  stateDir: string;
+  logger: Logger;
+  out?: (line: string) => void;
+  /** Load counters added to the mapping, for gap and duplicate checks. */
+  load?: { count: number; periodMs: number };
+  securityMode?: SecurityModeName;
+  securityPolicy?: SecurityPolicyName;
+  /** Mapping group settings for the machine's process values. */
+  publishingInterval?: number;
+  /** Start the simulator and devcloud on these ports (0 = any). */
+  simulatorPort?: number;
+  devcloudPort?: number;
+}
+
+export interface Demo {
+  configFile: string;
+  enroller: Enroller;
+  devcloud: DevCloud;
+  simulator: Simulator;
+  units: Record<string, string>;
+  securityMode: SecurityModeName;
+  securityPolicy: SecurityPolicyName;
+  connectorStateDir: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Everything around the connector on loopback: the simulated machine, the reference cloud,
+ * the trust between them set up explicitly (no auto-accept), and the config and mapping
+ * files the connector loads like any other.
+ */
+export async function setupDemo(options: DemoOptions): Promise<Demo> {
+  const { stateDir, logger } = options;
+  const out = options.out ?? (() => undefined);
+  const securityMode = options.securityMode ?? "SignAndEncrypt";
+  const securityPolicy = options.securityPolicy ?? "Aes256_Sha256_RsaPss";
+  const connectorStateDir = path.join(stateDir, "connector");
+  mkdirSync(connectorStateDir, { recursive: true, mode: 0o700 });
+
+  const devcloud = await startDevCloud({ dir: path.join(stateDir, "devcloud"), port: options.devcloudPort ?? 0, logger: logger.child({ component: "devcloud" }) });
+  let simulator: Simulator;
+  try {
+    simulator = await startSimulator({
+      pkiDir: path.join(stateDir, "simulator-pki"),
+      port: options.simulatorPort ?? 0,
+      logger: logger.child({ component: "simulator" }),
+      ...(options.load ? { load: options.load } : {}),
+      alarmPeriodMs: 20_000,
+    });
+  } catch (err) {
+    await devcloud.stop();
+    throw err;
+  }
+  const stop = async () => {
+    await simulator.stop().catch(() => undefined);
+    await devcloud.stop().catch(() => undefined);
+  };
+
+  try {
+    // Trust both ways, explicitly, on first start: the connector's application certificate
+    // in the simulator's trust list and the simulator's in the connector's.
+    const pki = await openClientPki({ dir: path.join(connectorStateDir, "pki"), instance: DEMO_INSTANCE, logger });
+    await pki.certificateManager.trustCertificate(simulator.certificateDer);
+    await simulator.trustClientCertificate(pki.certificateDer);
+    await pki.certificateManager.dispose();
+    out(`demo: simulator ${simulator.endpointUrl} (certificate SHA-1 ${simulator.thumbprint}) and connector trust each other`);
+    out(`demo: devcloud ${devcloud.url} (pin ${devcloud.pin})`);
+
+    // A backup pin names a key that is not in service yet: the key the cloud would rotate to.
+    const backupKey = await generateKeyPair("ec");
+    const backupPin = publicKeyPin(await privateKeyToPem(backupKey.privateKey));
+
+    const map = simulatorMapping(DEMO_MACHINE);
+    const units: Record<string, string> = {};
+    for (const p of map.points) if (p.unit) units[p.key] = p.unit;
+    const pi = options.publishingInterval ?? 250;
+    const groups: unknown[] = [
+      {
+        name: "process",
+        publishingInterval: pi,
+        samplingInterval: pi,
+        queueSize: 10,
+        nodes: map.points.map((p) => ({ key: p.key, node: p.node, ...(p.unit ? { unit: p.unit } : {}) })),
+      },
+    ];
+    if (options.load) {
+      groups.push({
+        name: "load",
+        publishingInterval: options.load.periodMs,
+        samplingInterval: options.load.periodMs,
+        queueSize: 10,
+        nodes: Array.from({ length: options.load.count }, (_, i) => ({ key: `load.${String(i).padStart(5, "0")}`, node: loadNodeId(i) })),
+      });
+    }
+    const dir = path.join(stateDir, "config");
+    mkdirSync(dir, { recursive: true });
+    const configFile = path.join(dir, "kerf.yaml");
+    writeFileSync(path.join(dir, "mapping.yaml"), stringify({ machines: { [DEMO_MACHINE]: { groups } } }));
+    writeFileSync(
+      configFile,
+      stringify({
+        instance: DEMO_INSTANCE,
+        log: { level: "warn" },
+        mapping: "./mapping.yaml",
+        machines: [{ id: DEMO_MACHINE, endpoint: simulator.endpointUrl, security: { mode: securityMode, policy: securityPolicy } }],
+        cloud: { url: devcloud.url, pins: [devcloud.pin, backupPin], caFile: devcloud.ca.certFile },
+        buffer: { maxBytes: "256MiB" },
+      }),
+    );
+    return { configFile, enroller: new DevCaEnroller(devcloud.ca), devcloud, simulator, units, securityMode, securityPolicy, connectorStateDir, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,2 @@
+export { startDevCloud, type DevCloud, type DevCloudFaults, type DevCloudOptions, type FaultAnswer } from "./server.ts";
+export { CloudStore, type BatchRecord, type CloudCounts, type StoredItem } from "./store.ts";

@@ -1,0 +1,248 @@
+/**
+ * The reference cloud: an HTTPS ingest endpoint that only clients with a certificate from its
+ * dev CA can reach, implementing docs/protocol.md. The demo, the tests and the benchmark run
+ * the connector against it.
+ */
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { createServer, type Server } from "node:https";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { isIP } from "node:net";
+import { join } from "node:path";
+import type { TLSSocket } from "node:tls";
+import { promisify } from "node:util";
+import { gunzip as gunzipCallback } from "node:zlib";
+import { createDevCa, type DevCa } from "../certs/devca.ts";
+import { writeFileAtomic } from "../certs/files.ts";
+import { spkiPin } from "../certs/pins.ts";
+import type { Logger } from "../log.ts";
+import { parseEnvelope, type Envelope } from "./envelope.ts";
+import { CloudStore } from "./store.ts";
+
+const gunzip = promisify(gunzipCallback);
+
+/** What a test may inject: a status (and headers) instead of the normal answer. */
+export type FaultAnswer = number | { status: number; headers?: Record<string, string>; body?: string } | undefined;
+
+export interface DevCloudFaults {
+  /** Answer 503 to the next N ingest requests (counted down). */
+  failNext?: number;
+  /** Decides an answer for a valid ingest request before it is stored; undefined = normal handling. */
+  status?: (req: IncomingMessage, envelope: Envelope) => FaultAnswer;
+}
+
+export interface DevCloudOptions {
+  /** State directory: CA, server key, SQLite data. Reusing it keeps CA, pin and data. */
+  dir: string;
+  port?: number;
+  host?: string;
+  logger: Logger;
+  faults?: DevCloudFaults;
+  /** Largest request body, compressed and decompressed. Default 16 MiB. */
+  maxBodyBytes?: number;
+}
+
+export interface DevCloud {
+  url: string;
+  port: number;
+  host: string;
+  ca: DevCa;
+  serverCertPem: string;
+  /** SPKI pin of the server key (stable across restarts on the same dir). */
+  pin: string;
+  store: CloudStore;
+  /** Live: tests may change it while the cloud runs. */
+  faults: DevCloudFaults;
+  stop(): Promise<void>;
+}
+
+export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud> {
+  const host = options.host ?? "127.0.0.1";
+  const log = options.logger;
+  const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024 * 1024;
+  mkdirSync(options.dir, { recursive: true, mode: 0o700 });
+  const ca = await createDevCa(options.dir, "CN=Kerf Devcloud CA");
+  const server = await serverCertificate(ca, options.dir, host);
+  const store = new CloudStore(join(options.dir, "devcloud.db"));
+  const faults: DevCloudFaults = options.faults ?? {};
+
+  const https: Server = createServer(
+    {
+      cert: server.certPem,
+      key: server.keyPem,
+      ca: ca.certPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: "TLSv1.2",
+    },
+    (req, res) => {
+      handle(req, res).catch((err) => {
+        log.error({ err }, "devcloud: request failed");
+        if (!res.headersSent) send(res, 500, { error: "internal error" });
+        else res.destroy();
+      });
+    },
+  );
+  https.on("tlsClientError", (err) => log.info({ code: (err as NodeJS.ErrnoException).code, msg: err.message }, "devcloud: TLS client refused"));
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "https://devcloud");
+    const cn = clientName(req);
+    if (url.pathname === "/v1/ingest") {
+      if (req.method !== "POST") return send(res, 405, { error: `use POST for ${url.pathname}` }, { allow: "POST" });
+      store.countRequest();
+      return ingest(req, res, cn);
+    }
+    const m = /^\/v1\/machines\/([^/]+)\/(latest|items)$/.exec(url.pathname);
+    if (m && req.method === "GET") {
+      const machine = decodeURIComponent(m[1]!);
+      if (m[2] === "latest") return send(res, 200, { machine, values: store.latest(machine) });
+      const key = url.searchParams.get("key");
+      if (!key) return send(res, 400, { error: "query parameter 'key' is required" });
+      return send(res, 200, { machine, key, items: store.items(machine, key) });
+    }
+    return send(res, 404, { error: `no route ${req.method} ${url.pathname}` });
+  }
+
+  async function ingest(req: IncomingMessage, res: ServerResponse, cn: string): Promise<void> {
+    const encoding = (req.headers["content-encoding"] ?? "identity").toLowerCase();
+    if (encoding !== "gzip" && encoding !== "identity") return sendAndClose(req, res, 415, { error: `content-encoding '${encoding}' is not supported (expected gzip)` });
+    const declared = Number(req.headers["content-length"] ?? 0);
+    if (declared > maxBodyBytes) return sendAndClose(req, res, 413, { error: `body of ${declared} bytes exceeds ${maxBodyBytes}` });
+    const raw = await readBody(req, maxBodyBytes);
+    if (raw === "aborted") return;
+    if (raw === "too_large") return sendAndClose(req, res, 413, { error: `body exceeds ${maxBodyBytes} bytes` });
+    let text: Buffer;
+    if (encoding === "gzip") {
+      try {
+        // maxOutputLength bounds the memory a small, highly compressed body (a gzip bomb) can claim.
+        text = await gunzip(raw, { maxOutputLength: maxBodyBytes });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") return send(res, 413, { error: `decompressed body exceeds ${maxBodyBytes} bytes` });
+        return send(res, 400, { error: `body is not valid gzip: ${(err as Error).message}` });
+      }
+    } else text = raw;
+    let value: unknown;
+    try {
+      value = JSON.parse(text.toString("utf8"));
+    } catch (err) {
+      return send(res, 400, { error: `body is not valid JSON: ${(err as Error).message}` });
+    }
+    const parsed = parseEnvelope(value);
+    if (!parsed.ok) return send(res, 400, { error: "invalid ingest envelope", issues: parsed.issues });
+    const env = parsed.envelope;
+    if (env.connector !== cn) return send(res, 403, { error: `connector '${env.connector}' does not match the client certificate (CN '${cn}')` });
+    const idem = req.headers["idempotency-key"];
+    const expectedPrefix = `${env.connector}:`;
+    if (typeof idem !== "string" || !idem.startsWith(expectedPrefix) || !idem.endsWith(`:${env.batch}`) || idem.length > 512) {
+      return send(res, 400, { error: `Idempotency-Key must be '<connector>:<epoch>:<batch>' (expected '${env.connector}:…:${env.batch}', got '${String(idem).slice(0, 100)}')` });
+    }
+    if (faults.failNext && faults.failNext > 0) {
+      faults.failNext--;
+      return send(res, 503, { error: "injected fault" });
+    }
+    const fault = faults.status?.(req, env);
+    if (fault !== undefined) {
+      const answer = typeof fault === "number" ? { status: fault } : fault;
+      return send(res, answer.status, answer.body ?? { error: "injected fault" }, answer.headers);
+    }
+    const record = store.ingest(env.connector, env.batch, idem, env.messages);
+    send(res, 200, { accepted: record.items, duplicate: record.duplicate });
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    https.once("error", reject);
+    https.listen(options.port ?? 0, host, () => {
+      https.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (https.address() as AddressInfo).port;
+  const url = `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  log.info({ url, pin: server.pin }, "devcloud listening");
+
+  let stopped = false;
+  return {
+    url,
+    port,
+    host,
+    ca,
+    serverCertPem: server.certPem,
+    pin: server.pin,
+    store,
+    faults,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      const closed = new Promise<void>((resolve) => https.close(() => resolve()));
+      https.closeAllConnections();
+      await closed;
+      store.close();
+    },
+  };
+}
+
+/**
+ * The server key is kept in the directory so the pin survives restarts; the certificate is
+ * issued again at each start (cheap) so it always names the host it listens on.
+ */
+async function serverCertificate(ca: DevCa, dir: string, host: string) {
+  const keyFile = join(dir, "server.key");
+  const existingKey = existsSync(keyFile) ? readFileSync(keyFile, "utf8") : undefined;
+  const dnsNames = ["localhost"];
+  const ips = ["127.0.0.1", "::1"];
+  if (isIP(host) && !ips.includes(host)) ips.push(host);
+  if (!isIP(host) && !dnsNames.includes(host)) dnsNames.push(host);
+  const issued = await ca.issueServerCert({ dnsNames, ips, ...(existingKey ? { keyPem: existingKey } : {}) });
+  if (!existingKey) writeFileAtomic(keyFile, issued.keyPem, 0o600);
+  writeFileAtomic(join(dir, "server.pem"), issued.certPem, 0o644);
+  return { certPem: issued.certPem, keyPem: issued.keyPem, pin: spkiPin(issued.certPem) };
+}
+
+function clientName(req: IncomingMessage): string {
+  // rejectUnauthorized guarantees a verified client certificate from our CA by the time we get here.
+  const cert = (req.socket as TLSSocket).getPeerCertificate();
+  const cn = cert?.subject?.CN;
+  return Array.isArray(cn) ? (cn[0] ?? "") : (cn ?? "");
+}
+
+/**
+ * The body, "too_large" as soon as it grows past `limit` (the rest is left unread), or
+ * "aborted" if the client went away first.
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | "too_large" | "aborted"> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (result: Buffer | "too_large" | "aborted") => {
+      req.off("data", onData);
+      req.off("end", onEnd);
+      req.off("close", onClose);
+      resolve(result);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.pause();
+        finish("too_large");
+      } else chunks.push(chunk);
+    };
+    const onEnd = () => finish(Buffer.concat(chunks));
+    const onClose = () => finish("aborted");
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("close", onClose);
+  });
+}
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+/** Answers, then closes the connection: the rest of the request body is not going to be read. */
+function sendAndClose(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
+  send(res, status, body, { connection: "close" });
+  res.on("finish", () => req.socket.destroySoon?.());
+}

@@ -1,0 +1,46 @@
+import { X509Certificate } from "node:crypto";
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { OPCUACertificateManager } from "node-opcua-certificate-manager";
+import type { Logger } from "../log.ts";
+
+export interface ClientPki {
+  certificateManager: OPCUACertificateManager;
+  applicationUri: string;
+  certificateFile: string;
+  privateKeyFile: string;
+  certificateDer: Buffer;
+}
+
+/**
+ * The connector's OPC UA application instance PKI under `<state-dir>/pki`
+ * (own, trusted, rejected, issuers, CRLs). Unknown server certificates are
+ * refused: node-opcua's default manager would accept them automatically.
+ */
+export async function openClientPki(options: { dir: string; instance: string; logger: Logger }): Promise<ClientPki> {
+  const { dir, instance, logger } = options;
+  const certificateManager = new OPCUACertificateManager({
+    rootFolder: dir,
+    automaticallyAcceptUnknownCertificate: false,
+    keySize: 2048,
+  });
+  await certificateManager.initialize();
+  const applicationUri = `urn:kerf:${instance}`;
+  const certificateFile = path.join(certificateManager.rootDir, "own/certs/client_certificate.pem");
+  const privateKeyFile = path.join(certificateManager.rootDir, "own/private/private_key.pem");
+  if (!existsSync(certificateFile)) {
+    // node-opcua would make one with its vendor's subject and the host name; ours names the instance.
+    await certificateManager.createSelfSignedCertificate({
+      outputFile: certificateFile,
+      subject: `/CN=kerf ${instance}/O=Kerf`,
+      applicationUri,
+      dns: ["localhost"],
+      startDate: new Date(Date.now() - 60_000),
+      validity: 365 * 2,
+    });
+    logger.info({ certificateFile, applicationUri }, "created the OPC UA application instance certificate");
+  }
+  const certificateDer = new X509Certificate(await readFile(certificateFile)).raw;
+  return { certificateManager, applicationUri, certificateFile, privateKeyFile, certificateDer };
+}

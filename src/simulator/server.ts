@@ -1,0 +1,195 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { OPCUACertificateManager } from "node-opcua-certificate-manager";
+import { nodesets } from "node-opcua-nodesets";
+import { SecurityPolicy } from "node-opcua-secure-channel";
+import { OPCUAServer } from "node-opcua-server";
+import { MessageSecurityMode } from "node-opcua-service-secure-channel";
+import type { Logger } from "../log.ts";
+import { buildLoad, validateLoad, type LoadOptions, type RunningLoad } from "./load.ts";
+import { routeOpcuaLogging } from "./logging.ts";
+import { SIMULATOR_NAMESPACE_URI } from "./nodes.ts";
+import { disposeQuietly, openServerPki } from "./pki.ts";
+import { buildMachine, type RunningMachine } from "./woodworking.ts";
+
+export interface SimulatorOptions {
+  /** Default 0: the OS picks a free port; read it back from `port`. */
+  port?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** The server's own PKI folder (own key and certificate, trusted/, rejected/, user/). */
+  pkiDir: string;
+  /** Load mode: `count` UInt32 counters under Objects/Load, all +1 every `periodMs`. */
+  load?: LoadOptions;
+  /** Username tokens accepted; none by default. */
+  users?: { username: string; password: string }[];
+  /** Default true. */
+  allowAnonymous?: boolean;
+  logger: Logger;
+  maxSessions?: number;
+  maxSubscriptionsPerSession?: number;
+  maxMonitoredItemsPerCall?: number;
+  /** How often the machine's process values move; default 100 ms. */
+  tickMs?: number;
+  /** One dust-extraction alarm (active, then cleared) per period; default 60 s. */
+  alarmPeriodMs?: number;
+  /** Seed of the machine's noise, for repeatable runs. */
+  seed?: number;
+  /** Pick up certificates copied into trusted/ while running (file watchers); default false. */
+  watchTrustStore?: boolean;
+}
+
+export interface Simulator {
+  /** opc.tcp://<host>:<port>, reachable from this machine. */
+  endpointUrl: string;
+  port: number;
+  /** The server's application instance certificate (DER). */
+  certificateDer: Buffer;
+  /** PEM file of that certificate. */
+  certificateFile: string;
+  /** SHA-1 thumbprint of the certificate, lower-case hex. */
+  thumbprint: string;
+  applicationUri: string;
+  certificateManager: OPCUACertificateManager;
+  /** Our own namespace, "urn:kerf:simulator". */
+  namespaceUri: string;
+  /** Milliseconds from the call to a listening server. */
+  startupMs: number;
+  /** Lets a client's application certificate open secure channels. */
+  trustClientCertificate(der: Buffer): Promise<void>;
+  /** Lets a certificate log in as an X.509 user identity token. */
+  trustUserCertificate(der: Buffer): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Every security policy node-opcua implements, each offered with Sign and SignAndEncrypt. */
+export const SECURITY_POLICIES = [
+  SecurityPolicy.None,
+  SecurityPolicy.Basic128Rsa15,
+  SecurityPolicy.Basic256,
+  SecurityPolicy.Basic256Sha256,
+  SecurityPolicy.Aes128_Sha256_RsaOaep,
+  SecurityPolicy.Aes256_Sha256_RsaPss,
+];
+
+const NODESETS = [
+  nodesets.standard,
+  nodesets.di,
+  nodesets.ia, // Machinery requires it
+  nodesets.machinery,
+  nodesets.isa95JobControl, // Machinery Jobs requires it; Woodworking requires both
+  nodesets.machineryJobs,
+  nodesets.woodWorking,
+];
+
+/** Starts the simulated woodworking machine: an OPC UA server with one WwMachineType. */
+export async function startSimulator(options: SimulatorOptions): Promise<Simulator> {
+  const started = performance.now();
+  const log = options.logger.child({ component: "simulator" });
+  if (options.load) validateLoad(options.load);
+  const host = options.host ?? "127.0.0.1";
+  const wildcard = host === "0.0.0.0" || host === "::";
+  routeOpcuaLogging(options.logger);
+
+  const pki = await openServerPki(options.pkiDir, { watchTrustStore: options.watchTrustStore, hosts: [host] });
+  const pkiMs = performance.now() - started;
+  let machine: RunningMachine | undefined;
+  let load: RunningLoad | undefined;
+  let server: OPCUAServer | undefined;
+  try {
+    server = new OPCUAServer({
+      port: options.port ?? 0,
+      host,
+      // the hostname goes into the advertised endpoint URLs; a wildcard host advertises the FQDN
+      hostname: wildcard ? undefined : host,
+      serverCertificateManager: pki.certificateManager,
+      userCertificateManager: pki.userCertificateManager,
+      serverInfo: {
+        applicationUri: pki.applicationUri,
+        productUri: SIMULATOR_NAMESPACE_URI,
+        applicationName: { text: "Kerf Simulator", locale: "en" },
+      },
+      buildInfo: { productName: "Kerf Simulator", manufacturerName: "Kerf", softwareVersion: "0.1.0" },
+      nodeset_filename: NODESETS,
+      securityPolicies: SECURITY_POLICIES,
+      securityModes: [MessageSecurityMode.None, MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt],
+      allowAnonymous: options.allowAnonymous ?? true,
+      userManager: { isValidUser: userCheck(options.users ?? []) },
+      serverCapabilities: {
+        maxSessions: options.maxSessions,
+        maxSubscriptionsPerSession: options.maxSubscriptionsPerSession,
+        // 0: an item that asks for sampling interval 0 gets every change, not one per 50 ms window;
+        // the load counters rely on it to be exact at any period
+        minSupportedSampleRate: 0,
+        operationLimits: { maxMonitoredItemsPerCall: options.maxMonitoredItemsPerCall },
+      },
+    });
+    await server.initialize();
+    const initializedMs = performance.now() - started;
+    const addressSpace = server.engine.addressSpace;
+    if (!addressSpace) throw new Error("node-opcua server has no address space after initialize()");
+    const ns = addressSpace.registerNamespace(SIMULATOR_NAMESPACE_URI);
+    machine = buildMachine(addressSpace, ns, log, { tickMs: options.tickMs, alarmPeriodMs: options.alarmPeriodMs, seed: options.seed });
+    if (options.load) load = buildLoad(addressSpace, ns, options.load, log);
+    const builtMs = performance.now() - started;
+    await server.start();
+    log.debug({ pkiMs: Math.round(pkiMs), initializedMs: Math.round(initializedMs), builtMs: Math.round(builtMs) }, "startup phases");
+  } catch (err) {
+    machine?.stop();
+    load?.stop();
+    await server?.shutdown().catch(() => undefined);
+    await disposeQuietly(pki.certificateManager);
+    await disposeQuietly(pki.userCertificateManager);
+    throw err;
+  }
+
+  const port = server.endpoints[0]!.port;
+  const urlHost = wildcard ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  const endpointUrl = `opc.tcp://${urlHost}:${port}`;
+  const startupMs = Math.round(performance.now() - started);
+  log.info({ endpointUrl, thumbprint: pki.thumbprint, startupMs }, "simulator listening");
+
+  let stopping: Promise<void> | undefined;
+  const running = server;
+  return {
+    endpointUrl,
+    port,
+    certificateDer: pki.certificateDer,
+    certificateFile: pki.certificateFile,
+    thumbprint: pki.thumbprint,
+    applicationUri: pki.applicationUri,
+    certificateManager: pki.certificateManager,
+    namespaceUri: SIMULATOR_NAMESPACE_URI,
+    startupMs,
+    trustClientCertificate: (der) => pki.certificateManager.trustCertificate(der),
+    trustUserCertificate: (der) => pki.userCertificateManager.trustCertificate(der),
+    stop: () => {
+      stopping ??= (async () => {
+        machine?.stop();
+        load?.stop();
+        await running.shutdown();
+        await disposeQuietly(pki.certificateManager);
+        await disposeQuietly(pki.userCertificateManager);
+        log.info("simulator stopped");
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Constant-time check of a username and password against the configured list. */
+function userCheck(users: readonly { username: string; password: string }[]) {
+  const digest = (s: string) => createHash("sha256").update(s, "utf8").digest();
+  const known = users.map((u) => ({ user: digest(u.username), pass: digest(u.password) }));
+  return (username: string, password: string): boolean => {
+    const user = digest(username);
+    const pass = digest(password);
+    let ok = false;
+    for (const k of known) {
+      // evaluate both comparisons every time so timing does not reveal which one failed
+      const userOk = timingSafeEqual(k.user, user);
+      const passOk = timingSafeEqual(k.pass, pass);
+      ok = ok || (userOk && passOk);
+    }
+    return ok;
+  };
+}

@@ -1,0 +1,79 @@
+/**
+ * The one place that turns undici and TLS errors into KerfErrors with messages an operator
+ * can act on. Callers match on the code: UPLINK_PIN_MISMATCH, UPLINK_NO_CLIENT_CERT,
+ * UPLINK_TLS or UPLINK_NETWORK.
+ */
+import { subscribe } from "node:diagnostics_channel";
+import { KerfError, type KerfErrorCode } from "../errors.ts";
+
+// A cloud that refuses our client certificate usually just closes the connection after the
+// handshake (Node's TLS server does; TLS 1.3 finishes the client's side of the handshake
+// first), so the client sees "other side closed" on its first request. The same error on a
+// connection that has already carried a response means something else (a restart, a proxy),
+// so we remember, through undici's diagnostics channels, which sockets have been answered.
+const requestSocket = new WeakMap<object, object>();
+const answeredSockets = new WeakSet<object>();
+const firstRequestErrors = new WeakSet<object>();
+
+subscribe("undici:client:sendHeaders", (msg) => {
+  const { request, socket } = msg as { request: object; socket: object };
+  requestSocket.set(request, socket);
+});
+subscribe("undici:request:headers", (msg) => {
+  const socket = requestSocket.get((msg as { request: object }).request);
+  if (socket) answeredSockets.add(socket);
+});
+subscribe("undici:request:error", (msg) => {
+  const { request, error } = msg as { request: object; error: unknown };
+  const socket = requestSocket.get(request);
+  if (socket && !answeredSockets.has(socket) && typeof error === "object" && error !== null) firstRequestErrors.add(error);
+});
+
+const clientCertAlert = /ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED)$/;
+const closedCodes = new Set(["UND_ERR_SOCKET", "ECONNRESET", "EPIPE"]);
+const serverCertCodes = new Set([
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_REVOKED",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
+
+/** Maps any error from a request to the cloud to a KerfError naming the host and what to check. */
+export function toUplinkError(err: unknown, host: string): KerfError {
+  const found = findKerfError(err);
+  if (found) return found;
+  const e = (err ?? {}) as { code?: string; message?: string; name?: string };
+  const code = e.code ?? e.name ?? "";
+  const message = e.message ?? String(err);
+  const make = (kerfCode: KerfErrorCode, text: string) => new KerfError(kerfCode, text, { cause: err, details: [`${code}: ${message}`.trim()] });
+
+  if (clientCertAlert.test(code)) {
+    return make("UPLINK_NO_CLIENT_CERT", `the cloud at '${host}' refused our client certificate (TLS alert ${code}): check that the instance certificate is issued by a CA the cloud trusts and is not expired`);
+  }
+  if (closedCodes.has(code) && typeof err === "object" && err !== null && firstRequestErrors.has(err)) {
+    return make("UPLINK_NO_CLIENT_CERT", `the cloud at '${host}' refused our client certificate: it closed the new connection before answering (${code} ${message}); check that the instance certificate is issued by a CA the cloud trusts and is not expired`);
+  }
+  if (serverCertCodes.has(code)) {
+    return make("UPLINK_TLS", `the cloud's certificate at '${host}' was not accepted: ${code} (${message}); check cloud.caFile and the cloud's chain`);
+  }
+  if (code.includes("ALERT_HANDSHAKE_FAILURE") || code.includes("ALERT_PROTOCOL_VERSION")) {
+    return make("UPLINK_TLS", `the TLS handshake with '${host}' failed (${code}): no common TLS version (we require TLS 1.2 or later) or cipher, or the cloud requires a client certificate`);
+  }
+  if (code.startsWith("ERR_SSL_") || code.startsWith("ERR_TLS_")) {
+    return make("UPLINK_TLS", `TLS with '${host}' failed: ${code} (${message})`);
+  }
+  return make("UPLINK_NETWORK", `cannot reach the cloud at '${host}': ${code ? `${code} ` : ""}${message}`);
+}
+
+function findKerfError(err: unknown): KerfError | undefined {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof KerfError) return e;
+  }
+  return undefined;
+}

@@ -1,0 +1,106 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AttributeIds, DataType, TimestampsToReturn, type ClientSession } from "node-opcua-client";
+import { loadNodeId, SIM_NODES } from "../../src/simulator/nodes.ts";
+import type { Simulator } from "../../src/simulator/server.ts";
+import { connect, makeClientPki, sleep, startTestSimulator, tempDir, type Connected, type TestClientPki } from "./helpers.ts";
+
+const COUNT = 50;
+const PERIOD_MS = 100;
+
+let cleanup: () => Promise<void>;
+let sim: Simulator;
+let pki: TestClientPki;
+let c: Connected;
+
+beforeAll(async () => {
+  let dir: string;
+  ({ dir, cleanup } = await tempDir());
+  [sim, pki] = await Promise.all([startTestSimulator(dir, { load: { count: COUNT, periodMs: PERIOD_MS } }), makeClientPki(dir, "load-client")]);
+  await pki.certificateManager.trustCertificate(sim.certificateDer);
+  await sim.trustClientCertificate(pki.certificateDer);
+  c = await connect(sim, pki);
+});
+
+afterAll(async () => {
+  await c?.close();
+  await sim?.stop();
+  await pki?.dispose();
+  await cleanup?.();
+});
+
+async function simNs(session: ClientSession): Promise<(id: string) => string> {
+  const namespaces = await session.readNamespaceArray();
+  const index = namespaces.indexOf(sim.namespaceUri);
+  return (id) => id.replace(`nsu=${sim.namespaceUri};`, `ns=${index};`);
+}
+
+describe("machine at its default pace", () => {
+  // first in the file: the ramp is only visible during the first seconds after start
+  it("ramps the spindle up after start", async () => {
+    const ns = await simNs(c.session);
+    const sub = await c.session.createSubscription2({ requestedPublishingInterval: 100, publishingEnabled: true, maxNotificationsPerPublish: 0 });
+    const speeds: number[] = [];
+    const item = await sub.monitor(
+      { nodeId: ns(SIM_NODES.spindleSpeed), attributeId: AttributeIds.Value },
+      { samplingInterval: 50, queueSize: 20, discardOldest: true },
+      TimestampsToReturn.Both,
+    );
+    item.on("changed", (dv) => speeds.push(dv.value.value as number));
+    await sleep(800);
+    await sub.terminate();
+    expect(speeds.length).toBeGreaterThanOrEqual(5);
+    // it starts WORKING with the spindle at rest and a 1.5 s ramp
+    expect(speeds.at(-1)!).toBeGreaterThan(speeds[0]!);
+    expect(Math.max(...speeds)).toBeLessThanOrEqual(18_000 * 1.01);
+  });
+});
+
+describe("load mode", () => {
+  it("names the counters Load.Counter.00000 … in our namespace", async () => {
+    const ns = await simNs(c.session);
+    const [first, last, beyond] = await c.session.read(
+      [loadNodeId(0), loadNodeId(COUNT - 1), loadNodeId(COUNT)].map((n) => ({ nodeId: ns(n), attributeId: AttributeIds.Value })),
+    );
+    expect(loadNodeId(42)).toBe("nsu=urn:kerf:simulator;s=Load.Counter.00042");
+    expect(first!.value.dataType).toBe(DataType.UInt32);
+    expect(last!.value.dataType).toBe(DataType.UInt32);
+    expect(beyond!.statusCode.name).toBe("BadNodeIdUnknown");
+  });
+
+  it("delivers every value of every counter exactly once (no gap, no duplicate)", async () => {
+    const ns = await simNs(c.session);
+    const sub = await c.session.createSubscription2({
+      requestedPublishingInterval: PERIOD_MS,
+      publishingEnabled: true,
+      maxNotificationsPerPublish: 0,
+      requestedLifetimeCount: 100,
+      requestedMaxKeepAliveCount: 10,
+    });
+    const received: number[][] = Array.from({ length: COUNT }, () => []);
+    const stamps: number[][] = Array.from({ length: COUNT }, () => []);
+    const group = await sub.monitorItems(
+      Array.from({ length: COUNT }, (_, i) => ({ nodeId: ns(loadNodeId(i)), attributeId: AttributeIds.Value })),
+      // sampling interval 0: the counters are exception-based, every change is pushed
+      { samplingInterval: 0, queueSize: 10, discardOldest: true },
+      TimestampsToReturn.Both,
+    );
+    group.on("changed", (item, dv, index) => {
+      received[index]!.push(dv.value.value as number);
+      stamps[index]!.push(dv.sourceTimestamp!.getTime());
+    });
+    await sleep(1500);
+    await sub.terminate();
+
+    for (let i = 0; i < COUNT; i++) {
+      const values = received[i]!;
+      // ~15 periods in 1.5 s; allow for timer slack on a busy machine
+      expect(values.length, `counter ${i}`).toBeGreaterThanOrEqual(10);
+      for (let k = 1; k < values.length; k++) expect(values[k], `counter ${i} at ${k}`).toBe(values[k - 1]! + 1);
+      // each update carries its own source timestamp
+      for (let k = 1; k < values.length; k++) expect(stamps[i]![k]!).toBeGreaterThan(stamps[i]![k - 1]!);
+    }
+    // lockstep: all counters started at the same value (the current one at subscription time)
+    const firsts = new Set(received.map((v) => v[0]));
+    expect(firsts.size).toBeLessThanOrEqual(2);
+  });
+});
