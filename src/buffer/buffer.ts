@@ -50,9 +50,11 @@
  * ## Space reuse
  * Deleted pages go to SQLite's free list and new batches reuse them, so a steady flow
  * keeps the file at the size of its backlog. The file is created with
- * `auto_vacuum = INCREMENTAL`; maintenance (every 500 deletions, when the buffer drains
- * and 5 s have passed, and at close) returns a large free list to the file system with
- * `incremental_vacuum` (bounded per run) and resets the WAL with `wal_checkpoint(TRUNCATE)`.
+ * `auto_vacuum = INCREMENTAL`. Maintenance runs every 500 deletions, when the buffer has
+ * drained and 5 s have passed since the last run, and at close. When at least a quarter of
+ * the file is free, it returns free pages to the file system with `incremental_vacuum`
+ * (at most 64 MiB per run while open, all at close); then `wal_checkpoint(TRUNCATE)`
+ * empties the WAL.
  * Between those, SQLite's auto-checkpoint (1000 pages) and `journal_size_limit` (4 MiB)
  * bound the WAL.
  */
@@ -102,8 +104,8 @@ export interface BufferOptions {
 const DROP_REASONS: readonly DropReason[] = ["buffer_full", "rejected", "too_large"];
 const MAINTAIN_EVERY_DELETES = 500;
 const MAINTAIN_WHEN_DRAINED_MS = 5000;
-/** Free pages returned per maintenance run, so one run stays short (16 MiB at 4 KiB pages). */
-const VACUUM_PAGES_PER_RUN = 4096;
+/** Free pages returned per maintenance run, so one run stays short (64 MiB at 4 KiB pages). */
+const VACUUM_PAGES_PER_RUN = 16384;
 /** Vacuum only when the free list is at least this many pages and a quarter of the file. */
 const VACUUM_MIN_FREE_PAGES = 256;
 
@@ -332,7 +334,7 @@ export class DurableBuffer {
     this.#closed = true;
     this.#evictLog.flush();
     this.#tooLargeLog.flush();
-    this.#maintain();
+    this.#maintain(Number.MAX_SAFE_INTEGER, 1);
     this.#db.close();
   }
 
@@ -440,18 +442,18 @@ export class DurableBuffer {
   #afterDeletes(n: number): void {
     this.#deletesSinceMaintenance += n;
     const drained = this.#stored.batches === 0 && Date.now() - this.#lastMaintenance >= MAINTAIN_WHEN_DRAINED_MS;
-    if (this.#deletesSinceMaintenance >= MAINTAIN_EVERY_DELETES || drained) this.#maintain();
+    if (this.#deletesSinceMaintenance >= MAINTAIN_EVERY_DELETES || drained) this.#maintain(VACUUM_PAGES_PER_RUN, VACUUM_MIN_FREE_PAGES);
   }
 
   /** Returns a large free list to the file system and truncates the WAL. Never throws. */
-  #maintain(): void {
+  #maintain(maxPages: number, minFreePages: number): void {
     this.#deletesSinceMaintenance = 0;
     this.#lastMaintenance = Date.now();
     try {
       const free = (this.#db.prepare("PRAGMA freelist_count").get() as { freelist_count: number }).freelist_count;
       const pages = (this.#db.prepare("PRAGMA page_count").get() as { page_count: number }).page_count;
-      if (free >= VACUUM_MIN_FREE_PAGES && free * 4 >= pages) {
-        this.#db.exec(`PRAGMA incremental_vacuum(${Math.min(free, VACUUM_PAGES_PER_RUN)})`);
+      if (free >= minFreePages && free * 4 >= pages) {
+        this.#db.exec(`PRAGMA incremental_vacuum(${Math.min(free, maxPages)})`);
       }
       this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     } catch (err) {

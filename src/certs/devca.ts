@@ -123,7 +123,8 @@ export class CertAuthority {
         throw new KerfError("CERT_INVALID", `the certificate request is not a valid PKCS#10 PEM: ${(err as Error).message}`);
       }
       // Proof of possession: only the holder of the private key can have signed the request.
-      if (!(await csr.verify())) throw new KerfError("CERT_INVALID", "the certificate request's signature does not verify (no proof of possession of the key)");
+      const verified = await csr.verify().catch(() => false);
+      if (!verified) throw new KerfError("CERT_INVALID", "the certificate request's signature does not verify (no proof of possession of the key)");
       publicKey = csr.publicKey;
     } else if (options.publicKeyPem) {
       publicKey = new x509.PublicKey(options.publicKeyPem);

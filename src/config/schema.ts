@@ -53,7 +53,7 @@ function millis(min: number, max: number) {
 /** A byte size: a number, or a string with a unit; always a number of bytes after parsing. */
 function byteSize(min: number, max: number) {
   return z
-    .union([z.number(), z.string().regex(SIZE_PATTERN, { error: (issue) => `not a size (found ${found(issue.input)}; expected ${SIZE_FORMAT})` })])
+    .union([z.number(), z.string().regex(SIZE_PATTERN, bad("not a size", SIZE_FORMAT))])
     .transform((value, ctx) => {
       if (typeof value === "number") return value;
       const bytes = parseSize(value);

@@ -104,7 +104,9 @@ export async function setupDemo(options: DemoOptions): Promise<Demo> {
       groups.push({
         name: "load",
         publishingInterval: options.load.periodMs,
-        samplingInterval: options.load.periodMs,
+        // 0 = report every change: sampling at the counters' own period would now and then
+        // fall between two ticks and skip a value.
+        samplingInterval: 0,
         queueSize: 10,
         nodes: Array.from({ length: options.load.count }, (_, i) => ({ key: `load.${String(i).padStart(5, "0")}`, node: loadNodeId(i) })),
       });

@@ -58,6 +58,7 @@ export class MachineSession extends EventEmitter {
   #lastDataAt: number | null = null;
   #connects = 0;
   #online = false;
+  #lastDelivered = new Map<string, string>();
   #lastStatus = "";
 
   constructor(options: MachineSessionOptions) {
@@ -96,7 +97,7 @@ export class MachineSession extends EventEmitter {
       this.#setState(this.#connects === 0 ? "connecting" : "reconnecting");
       let reason: string;
       try {
-        const lost = await this.#connect();
+        const { lost } = await this.#connect();
         attempt = 0;
         this.#connects++;
         this.#setState("connected");
@@ -118,8 +119,11 @@ export class MachineSession extends EventEmitter {
     if (this.#online) this.#reportStatus("offline", "connector stopping");
   }
 
-  /** Connects and subscribes; resolves to a promise that settles with the reason the connection ended. */
-  async #connect(): Promise<Promise<string>> {
+  /**
+   * Connects and subscribes. `lost` settles with the reason the connection ended; it is
+   * wrapped in an object because an async function would otherwise wait for it.
+   */
+  async #connect(): Promise<{ lost: Promise<string> }> {
     const spec = this.#spec;
     const client = OPCUAClient.create({
       applicationName: "Kerf",
@@ -162,6 +166,7 @@ export class MachineSession extends EventEmitter {
       logger: this.#log,
       onData: () => (this.#lastDataAt = Date.now()),
       onFailure: (reason) => settle(reason),
+      lastDelivered: this.#lastDelivered,
     });
     await this.#subscriptions.create();
     this.#lastError = null;
@@ -170,7 +175,7 @@ export class MachineSession extends EventEmitter {
       "connected and subscribed",
     );
     if (this.#stopping) settle("connector stopping");
-    return lost;
+    return { lost };
   }
 
   async #teardown(): Promise<void> {

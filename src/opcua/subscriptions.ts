@@ -27,6 +27,12 @@ export interface SubscriptionSetOptions {
   logger: Logger;
   onData: () => void;
   onFailure: (reason: string) => void;
+  /**
+   * The last value delivered per key, kept by the session across reconnects: the first
+   * notification of a new monitored item repeats the server's current value, and a value
+   * that has not changed since the previous connection must not reach the cloud twice.
+   */
+  lastDelivered: Map<string, string>;
 }
 
 /**
@@ -93,9 +99,17 @@ export class SubscriptionSet {
         this.itemCount++;
       }
     });
+    const seen = new Uint8Array(batch.length);
     monitored.on("changed", (_mi: ClientMonitoredItemBase, dataValue: DataValue, index: number) => {
       const spec = batch[index]!.spec;
-      this.#pending.push({ key: spec.key, v: encodeVariant(dataValue.value), q: dataValue.statusCode.value, t: dataValueTime(dataValue) });
+      const item: Item = { key: spec.key, v: encodeVariant(dataValue.value), q: dataValue.statusCode.value, t: dataValueTime(dataValue) };
+      const fingerprint = `${item.t}|${item.q}|${JSON.stringify(item.v)}`;
+      if (seen[index] === 0) {
+        seen[index] = 1;
+        if (this.#o.lastDelivered.get(spec.key) === fingerprint) return;
+      }
+      this.#o.lastDelivered.set(spec.key, fingerprint);
+      this.#pending.push(item);
       this.#scheduleFlush();
     });
   }

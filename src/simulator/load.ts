@@ -1,28 +1,16 @@
 import type { AddressSpace, Namespace, UAVariable } from "node-opcua-address-space";
 import { StatusCodes } from "node-opcua-status-code";
 import { DataType, Variant } from "node-opcua-variant";
-import { KerfError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { loadCounterId, MAX_LOAD_COUNT } from "./nodes.ts";
+import { validateLoad, type LoadOptions } from "./load-options.ts";
+import { loadCounterId } from "./nodes.ts";
 
-export interface LoadOptions {
-  count: number;
-  periodMs: number;
-}
+export type { LoadOptions };
 
 export interface RunningLoad {
   /** How many periods have passed: the value every counter holds now. */
   readonly value: number;
   stop(): void;
-}
-
-export function validateLoad(load: LoadOptions): void {
-  if (!Number.isInteger(load.count) || load.count < 1 || load.count > MAX_LOAD_COUNT) {
-    throw new KerfError("USAGE", `load count must be a whole number in 1..${MAX_LOAD_COUNT}, got ${load.count}`);
-  }
-  if (!Number.isInteger(load.periodMs) || load.periodMs < 10) {
-    throw new KerfError("USAGE", `load period must be a whole number of milliseconds ≥ 10, got ${load.periodMs}`);
-  }
 }
 
 /**

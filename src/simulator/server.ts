@@ -4,8 +4,10 @@ import { nodesets } from "node-opcua-nodesets";
 import { SecurityPolicy } from "node-opcua-secure-channel";
 import { OPCUAServer } from "node-opcua-server";
 import { MessageSecurityMode } from "node-opcua-service-secure-channel";
+import { KerfError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { buildLoad, validateLoad, type LoadOptions, type RunningLoad } from "./load.ts";
+import { buildLoad, type RunningLoad } from "./load.ts";
+import { validateLoad, type LoadOptions } from "./load-options.ts";
 import { routeOpcuaLogging } from "./logging.ts";
 import { SIMULATOR_NAMESPACE_URI } from "./nodes.ts";
 import { disposeQuietly, openServerPki } from "./pki.ts";
@@ -139,7 +141,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     await server?.shutdown().catch(() => undefined);
     await disposeQuietly(pki.certificateManager);
     await disposeQuietly(pki.userCertificateManager);
-    throw err;
+    throw listenError(err, host, options.port ?? 0);
   }
 
   const port = server.endpoints[0]!.port;
@@ -174,6 +176,15 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       return stopping;
     },
   };
+}
+
+/** A port in use or not allowed is the user's to fix: say so without a stack trace. */
+function listenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === "EADDRINUSE") return new KerfError("USAGE", `cannot listen on ${host}:${port}: the port is in use; choose another with --port`, { cause: err });
+  if (code === "EACCES") return new KerfError("USAGE", `cannot listen on ${host}:${port}: not allowed (ports below 1024 need privileges)`, { cause: err });
+  if (code === "EADDRNOTAVAIL") return new KerfError("USAGE", `cannot listen on ${host}:${port}: no such address on this machine; check --host`, { cause: err });
+  return err;
 }
 
 /** Constant-time check of a username and password against the configured list. */

@@ -3,7 +3,7 @@ import { makeEUInformation, standardUnits } from "node-opcua-data-access";
 import { DataType, VariantArrayType, type VariantOptions } from "node-opcua-variant";
 import type { Logger } from "../log.ts";
 import { createDustAlarm } from "./alarms.ts";
-import { MACHINE_NAME, MACHINERY_NAMESPACE_URI, WOODWORKING_NAMESPACE_URI } from "./nodes.ts";
+import { MACHINE_NAME, MACHINERY_NAMESPACE_URI, WOODWORKING_NAMESPACE_URI, WW_STATE } from "./nodes.ts";
 import { MachineSimulation, type MachineSnapshot } from "./simulation.ts";
 
 export interface MachineOptions {
@@ -168,12 +168,12 @@ export function buildMachine(addressSpace: AddressSpace, ns: Namespace, logger: 
   });
 
   const simulation = new MachineSimulation({ alarmPeriodMs: options.alarmPeriodMs, seed: options.seed });
-  const alarm = createDustAlarm(ns, { machine, input: dustAirflowOk, airflow: dustAirflow });
+  createDustAlarm(ns, { machine, input: dustAirflowOk, airflow: dustAirflow });
 
   let last: Partial<MachineSnapshot> = {};
   const publish = (s: Readonly<MachineSnapshot>) => {
     const changed = <K extends keyof MachineSnapshot>(k: K) => last[k] !== s[k];
-    const working = s.state === 3;
+    const working = s.state === WW_STATE.WORKING;
     set(spindleSpeed, { dataType: DataType.Double, value: s.spindleRpm });
     set(feedRate, { dataType: DataType.Double, value: s.feedRate });
     set(values.feedSpeed, { dataType: DataType.Double, value: s.feedRate });
@@ -190,7 +190,7 @@ export function buildMachine(addressSpace: AddressSpace, ns: Namespace, logger: 
       set(overview.state, { dataType: DataType.Int32, value: s.state });
       set(flags.recipeInRun, { dataType: DataType.Boolean, value: working });
       set(flags.workpiecePresent, { dataType: DataType.Boolean, value: working });
-      set(flags.error, { dataType: DataType.Boolean, value: s.state === 4 });
+      set(flags.error, { dataType: DataType.Boolean, value: s.state === WW_STATE.ERROR });
     }
     if (changed("mode")) set(overview.mode, { dataType: DataType.Int32, value: s.mode });
     if (changed("program")) {
@@ -224,10 +224,7 @@ export function buildMachine(addressSpace: AddressSpace, ns: Namespace, logger: 
   return {
     machine,
     simulation,
-    stop: () => {
-      clearInterval(timer);
-      alarm.removeAllListeners();
-    },
+    stop: () => clearInterval(timer),
   };
 }
 

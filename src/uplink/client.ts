@@ -48,8 +48,9 @@ const serverCertCodes = new Set([
 export function toUplinkError(err: unknown, host: string): KerfError {
   const found = findKerfError(err);
   if (found) return found;
-  const e = (err ?? {}) as { code?: string; message?: string; name?: string };
-  const code = e.code ?? e.name ?? "";
+  const e = (err ?? {}) as { code?: unknown; message?: string; name?: string };
+  // DOMExceptions (AbortSignal timeouts) carry a numeric legacy code; their name says more.
+  const code = typeof e.code === "string" ? e.code : (e.name ?? "");
   const message = e.message ?? String(err);
   const make = (kerfCode: KerfErrorCode, text: string) => new KerfError(kerfCode, text, { cause: err, details: [`${code}: ${message}`.trim()] });
 
@@ -67,6 +68,9 @@ export function toUplinkError(err: unknown, host: string): KerfError {
   }
   if (code.startsWith("ERR_SSL_") || code.startsWith("ERR_TLS_")) {
     return make("UPLINK_TLS", `TLS with '${host}' failed: ${code} (${message})`);
+  }
+  if (code === "TimeoutError" || code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT") {
+    return make("UPLINK_NETWORK", `the cloud at '${host}' did not answer in time (${code}); the request will be retried under the same idempotency key`);
   }
   return make("UPLINK_NETWORK", `cannot reach the cloud at '${host}': ${code ? `${code} ` : ""}${message}`);
 }

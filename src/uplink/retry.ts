@@ -25,7 +25,7 @@ export interface RetryOptions {
   maxRetryAfterMs?: number;
 }
 
-export const defaultRetryOptions: Required<RetryOptions> = { initialDelayMs: 500, maxDelayMs: 60_000, maxRetryAfterMs: 300_000 };
+export const defaultRetryOptions: Required<RetryOptions> = { initialDelayMs: 500, maxDelayMs: 30_000, maxRetryAfterMs: 300_000 };
 
 export type Outcome = { status: number; headers: Record<string, string | string[] | undefined> } | { error: unknown };
 

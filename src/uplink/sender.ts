@@ -4,7 +4,8 @@
  * cloud has answered 200 (acknowledged), or when it is dead-lettered (rejected, too large).
  *
  * Backoff is shared: one failed request pauses all new requests, because when the cloud or
- * the network is down every request would fail alike, and hammering it helps nobody.
+ * the network is down every request would fail alike, and hammering it helps nobody. Until a
+ * request succeeds again, only one is in flight at a time.
  */
 import { EventEmitter } from "node:events";
 import { promisify } from "node:util";
@@ -177,7 +178,10 @@ export class Sender extends EventEmitter<SenderEvents> {
         await this.#wait(pause);
         continue;
       }
-      const free = this.#o.concurrency - this.#inFlight.size;
+      // After a failure only one request goes out at a time, a probe, until one succeeds: a cloud
+      // that is down sees one connector request per backoff period, not `concurrency` of them.
+      const limit = this.#health.consecutiveFailures > 0 ? 1 : this.#o.concurrency;
+      const free = limit - this.#inFlight.size;
       if (free <= 0) {
         await this.#wait(this.#o.pollIntervalMs);
         continue;

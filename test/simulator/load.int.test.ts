@@ -15,7 +15,12 @@ let c: Connected;
 beforeAll(async () => {
   let dir: string;
   ({ dir, cleanup } = await tempDir());
-  [sim, pki] = await Promise.all([startTestSimulator(dir, { load: { count: COUNT, periodMs: PERIOD_MS } }), makeClientPki(dir, "load-client")]);
+  [sim, pki] = await Promise.all([startTestSimulator(dir, {
+      load: { count: COUNT, periodMs: PERIOD_MS },
+      maxMonitoredItemsPerCall: 60,
+      maxSessions: 3,
+      maxSubscriptionsPerSession: 3,
+    }), makeClientPki(dir, "load-client")]);
   await pki.certificateManager.trustCertificate(sim.certificateDer);
   await sim.trustClientCertificate(pki.certificateDer);
   c = await connect(sim, pki);
@@ -102,5 +107,30 @@ describe("load mode", () => {
     // lockstep: all counters started at the same value (the current one at subscription time)
     const firsts = new Set(received.map((v) => v[0]));
     expect(firsts.size).toBeLessThanOrEqual(2);
+  });
+});
+
+describe("server limits", () => {
+  it("advertises and enforces monitored items per call, subscriptions per session and sessions", async () => {
+    const [perCall, sessions, subsPerSession] = await c.session.read(
+      ["i=11714", "i=24095", "i=24098"].map((nodeId) => ({ nodeId, attributeId: AttributeIds.Value })),
+    );
+    expect([perCall!.value.value, sessions!.value.value, subsPerSession!.value.value]).toEqual([60, 3, 3]);
+
+    const ns = await simNs(c.session);
+    const sub = await c.session.createSubscription2({ requestedPublishingInterval: 500, publishingEnabled: true });
+    const items = Array.from({ length: 61 }, (_, i) => ({ nodeId: ns(loadNodeId(i % COUNT)), attributeId: AttributeIds.Value }));
+    await expect(sub.monitorItems(items, { samplingInterval: 0, queueSize: 1 }, TimestampsToReturn.Both)).rejects.toThrow(/BadTooManyOperations/);
+    const more = [await c.session.createSubscription2({ requestedPublishingInterval: 500 }), await c.session.createSubscription2({ requestedPublishingInterval: 500 })];
+    await expect(c.session.createSubscription2({ requestedPublishingInterval: 500 })).rejects.toThrow(/BadTooManySubscriptions/);
+    for (const s of [sub, ...more]) await s.terminate();
+
+    const extra: Connected[] = [];
+    try {
+      extra.push(await connect(sim, pki), await connect(sim, pki));
+      await expect(connect(sim, pki)).rejects.toThrow(/BadTooManySessions/);
+    } finally {
+      for (const e of extra) await e.close();
+    }
   });
 });

@@ -7,12 +7,12 @@ import {
   DataType,
   MessageSecurityMode,
   NodeClass,
-  SecurityPolicy,
   TimestampsToReturn,
   UserTokenType,
   type ClientSession,
   type Variant,
 } from "node-opcua-client";
+import { isKerfError } from "../../src/errors.ts";
 import { SIM_NODES, WOODWORKING_NAMESPACE_URI } from "../../src/simulator/nodes.ts";
 import type { Simulator } from "../../src/simulator/server.ts";
 import { connect, makeClientPki, sleep, startTestSimulator, tempDir, type TestClientPki } from "./helpers.ts";
@@ -101,7 +101,7 @@ describe("secure connection", () => {
     const c = await connect(sim, trusted);
     try {
       const endpoints = await c.client.getEndpoints();
-      const offered = new Set(endpoints.map((e) => `${e.securityPolicyUri.split("#")[1]}/${MessageSecurityMode[e.securityMode]}`));
+      const offered = new Set(endpoints.map((e) => `${(e.securityPolicyUri ?? "").split("#")[1]}/${MessageSecurityMode[e.securityMode]}`));
       for (const policy of ["Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"]) {
         expect(offered).toContain(`${policy}/Sign`);
         expect(offered).toContain(`${policy}/SignAndEncrypt`);
@@ -126,6 +126,14 @@ describe("secure connection", () => {
     await expect(
       connect(sim, trusted, { userIdentity: { type: UserTokenType.UserName, userName: "operator", password: "wrong" } }),
     ).rejects.toThrow(/BadUserAccessDenied|BadIdentityTokenRejected|BadIdentityTokenInvalid/);
+  });
+  it("accepts an X.509 user token only once its certificate is trusted for users", async () => {
+    const privateKey = await fs.readFile(path.join(stranger.certificateManager.rootDir, "own/private/private_key.pem"), "utf8");
+    const userIdentity = { type: UserTokenType.Certificate as const, certificateData: stranger.certificateDer, privateKey };
+    await expect(connect(sim, trusted, { userIdentity })).rejects.toThrow(/Bad/);
+    await sim.trustUserCertificate(stranger.certificateDer);
+    const ok = await connect(sim, trusted, { userIdentity });
+    await ok.close();
   });
 });
 
@@ -212,5 +220,13 @@ describe("alarms", () => {
     } finally {
       await c.close();
     }
+  });
+});
+
+describe("startup errors", () => {
+  it("reports a port in use as a usage error", async () => {
+    const err = await startTestSimulator(path.join(dir, "second"), { port: sim.port }).catch((e: unknown) => e);
+    expect(isKerfError(err, "USAGE")).toBe(true);
+    expect((err as Error).message).toBe(`cannot listen on 127.0.0.1:${sim.port}: the port is in use; choose another with --port`);
   });
 });

@@ -45,8 +45,8 @@ export interface TestTlsServer {
  * A raw TLS server that answers each HTTP request with 200 "ok". Being raw lets it count the
  * decrypted bytes each connection receives, which an https server hides from us.
  */
-export async function startTlsServer(options: tls.TlsOptions & { chainPem: string; keyPem: string }): Promise<TestTlsServer> {
-  const { chainPem, keyPem, ...rest } = options;
+export async function startTlsServer(options: tls.TlsOptions & { chainPem: string; keyPem: string; holdAll?: boolean }): Promise<TestTlsServer> {
+  const { chainPem, keyPem, holdAll, ...rest } = options;
   const sockets = new Set<tls.TLSSocket>();
   const held: tls.TLSSocket[] = [];
   const ok = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
@@ -65,8 +65,8 @@ export async function startTlsServer(options: tls.TlsOptions & { chainPem: strin
         const head = pending.slice(0, end);
         pending = pending.slice(end + 4);
         state.requests++;
-        // A request for /hold keeps its connection busy until releaseHeld().
-        if (head.startsWith("GET /hold ")) held.push(socket);
+        // A request for /hold (any request, with holdAll) keeps its connection busy until releaseHeld().
+        if (holdAll || head.startsWith("GET /hold ")) held.push(socket);
         else socket.write(ok);
       }
     });

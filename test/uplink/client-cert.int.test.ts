@@ -1,0 +1,106 @@
+/**
+ * The cloud side of mutual TLS: the devcloud lets in only clients with a current certificate
+ * from its CA, and the uplink reports a refusal as UPLINK_NO_CLIENT_CERT, not as a socket error.
+ */
+import tls from "node:tls";
+import { Agent, request } from "undici";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createDevCa } from "../../src/certs/devca.ts";
+import { startDevCloud, type DevCloud } from "../../src/devcloud/server.ts";
+import type { KerfError } from "../../src/errors.ts";
+import { silentLogger } from "../../src/log.ts";
+import { createUplinkAgent } from "../../src/uplink/agent.ts";
+import { toUplinkError } from "../../src/uplink/client.ts";
+import { clientIdentity, tempDir } from "./helpers.ts";
+
+let cloud: DevCloud;
+let removeDir: () => Promise<void>;
+let otherCaDir: string;
+const cleanup: Array<() => Promise<unknown>> = [];
+
+beforeAll(async () => {
+  const tmp = await tempDir("kerf-mtls-");
+  removeDir = tmp.remove;
+  otherCaDir = `${tmp.dir}/other-ca`;
+  cloud = await startDevCloud({ dir: `${tmp.dir}/cloud`, logger: silentLogger() });
+});
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!().catch(() => undefined);
+});
+afterAll(async () => {
+  await cloud.stop();
+  await removeDir();
+});
+
+function track(agent: Agent): Agent {
+  cleanup.push(() => agent.close());
+  return agent;
+}
+
+/** A GET /v1/machines/m1/latest: the status, or the uplink's KerfError. */
+async function probe(agent: Agent): Promise<number | KerfError> {
+  try {
+    const res = await request(`${cloud.url}/v1/machines/m1/latest`, { dispatcher: agent });
+    await res.body.text();
+    return res.statusCode;
+  } catch (err) {
+    return toUplinkError(err, new URL(cloud.url).host);
+  }
+}
+
+const code = (r: number | KerfError) => (typeof r === "number" ? r : r.code);
+
+describe("client certificates at the devcloud", () => {
+  it("a current certificate from the cloud's CA gets in", async () => {
+    const id = await clientIdentity(cloud.ca, "line-1");
+    expect(await probe(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() })))).toBe(200);
+  });
+
+  it("no client certificate: refused, reported as UPLINK_NO_CLIENT_CERT with a clear message", async () => {
+    const agent = track(new Agent({ connect: { ca: cloud.ca.certPem, maxCachedSessions: 0 } }));
+    const result = await probe(agent);
+    expect(code(result)).toBe("UPLINK_NO_CLIENT_CERT");
+    expect((result as KerfError).message).toMatch(/refused our client certificate/);
+    expect((result as KerfError).message).toContain(new URL(cloud.url).host);
+  });
+
+  it("a certificate from another CA: refused", async () => {
+    const other = await createDevCa(otherCaDir);
+    const id = await clientIdentity(other, "line-1");
+    expect(code(await probe(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() }))))).toBe("UPLINK_NO_CLIENT_CERT");
+  });
+
+  it("an expired certificate from the right CA: refused", async () => {
+    const day = 86400_000;
+    const id = await clientIdentity(cloud.ca, "line-1", { notBefore: new Date(Date.now() - 30 * day), notAfter: new Date(Date.now() - day) });
+    expect(code(await probe(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() }))))).toBe("UPLINK_NO_CLIENT_CERT");
+  });
+
+  it("a certificate that is not valid yet: refused", async () => {
+    const day = 86400_000;
+    const id = await clientIdentity(cloud.ca, "line-1", { notBefore: new Date(Date.now() + day), notAfter: new Date(Date.now() + 30 * day) });
+    expect(code(await probe(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() }))))).toBe("UPLINK_NO_CLIENT_CERT");
+  });
+
+  it("a client limited to TLS 1.1: refused during the handshake", async () => {
+    const id = await clientIdentity(cloud.ca, "line-1");
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = tls.connect({
+        host: "127.0.0.1",
+        port: cloud.port,
+        ...id,
+        ca: cloud.ca.certPem,
+        minVersion: "TLSv1",
+        maxVersion: "TLSv1.1",
+        ciphers: "DEFAULT@SECLEVEL=0",
+      });
+      socket.once("secureConnect", () => {
+        socket.destroy();
+        resolve(`connected with ${socket.getProtocol()}`);
+      });
+      socket.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    });
+    expect(outcome).not.toMatch(/^connected/);
+    expect(outcome).toMatch(/ERR_SSL|ECONNRESET|EPROTO/);
+  });
+});
