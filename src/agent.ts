@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Agent as UndiciAgent } from "undici";
 import { DurableBuffer, type BufferStats } from "./buffer/buffer.ts";
-import { HEALTH_INTERVAL_MS, writeHealth } from "./health.ts";
+import { HEALTH_INTERVAL_MS, memorySnapshot, writeHealth } from "./health.ts";
 import { ensureIdentity, type Enroller } from "./certs/identity.ts";
 import { loadIdentityFiles } from "./certs/files.ts";
 import type { LoadedConfig } from "./config/load.ts";
@@ -98,6 +98,7 @@ export class Agent {
         sessions: h.sessions.map((s) => ({ machine: s.machine, state: s.state, lastError: s.lastError, lastDataAt: s.lastDataAt })),
         uplink: h.uplink && { lastAckAt: h.uplink.lastAckAt, consecutiveFailures: h.uplink.consecutiveFailures, lastError: h.uplink.lastError },
         buffer: { items: h.buffer.items, bytes: h.buffer.bytes, droppedItems: h.buffer.droppedItems },
+        memory: memorySnapshot(),
       });
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "cannot write the health report");

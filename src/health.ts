@@ -15,6 +15,13 @@ export interface HealthReport {
   sessions: { machine: string; state: string; lastError: string | null; lastDataAt: number | null }[];
   uplink: { lastAckAt: number | null; consecutiveFailures: number; lastError: string | null } | null;
   buffer: { items: number; bytes: number; droppedItems: number };
+  memory: { rssMb: number; heapUsedMb: number; heapTotalMb: number; externalMb: number; arrayBuffersMb: number };
+}
+
+export function memorySnapshot(): HealthReport["memory"] {
+  const m = process.memoryUsage();
+  const mb = (n: number) => Math.round(n / 1e5) / 10;
+  return { rssMb: mb(m.rss), heapUsedMb: mb(m.heapUsed), heapTotalMb: mb(m.heapTotal), externalMb: mb(m.external), arrayBuffersMb: mb(m.arrayBuffers) };
 }
 
 export function writeHealth(stateDir: string, report: HealthReport): void {

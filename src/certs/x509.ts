@@ -55,8 +55,3 @@ export async function keyPairFromPem(keyPem: string): Promise<CryptoKeyPair> {
 export function signingAlgorithmFor(key: CryptoKey): webcrypto.Algorithm | webcrypto.EcdsaParams {
   return key.algorithm.name === "ECDSA" ? { name: "ECDSA", hash: "SHA-256" } : { name: "RSASSA-PKCS1-v1_5" };
 }
-
-/** Splits a PEM bundle into its certificate blocks, in order. */
-export function splitPemCerts(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((b) => `${b}\n`) ?? [];
-}

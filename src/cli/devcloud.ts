@@ -17,7 +17,8 @@ export async function run(argv: string[]): Promise<number> {
     "devcloud",
   );
   const dir = path.resolve(values["state-dir"] ?? process.env.KERF_STATE_DIR ?? ".kerf", "devcloud");
-  const logger = createLogger({ level: values["log-level"] ?? "info", name: "devcloud" });
+  // Issuing prints the two file paths on stdout; keep the log out of the way unless asked.
+  const logger = createLogger({ level: values["log-level"] ?? (values["issue-client"] !== undefined ? "warn" : "info"), name: "devcloud" });
 
   if (values["issue-client"] !== undefined) {
     const instance = values["issue-client"];

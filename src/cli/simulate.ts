@@ -2,6 +2,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { KerfError } from "../errors.ts";
 import { createLogger } from "../log.ts";
+import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { validateLoad } from "../simulator/load-options.ts";
 import { intOption, parseCli } from "./args.ts";
 
@@ -41,6 +42,7 @@ export async function run(argv: string[]): Promise<number> {
   const pkiDir = path.join(stateDir, "simulator-pki");
 
   const logger = createLogger({ name: "kerf-simulate" });
+  routeOpcuaLogging(logger);
   // loading node-opcua takes about a second: only once the arguments are known to be good
   const { startSimulator } = await import("../simulator/server.ts");
   const sim = await startSimulator({

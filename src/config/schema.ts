@@ -171,7 +171,7 @@ const machine = strict({
   connectTimeoutMs: millis(100, 600_000).default(10_000),
   sessionTimeoutMs: millis(1_000, 3_600_000).default(60_000),
 }).superRefine((m, ctx) => {
-  if (field(m.user, "type") === "username" && field(m.security, "mode") === "None") {
+  if (field(field(m, "user"), "type") === "username" && field(field(m, "security"), "mode") === "None") {
     ctx.addIssue({
       code: "custom",
       path: ["security", "mode"],

@@ -96,6 +96,8 @@ export class CloudStore {
       } else {
         this.#s.insertBatch.run(idempotencyKey, connector, batch, items, Date.now());
         let duplicateItems = 0;
+        // The newest item of each key in this batch; one upsert per key rather than per item.
+        const newest = new Map<string, { machine: string; key: string; t: string; tMs: number; v: string; q: number }>();
         for (const m of messages) {
           if (m.kind === "data") {
             for (const item of m.items) {
@@ -103,12 +105,15 @@ export class CloudStore {
               const tMs = Date.parse(item.t);
               if (this.#s.seen.get(m.machine, item.key, tMs, item.t, v)) duplicateItems++;
               this.#s.insertItem.run(m.machine, item.key, item.t, tMs, v, item.q, connector);
-              this.#s.upsertLatest.run(m.machine, item.key, item.t, tMs, v, item.q);
+              const id = `${m.machine}\u0000${item.key}`;
+              const prev = newest.get(id);
+              if (!prev || tMs >= prev.tMs) newest.set(id, { machine: m.machine, key: item.key, t: item.t, tMs, v, q: item.q });
             }
           } else {
             this.#s.insertEvent.run(m.machine, m.kind, m.t, JSON.stringify(m), connector);
           }
         }
+        for (const n of newest.values()) this.#s.upsertLatest.run(n.machine, n.key, n.t, n.tMs, n.v, n.q);
         this.#bump("batches", 1);
         this.#bump("items", items);
         if (duplicateItems > 0) this.#bump("duplicateItems", duplicateItems);

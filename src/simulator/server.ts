@@ -8,7 +8,6 @@ import { KerfError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { buildLoad, type RunningLoad } from "./load.ts";
 import { validateLoad, type LoadOptions } from "./load-options.ts";
-import { routeOpcuaLogging } from "./logging.ts";
 import { SIMULATOR_NAMESPACE_URI } from "./nodes.ts";
 import { disposeQuietly, openServerPki } from "./pki.ts";
 import { buildMachine, type RunningMachine } from "./woodworking.ts";
@@ -90,7 +89,6 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   if (options.load) validateLoad(options.load);
   const host = options.host ?? "127.0.0.1";
   const wildcard = host === "0.0.0.0" || host === "::";
-  routeOpcuaLogging(options.logger);
 
   const pki = await openServerPki(options.pkiDir, { watchTrustStore: options.watchTrustStore, hosts: [host] });
   const pkiMs = performance.now() - started;

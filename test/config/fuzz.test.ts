@@ -86,11 +86,14 @@ function mutate(root: Json, steps: number[], value: unknown, deleteIt: boolean):
 
 const mutation = fc.record({ steps: fc.array(fc.nat(20), { minLength: 1, maxLength: 7 }), value: anyValue, deleteIt: fc.boolean() });
 
+// CI runs a fixed seed so that a landing does not depend on luck; local runs explore new inputs.
+const ciSeed = process.env.CI ? { seed: 20261123 } : {};
+
 describe("the loader never crashes", () => {
   it("on random YAML-ish text (config and mapping)", async () => {
     await fc.assert(
       fc.asyncProperty(yamlish, yamlish, async (config, mapping) => check(config, mapping)),
-      { numRuns: 200 },
+      { numRuns: 200, ...ciSeed },
     );
   });
 
@@ -106,7 +109,7 @@ describe("the loader never crashes", () => {
           if (!Array.isArray(config)) config = { ...config, ...extra };
           await check(stringify(config), stringify(mapping));
         }),
-        { numRuns: 200 },
+        { numRuns: 200, ...ciSeed },
       );
     } finally {
       delete process.env.KERF_FUZZ_PW;

@@ -11,7 +11,7 @@ const COUNTERS = 20;
 const repo = path.resolve(import.meta.dirname, "../..");
 
 function startConnector(demo: Demo): ChildProcess {
-  const child = spawn(process.execPath, [path.join(repo, "bin/kerf.js"), "run", "--config", demo.configFile, "--state-dir", demo.connectorStateDir], {
+  const child = spawn(path.join(repo, "bin/kerf.js"), ["run", "--config", demo.configFile, "--state-dir", demo.connectorStateDir], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   child.stderr!.setEncoding("utf8").on("data", () => undefined);

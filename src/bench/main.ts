@@ -1,0 +1,245 @@
+/**
+ * End-to-end benchmark: the simulator in load mode, devcloud, the connector as its own
+ * process (real buffer, real mTLS uplink) and, in the same run, a bare node-opcua client
+ * that only counts the same changes (the ceiling).
+ *
+ *   npm run bench [-- --nodes 1000 --period 100 --seconds 20 --mode SignAndEncrypt --policy Basic256Sha256]
+ *   npm run bench -- --scenario all      the issue targets: 10k/s, 50k/s and 100k items
+ *
+ * Prints a table and one JSON line per scenario.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { ensureIdentity } from "../certs/identity.ts";
+import { DEMO_INSTANCE, DEMO_MACHINE, setupDemo } from "../demo/setup.ts";
+import { createLogger } from "../log.ts";
+import { routeOpcuaLogging } from "../opcua/logging.ts";
+import { openClientPki } from "../opcua/pki.ts";
+import type { SecurityModeName, SecurityPolicyName } from "../opcua/types.ts";
+
+interface Scenario {
+  name: string;
+  nodes: number;
+  periodMs: number;
+  seconds: number;
+  mode: SecurityModeName;
+  policy: SecurityPolicyName;
+}
+
+const repo = path.resolve(import.meta.dirname, "../..");
+const { values } = parseArgs({
+  options: {
+    scenario: { type: "string", default: "10k" },
+    nodes: { type: "string" },
+    period: { type: "string" },
+    seconds: { type: "string" },
+    mode: { type: "string", default: "SignAndEncrypt" },
+    policy: { type: "string", default: "Basic256Sha256" },
+    "node-options": { type: "string" },
+  },
+});
+
+const presets: Record<string, Omit<Scenario, "mode" | "policy">> = {
+  "10k": { name: "10k changes/s (1,000 nodes × 100 ms)", nodes: 1000, periodMs: 100, seconds: 20 },
+  "50k": { name: "50k changes/s (5,000 nodes × 100 ms)", nodes: 5000, periodMs: 100, seconds: 20 },
+  "100k-items": { name: "100,000 items × 1 s", nodes: 100_000, periodMs: 1000, seconds: 30 },
+};
+
+function scenarios(): Scenario[] {
+  const sec = { mode: values.mode as SecurityModeName, policy: values.policy as SecurityPolicyName };
+  if (values.nodes || values.period) {
+    const nodes = Number(values.nodes ?? 1000);
+    const periodMs = Number(values.period ?? 100);
+    return [{ name: `${nodes} nodes × ${periodMs} ms`, nodes, periodMs, seconds: Number(values.seconds ?? 20), ...sec }];
+  }
+  const names = values.scenario === "all" ? Object.keys(presets) : values.scenario!.split(",");
+  return names.map((n) => {
+    const p = presets[n];
+    if (!p) throw new Error(`unknown scenario '${n}'; known: ${Object.keys(presets).join(", ")}, all`);
+    return { ...p, ...(values.seconds ? { seconds: Number(values.seconds) } : {}), ...sec };
+  });
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Peak RSS (VmHWM) and CPU seconds of a process, from /proc. */
+function procStats(pid: number): { peakRssMb: number; cpuSeconds: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return { peakRssMb: Math.round(hwm / 1024), cpuSeconds: ticks / 100 };
+}
+
+function waitLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error(`no expected output within ${timeoutMs} ms`)), timeoutMs);
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      buf += chunk;
+      for (const line of buf.split("\n").slice(0, -1)) {
+        if (match(line)) {
+          clearTimeout(timer);
+          resolve(line);
+        }
+      }
+      buf = buf.slice(buf.lastIndexOf("\n") + 1);
+    });
+    child.once("exit", () => reject(new Error("process exited early")));
+  });
+}
+
+async function runScenario(s: Scenario) {
+  const dir = await mkdtemp(path.join(os.tmpdir(), "kerf-bench-"));
+  const logger = createLogger({ level: "error" });
+  routeOpcuaLogging(logger);
+  const demo = await setupDemo({ stateDir: dir, logger, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
+  const children: ChildProcess[] = [];
+  try {
+    await ensureIdentity({ dir: path.join(demo.connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: demo.enroller, logger });
+    const barePki = path.join(dir, "bare-pki");
+    const pki = await openClientPki({ dir: barePki, instance: "bench-bare", logger });
+    await pki.certificateManager.trustCertificate(demo.simulator.certificateDer);
+    await demo.simulator.trustClientCertificate(pki.certificateDer);
+    await pki.certificateManager.dispose();
+
+    // The cloud side: per item, latency from source timestamp to storage, and counts per source second.
+    const latencies: number[] = [];
+    const cloudBuckets: Record<number, number> = {};
+    let firstAckAt = 0;
+    demo.devcloud.store.onBatch((b) => {
+      const now = Date.now();
+      firstAckAt ||= now;
+      for (const m of b.messages) {
+        if (m.kind !== "data") continue;
+        for (const item of m.items) {
+          if (!item.key.startsWith("load.")) continue;
+          const t = Date.parse(item.t);
+          if (latencies.length < 2_000_000) latencies.push(now - t);
+          const sec = Math.floor(t / 1000);
+          cloudBuckets[sec] = (cloudBuckets[sec] ?? 0) + 1;
+        }
+      }
+    });
+
+    const bare = spawn(process.execPath, [path.join(repo, "src/bench/bare-client.ts"), JSON.stringify({ endpointUrl: demo.simulator.endpointUrl, pkiDir: barePki, nodes: s.nodes, periodMs: s.periodMs, mode: s.mode, policy: s.policy })], { stdio: ["ignore", "pipe", "inherit"] });
+    children.push(bare);
+    await waitLine(bare, (l) => l === "ready", 120_000);
+
+    const spawnedAt = Date.now();
+    // Started through its shebang line, as `npx kerf run` starts it (with its V8 flags).
+    const connector = spawn(path.join(repo, "bin/kerf.js"), ["run", "--config", demo.configFile, "--state-dir", demo.connectorStateDir], {
+      stdio: ["ignore", "ignore", "inherit"],
+      env: { ...process.env, ...(values["node-options"] ? { NODE_OPTIONS: values["node-options"] } : {}) },
+    });
+    children.push(connector);
+    while (!firstAckAt) await new Promise((r) => setTimeout(r, 20));
+    const coldStartMs = firstAckAt - spawnedAt;
+    // Let subscription creation finish (large scenarios) before the window opens.
+    const countAll = () => Object.values(cloudBuckets).reduce((a, b) => a + b, 0);
+    let subscribedMs = NaN;
+    for (let last = -1; ; ) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const secNow = Math.floor(Date.now() / 1000) - 2;
+      if ((cloudBuckets[secNow] ?? 0) >= s.nodes * (1000 / s.periodMs) * 0.9) {
+        subscribedMs = Date.now() - spawnedAt;
+        break;
+      }
+      if (Date.now() - spawnedAt > 120_000) break;
+      last = countAll();
+      void last;
+    }
+
+    const rssAtWindowStart = procStats(connector.pid!).peakRssMb;
+    process.stderr.write(`bench: peak RSS before the window ${rssAtWindowStart} MB\n`);
+    const cpuBefore = procStats(connector.pid!);
+    const windowStart = Math.ceil(Date.now() / 1000) + 1;
+    const windowEnd = windowStart + s.seconds;
+    latencies.length = 0;
+    const memTimer = setInterval(() => {
+      try {
+        const h = JSON.parse(readFileSync(path.join(demo.connectorStateDir, "health.json"), "utf8")) as { memory: unknown };
+        process.stderr.write(`bench: connector memory ${JSON.stringify(h.memory)}\n`);
+      } catch {
+        // not written yet
+      }
+    }, 10_000);
+    await new Promise((r) => setTimeout(r, (windowEnd - Date.now() / 1000) * 1000));
+    clearInterval(memTimer);
+    const cpuAfter = procStats(connector.pid!);
+    // Give the pipeline time to deliver what was published inside the window.
+    await new Promise((r) => setTimeout(r, 3000));
+
+    bare.kill("SIGTERM");
+    const bareLine = await waitLine(bare, (l) => l.startsWith("{"), 15_000);
+    const bareBuckets = (JSON.parse(bareLine) as { buckets: Record<number, number> }).buckets;
+    const sum = (b: Record<number, number>) => {
+      let n = 0;
+      for (let sec = windowStart; sec < windowEnd; sec++) n += b[sec] ?? 0;
+      return n;
+    };
+    const delivered = sum(cloudBuckets);
+    const ceiling = sum(bareBuckets);
+    const offered = s.nodes * s.seconds * (1000 / s.periodMs);
+
+    // Loss and duplicates, counter by counter, over everything the cloud has.
+    let gaps = 0;
+    let duplicates = 0;
+    const sample = Math.min(s.nodes, 200);
+    for (let i = 0; i < sample; i++) {
+      const key = `load.${String(Math.floor((i * s.nodes) / sample)).padStart(5, "0")}`;
+      const vals = demo.devcloud.store.items(DEMO_MACHINE, key).map((x) => Number(x.v)).sort((a, b) => a - b);
+      for (let j = 1; j < vals.length; j++) {
+        const d = vals[j]! - vals[j - 1]!;
+        if (d === 0) duplicates++;
+        else if (d > 1) gaps += d - 1;
+      }
+    }
+    latencies.sort((a, b) => a - b);
+    connector.kill("SIGTERM");
+    await new Promise((r) => connector.once("exit", r));
+    return {
+      scenario: s.name,
+      nodes: s.nodes,
+      periodMs: s.periodMs,
+      security: `${s.mode}/${s.policy}`,
+      windowSeconds: s.seconds,
+      offeredPerSec: Math.round(offered / s.seconds),
+      deliveredPerSec: Math.round(delivered / s.seconds),
+      ceilingPerSec: Math.round(ceiling / s.seconds),
+      ratioToCeiling: Math.round((delivered / Math.max(1, ceiling)) * 1000) / 1000,
+      lostInSampledCounters: gaps,
+      sampledCounters: sample,
+      duplicates: duplicates + demo.devcloud.store.counts().duplicateItems,
+      latencyP50Ms: percentile(latencies, 50),
+      latencyP99Ms: percentile(latencies, 99),
+      connectorPeakRssMb: cpuAfter.peakRssMb,
+      connectorCpuPercent: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / s.seconds) * 1000) / 10,
+      coldStartToFirstAckMs: coldStartMs,
+      allSubscribedMs: subscribedMs,
+    };
+  } finally {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    await demo.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const results = [];
+for (const s of scenarios()) {
+  process.stderr.write(`bench: ${s.name}, ${s.mode}/${s.policy}, ${s.seconds} s window…\n`);
+  results.push(await runScenario(s));
+}
+const columns = Object.keys(results[0]!) as (keyof (typeof results)[number])[];
+const width = Math.max(...columns.map((c) => c.length));
+for (const c of columns) process.stdout.write(`${c.padEnd(width)}  ${results.map((r) => String(r[c]).padStart(14)).join("  ")}\n`);
+for (const r of results) process.stdout.write(JSON.stringify(r) + "\n");
+process.exit(0);
