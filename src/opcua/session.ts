@@ -10,7 +10,7 @@ import {
 } from "node-opcua-client";
 import type { Logger } from "../log.ts";
 import type { MessageSink } from "../types.ts";
-import { backoffDelay } from "./backoff.ts";
+import { backoff } from "../backoff.ts";
 import { describeConnectError } from "./connect-errors.ts";
 import type { ClientPki } from "./pki.ts";
 import { SubscriptionSet } from "./subscriptions.ts";
@@ -111,7 +111,7 @@ export class MachineSession extends EventEmitter {
       await this.#teardown();
       if (this.#stopping) break;
       this.#reportStatus("offline", reason);
-      const delay = backoffDelay(attempt++, this.#backoff);
+      const delay = backoff(++attempt, { initialDelayMs: this.#backoff.initialMs, maxDelayMs: this.#backoff.maxMs });
       this.#log.info({ delayMs: Math.round(delay) }, "reconnecting after backoff");
       await this.#sleep(delay);
     }

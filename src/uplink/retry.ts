@@ -25,6 +25,8 @@ export interface RetryOptions {
   maxRetryAfterMs?: number;
 }
 
+export { backoff } from "../backoff.ts";
+
 export const defaultRetryOptions: Required<RetryOptions> = { initialDelayMs: 500, maxDelayMs: 30_000, maxRetryAfterMs: 300_000 };
 
 export type Outcome = { status: number; headers: Record<string, string | string[] | undefined> } | { error: unknown };
@@ -54,19 +56,6 @@ export function classify(outcome: Outcome, options: { maxRetryAfterMs?: number; 
   if (configurationStatuses.has(status)) return { action: "retry", level: "error", reason: `HTTP ${status}: check cloud.url and the instance's credentials; data stays buffered` };
   if (status === 501 || (status >= 400 && status <= 499)) return { action: "reject", reason: `HTTP ${status}` };
   return { action: "retry", level: "error", reason: `HTTP ${status}: only 200 acknowledges a batch; check cloud.url and any proxy` };
-}
-
-/**
- * Capped exponential backoff with full jitter: a uniformly random delay in
- * [0, min(maxDelayMs, initialDelayMs × 2^(attempt-1))). Full jitter, rather than a fixed or
- * "equal jitter" delay, spreads the retries of a whole fleet evenly over the window, so when a
- * cloud comes back after an outage the connectors that lost it at the same moment do not return
- * in lockstep and knock it over again (the thundering herd). `attempt` counts from 1.
- */
-export function backoff(attempt: number, options: Pick<RetryOptions, "initialDelayMs" | "maxDelayMs">, random: () => number = Math.random): number {
-  const exponent = Math.min(Math.max(attempt, 1) - 1, 30);
-  const ceiling = Math.min(options.maxDelayMs, options.initialDelayMs * 2 ** exponent);
-  return Math.floor(random() * ceiling);
 }
 
 /** Retry-After as delay-seconds or an HTTP-date (RFC 9110 §10.2.3), in ms, capped; undefined if absent or unreadable. */
