@@ -172,6 +172,7 @@ export function endpointSpecs(loaded: LoadedConfig, secrets: LoadedConfig["secre
       endpointUrl: m.endpoint,
       securityMode: m.security.mode,
       securityPolicy: m.security.policy,
+      allowDeprecated: m.security.allowDeprecated,
       user:
         user.type === "username"
           ? { type: "username", username: user.username, password: secrets.machines[m.id]?.password?.reveal() ?? "" }

@@ -11,10 +11,12 @@ import {
 import type { Logger } from "../log.ts";
 import type { MessageSink } from "../types.ts";
 import { backoff } from "../backoff.ts";
+import { KerfError } from "../errors.ts";
 import { describeConnectError } from "./connect-errors.ts";
+import { checkNoDowngrade, checkUserCertificateKey, checkUserToken, DEPRECATED, selectBest } from "./security.ts";
 import type { ClientPki } from "./pki.ts";
-import { SubscriptionSet } from "./subscriptions.ts";
-import type { EndpointSpec, SessionState } from "./types.ts";
+import { keepAliveCount, SubscriptionSet } from "./subscriptions.ts";
+import type { EndpointSpec, SecurityModeName, SecurityPolicyName, SessionState } from "./types.ts";
 
 export interface MachineSessionOptions {
   spec: EndpointSpec;
@@ -125,6 +127,11 @@ export class MachineSession extends EventEmitter {
    */
   async #connect(): Promise<{ lost: Promise<string> }> {
     const spec = this.#spec;
+    checkUserCertificateKey(spec.user);
+    const { mode, policy } = spec.securityMode === "best" ? await this.#pickBest() : { mode: spec.securityMode, policy: spec.securityPolicy };
+    if (DEPRECATED.has(policy)) {
+      this.#log.warn({ policy }, `connecting with the deprecated security policy ${policy} (allowDeprecated is set for this machine)`);
+    }
     const client = OPCUAClient.create({
       applicationName: "Kerf",
       applicationUri: this.#pki.applicationUri,
@@ -132,11 +139,14 @@ export class MachineSession extends EventEmitter {
       clientCertificateManager: this.#pki.certificateManager,
       certificateFile: this.#pki.certificateFile,
       privateKeyFile: this.#pki.privateKeyFile,
-      securityMode: MessageSecurityMode[spec.securityMode],
-      securityPolicy: SecurityPolicy[spec.securityPolicy],
+      securityMode: MessageSecurityMode[mode],
+      securityPolicy: SecurityPolicy[policy],
       // The configured mode and policy must exist on the server exactly; never a weaker fallback.
       endpointMustExist: true,
-      connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 1000 },
+      // maxRetry > 0 lets node-opcua repair a broken channel: it reactivates the session on a new
+      // channel and republishes what the server still queues, which we could only redo worse.
+      // It retries for ever once repairing, so #watchRepair bounds it and then takes over.
+      connectionStrategy: { maxRetry: 1, initialDelay: 500, maxDelay: 5000, randomisationFactor: 0.5 },
       keepSessionAlive: true,
       requestedSessionTimeout: spec.sessionTimeoutMs,
       transportTimeout: spec.connectTimeoutMs,
@@ -144,41 +154,125 @@ export class MachineSession extends EventEmitter {
     this.#client = client;
     let settle!: (reason: string) => void;
     const lost = new Promise<string>((resolve) => (settle = resolve));
-    client.on("connection_lost", () => settle("connection to the server lost"));
     client.on("close", (err?: Error | null) => settle(err ? `connection closed: ${err.message}` : "connection closed"));
     this.#wake = () => settle("connector stopping");
 
     await withTimeout(client.connect(spec.endpointUrl), spec.connectTimeoutMs, "connect");
+    // What the secure channel really negotiated, and the server's description of that endpoint.
+    const channel = (client as unknown as { _secureChannel: { securityMode: MessageSecurityMode; securityPolicy: SecurityPolicy } | null })._secureChannel;
+    const endpoint = channel ? client.findEndpointForSecurity(channel.securityMode, channel.securityPolicy) : undefined;
+    const refusal = !channel || !endpoint ? "the server does not describe the endpoint of this channel" : (checkNoDowngrade(channel, mode, policy) ?? checkUserToken(endpoint, spec.user));
+    if (refusal) throw new KerfError("OPCUA_SECURITY", `${spec.machine} (${spec.endpointUrl}): ${refusal}`);
     const session = await withTimeout(client.createSession(userIdentity(spec)), spec.connectTimeoutMs, "create session");
     this.#session = session;
+    const sessionId = session.sessionId.toString();
     session.on("session_closed", () => settle("session closed by the server"));
     session.on("keepalive_failure", () => settle("session keep-alive failed"));
+    this.#watchRepair(client, session, sessionId, settle);
 
     const namespaceArray = await session.readNamespaceArray();
     const maxPerCall = await readMaxMonitoredItemsPerCall(session);
+    // After node-opcua had to make a new session (the server restarted), it recreates our monitored
+    // items with their old numeric node ids, which may now name other nodes; nothing from them may
+    // pass until we have resubscribed with freshly resolved ids.
+    const sink: MessageSink = {
+      write: (messages) => {
+        if (session.sessionId.toString() === sessionId) this.#sink.write(messages);
+        else settle("the server lost the session (restarted?); resubscribing with freshly resolved node ids");
+      },
+    };
     this.#subscriptions = new SubscriptionSet({
       session,
       machine: spec.machine,
       groups: spec.groups,
       namespaceArray,
       maxItemsPerCall: maxPerCall,
-      sink: this.#sink,
+      sink,
       logger: this.#log,
       onData: () => (this.#lastDataAt = Date.now()),
       onFailure: (reason) => settle(reason),
       lastDelivered: this.#lastDelivered,
     });
     await this.#subscriptions.create();
+    this.#watchPublishing(client, settle);
     this.#lastError = null;
-    this.#log.info(
-      { endpoint: spec.endpointUrl, securityMode: spec.securityMode, securityPolicy: spec.securityPolicy, items: this.#subscriptions.itemCount },
-      "connected and subscribed",
-    );
+    this.#selected = { mode, policy };
+    this.#log.info({ endpoint: spec.endpointUrl, securityMode: mode, securityPolicy: policy, items: this.#subscriptions.itemCount }, "connected and subscribed");
     if (this.#stopping) settle("connector stopping");
     return { lost };
   }
 
+  /** The security actually in use, once connected (what `mode: best` chose). */
+  get security(): { mode: SecurityModeName; policy: SecurityPolicyName } | null {
+    return this.#selected;
+  }
+  #selected: { mode: SecurityModeName; policy: SecurityPolicyName } | null = null;
+
+  async #pickBest(): Promise<{ mode: SecurityModeName; policy: SecurityPolicyName }> {
+    const spec = this.#spec;
+    const discovery = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 0 }, clientCertificateManager: this.#pki.certificateManager, transportTimeout: spec.connectTimeoutMs });
+    try {
+      await withTimeout(discovery.connect(spec.endpointUrl), spec.connectTimeoutMs, "connect for GetEndpoints");
+      const endpoints = await discovery.getEndpoints();
+      const best = selectBest(endpoints, spec.allowDeprecated);
+      if (!best) throw new KerfError("OPCUA_SECURITY", `mode best: the server offers no endpoint Kerf may use${spec.allowDeprecated ? "" : " (deprecated policies need allowDeprecated: true)"}`);
+      this.#log.info(best, "mode best: picked the strongest endpoint the server offers");
+      return best;
+    } finally {
+      await discovery.disconnect().catch(() => undefined);
+    }
+  }
+
+  /**
+   * node-opcua repairs a broken channel on its own; we leave it alone while it does, but only for
+   * as long as the server would keep our session. Past that, repairing can only end in a new
+   * session, which we make ourselves (with node ids resolved again), so we take over.
+   */
+  #watchRepair(client: OPCUAClient, session: ClientSession, sessionId: string, settle: (reason: string) => void): void {
+    let deadline: NodeJS.Timeout | undefined;
+    client.on("connection_lost", () => {
+      this.#setState("reconnecting");
+      this.#reportStatus("offline", "connection to the server lost");
+      this.#log.warn("connection lost; node-opcua is repairing the channel (session reactivation, republish)");
+      clearTimeout(deadline);
+      deadline = setTimeout(() => settle("the channel was not repaired in time"), Math.min(this.#spec.sessionTimeoutMs, 30_000));
+    });
+    client.on("connection_reestablished", () => {
+      clearTimeout(deadline);
+      if (session.sessionId.toString() !== sessionId) {
+        settle("the server lost the session (restarted?); resubscribing with freshly resolved node ids");
+        return;
+      }
+      this.#setState("connected");
+      this.#reportStatus("online");
+      this.#log.info("channel repaired; session and subscriptions kept");
+    });
+    client.once("close", () => clearTimeout(deadline));
+  }
+
+  /** A server that stops answering publish requests for 3 keep-alive periods is treated as gone. */
+  #watchPublishing(client: OPCUAClient, settle: (reason: string) => void): void {
+    const keepAliveMs = Math.max(...this.#spec.groups.map((g) => g.publishingInterval * keepAliveCount(g.publishingInterval)), 1000);
+    let last = Date.now();
+    const onResponse = (response: { schema?: { name?: string } }) => {
+      if (response?.schema?.name === "PublishResponse") last = Date.now();
+    };
+    client.on("receive_response", onResponse);
+    const timer = setInterval(() => {
+      if (this.#state !== "connected") {
+        last = Date.now();
+        return;
+      }
+      if (Date.now() - last > 3 * keepAliveMs) settle(`no publish response for ${Math.round((Date.now() - last) / 1000)} s (3 keep-alive periods)`);
+    }, 1000);
+    timer.unref();
+    client.once("close", () => clearInterval(timer));
+    this.#stopWatch = () => clearInterval(timer);
+  }
+  #stopWatch: () => void = () => undefined;
+
   async #teardown(): Promise<void> {
+    this.#stopWatch();
     const client = this.#client;
     const session = this.#session;
     this.#client = null;

@@ -129,7 +129,7 @@ export class SubscriptionSet {
   }
 }
 
-function keepAliveCount(publishingInterval: number): number {
+export function keepAliveCount(publishingInterval: number): number {
   // A keep-alive about every 5 s at most, so a dead server is noticed quickly.
   return Math.max(2, Math.min(100, Math.ceil(5000 / publishingInterval)));
 }

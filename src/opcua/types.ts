@@ -32,8 +32,11 @@ export interface GroupSpec {
 export interface EndpointSpec {
   machine: string;
   endpointUrl: string;
-  securityMode: SecurityModeName;
+  /** "best": the strongest endpoint the server offers, chosen on each connect. */
+  securityMode: SecurityModeName | "best";
+  /** Ignored with mode "best". */
   securityPolicy: SecurityPolicyName;
+  allowDeprecated: boolean;
   user: UserSpec;
   connectTimeoutMs: number;
   sessionTimeoutMs: number;

@@ -21,6 +21,7 @@ function spec(sim: Simulator): EndpointSpec {
     endpointUrl: sim.endpointUrl,
     securityMode: "SignAndEncrypt",
     securityPolicy: "Basic256Sha256",
+    allowDeprecated: false,
     user: { type: "anonymous" },
     connectTimeoutMs: 5000,
     sessionTimeoutMs: 20000,
