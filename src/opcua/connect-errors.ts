@@ -13,7 +13,7 @@ export function describeConnectError(err: unknown, spec: EndpointSpec): string {
   if (/BadUserAccessDenied|BadIdentityTokenRejected|BadIdentityTokenInvalid/i.test(message)) {
     return `${where}: user authentication failed: BadUserAccessDenied (check the user name and password or the user certificate)`;
   }
-  if (/cannot find endpoint|endpoint.*(not found|does not exist)|No endpoint found/i.test(message)) {
+  if (/cannot find (an )?endpoint|endpoint.*(not found|does not exist)|No endpoint found/i.test(message)) {
     return `${where}: the server offers no endpoint with security mode ${spec.securityMode} and policy ${spec.securityPolicy}; Kerf never falls back to a weaker one (kerf endpoints ${spec.endpointUrl} lists what it offers)`;
   }
   if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|timed out/i.test(message)) {

@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import { keyOperationsFromPrivateKey, makePrivateKeyFromPem } from "node-opcua-crypto";
 import {
   AttributeIds,
   MessageSecurityMode,
@@ -320,8 +321,8 @@ function userIdentity(spec: EndpointSpec): UserIdentityInfo {
       return {
         type: UserTokenType.Certificate,
         certificateData: pemToDer(user.certificatePem),
-        privateKey: user.privateKeyPem,
-      } as UserIdentityInfo;
+        keyOperations: keyOperationsFromPrivateKey(makePrivateKeyFromPem(user.privateKeyPem)),
+      };
   }
 }
 

@@ -27,6 +27,9 @@ export interface SimulatorOptions {
   allowAnonymous?: boolean;
   logger: Logger;
   maxSessions?: number;
+  /** Offer only these (default: all). Lets tests stand in for an old or misconfigured machine. */
+  securityModes?: MessageSecurityMode[];
+  securityPolicies?: SecurityPolicy[];
   maxSubscriptionsPerSession?: number;
   maxMonitoredItemsPerCall?: number;
   /** How often the machine's process values move; default 100 ms. */
@@ -110,9 +113,11 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       },
       buildInfo: { productName: "Kerf Simulator", manufacturerName: "Kerf", softwareVersion: "0.1.0" },
       nodeset_filename: NODESETS,
-      securityPolicies: SECURITY_POLICIES,
-      securityModes: [MessageSecurityMode.None, MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt],
+      securityPolicies: options.securityPolicies ?? SECURITY_POLICIES,
+      securityModes: options.securityModes ?? [MessageSecurityMode.None, MessageSecurityMode.Sign, MessageSecurityMode.SignAndEncrypt],
       allowAnonymous: options.allowAnonymous ?? true,
+      // Each client also opens a short discovery connection; many machines on one simulator need room.
+      maxConnectionsPerEndpoint: Math.max(20, 2 * (options.maxSessions ?? 10)),
       userManager: { isValidUser: userCheck(options.users ?? []) },
       serverCapabilities: {
         maxSessions: options.maxSessions,
@@ -127,6 +132,9 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     const initializedMs = performance.now() - started;
     const addressSpace = server.engine.addressSpace;
     if (!addressSpace) throw new Error("node-opcua server has no address space after initialize()");
+    // Binds ConditionRefresh(2), Acknowledge, Confirm… on ConditionType; without it a client's
+    // ConditionRefresh fails with BadInternalError ("method has not been bound").
+    addressSpace.installAlarmsAndConditionsService();
     const ns = addressSpace.registerNamespace(SIMULATOR_NAMESPACE_URI);
     machine = buildMachine(addressSpace, ns, log, { tickMs: options.tickMs, alarmPeriodMs: options.alarmPeriodMs, seed: options.seed });
     if (options.load) load = buildLoad(addressSpace, ns, options.load, log);
