@@ -16,7 +16,7 @@ export function describeConnectError(err: unknown, spec: EndpointSpec): string {
   if (/cannot find (an )?endpoint|endpoint.*(not found|does not exist)|No endpoint found/i.test(message)) {
     return `${where}: the server offers no endpoint with security mode ${spec.securityMode} and policy ${spec.securityPolicy}; Kerf never falls back to a weaker one (kerf endpoints ${spec.endpointUrl} lists what it offers)`;
   }
-  if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|timed out/i.test(message)) {
+  if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|timed out|Fail(ed)? to connect/i.test(message)) {
     return `${where}: cannot reach the server (${firstLine(message)})`;
   }
   return `${where}: ${firstLine(message)}`;

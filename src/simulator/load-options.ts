@@ -6,6 +6,8 @@ export interface LoadOptions {
   count: number;
   /** Milliseconds between steps, ≥ 10. */
   periodMs: number;
+  /** The counters' value before the first step; default 0. A restarted server can go on counting. */
+  start?: number;
 }
 
 /** Checked before node-opcua is even loaded, so a typo fails at once. */

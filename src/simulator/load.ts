@@ -34,11 +34,11 @@ export function buildLoad(addressSpace: AddressSpace, ns: Namespace, load: LoadO
       organizedBy: folder,
       dataType: "UInt32",
       minimumSamplingInterval: 0,
-      value: { dataType: DataType.UInt32, value: 0 },
+      value: { dataType: DataType.UInt32, value: load.start ?? 0 },
     });
   }
 
-  let value = 0;
+  let value = load.start ?? 0;
   const tick = () => {
     value = (value + 1) >>> 0;
     const variant = new Variant({ dataType: DataType.UInt32, value });

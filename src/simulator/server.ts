@@ -27,6 +27,8 @@ export interface SimulatorOptions {
   allowAnonymous?: boolean;
   logger: Logger;
   maxSessions?: number;
+  /** Namespaces registered before the simulator's own, shifting its index (a server whose namespaces moved after an update). */
+  extraNamespaces?: string[];
   /** Offer only these (default: all). Lets tests stand in for an old or misconfigured machine. */
   securityModes?: MessageSecurityMode[];
   securityPolicies?: SecurityPolicy[];
@@ -135,6 +137,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     // Binds ConditionRefresh(2), Acknowledge, Confirm… on ConditionType; without it a client's
     // ConditionRefresh fails with BadInternalError ("method has not been bound").
     addressSpace.installAlarmsAndConditionsService();
+    for (const uri of options.extraNamespaces ?? []) addressSpace.registerNamespace(uri);
     const ns = addressSpace.registerNamespace(SIMULATOR_NAMESPACE_URI);
     machine = buildMachine(addressSpace, ns, log, { tickMs: options.tickMs, alarmPeriodMs: options.alarmPeriodMs, seed: options.seed });
     if (options.load) load = buildLoad(addressSpace, ns, options.load, log);
