@@ -142,8 +142,10 @@ export class MachineSession extends EventEmitter {
       privateKeyFile: this.#pki.privateKeyFile,
       securityMode: MessageSecurityMode[mode],
       securityPolicy: SecurityPolicy[policy],
-      // The configured mode and policy must exist on the server exactly; never a weaker fallback.
-      endpointMustExist: true,
+      // The endpoint URL the server advertises often differs from the one we dial (NAT, port
+      // forwarding, DNS names), so it is not matched; the mode and policy are, exactly, after
+      // connecting (checkNoDowngrade below).
+      endpointMustExist: false,
       // maxRetry > 0 lets node-opcua repair a broken channel: it reactivates the session on a new
       // channel and republishes what the server still queues, which we could only redo worse.
       // It retries for ever once repairing, so #watchRepair bounds it and then takes over.
