@@ -9,13 +9,15 @@
  * Prints a table and one JSON line per scenario.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { ensureIdentity } from "../certs/identity.ts";
-import { DEMO_INSTANCE, DEMO_MACHINE, setupDemo } from "../demo/setup.ts";
+import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
+import { startDevCloud } from "../devcloud/index.ts";
+import { DEMO_INSTANCE, DEMO_MACHINE, writeDemoConfig } from "../demo/setup.ts";
 import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { openClientPki } from "../opcua/pki.ts";
@@ -79,6 +81,22 @@ function procStats(pid: number): { peakRssMb: number; cpuSeconds: number } {
   return { peakRssMb: Math.round(hwm / 1024), cpuSeconds: ticks / 100 };
 }
 
+/** Collects a child's stdout until a line matches; resolves to everything read so far. */
+function readLines(child: ChildProcess, done: (line: string) => boolean, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let all = "";
+    const timer = setTimeout(() => reject(new Error(`no expected output within ${timeoutMs} ms`)), timeoutMs);
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      all += chunk;
+      if (all.split("\n").some(done)) {
+        clearTimeout(timer);
+        resolve(all);
+      }
+    });
+    child.once("exit", () => reject(new Error("process exited early")));
+  });
+}
+
 function waitLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = "";
@@ -101,16 +119,32 @@ async function runScenario(s: Scenario) {
   const dir = await mkdtemp(path.join(os.tmpdir(), "kerf-bench-"));
   const logger = createLogger({ level: "error" });
   routeOpcuaLogging(logger);
-  const demo = await setupDemo({ stateDir: dir, logger, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
   const children: ChildProcess[] = [];
+  const devcloud = await startDevCloud({ dir: path.join(dir, "devcloud"), logger });
   try {
-    await ensureIdentity({ dir: path.join(demo.connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: demo.enroller, logger });
-    const barePki = path.join(dir, "bare-pki");
-    const pki = await openClientPki({ dir: barePki, instance: "bench-bare", logger });
-    await pki.certificateManager.trustCertificate(demo.simulator.certificateDer);
-    await demo.simulator.trustClientCertificate(pki.certificateDer);
-    await pki.certificateManager.dispose();
+    const connectorStateDir = path.join(dir, "connector");
+    const simDir = path.join(dir, "simulator");
+    // Both clients' certificates go into the simulator's trust list before it starts: explicit trust.
+    const trusted = path.join(simDir, "simulator-pki", "trusted", "certs");
+    mkdirSync(trusted, { recursive: true });
+    const connectorPki = await openClientPki({ dir: path.join(connectorStateDir, "pki"), instance: DEMO_INSTANCE, logger });
+    const barePki = await openClientPki({ dir: path.join(dir, "bare-pki"), instance: "bench-bare", logger });
+    copyFileSync(connectorPki.certificateFile, path.join(trusted, "kerf.pem"));
+    copyFileSync(barePki.certificateFile, path.join(trusted, "bench-bare.pem"));
 
+    // The simulator is a process of its own, so that the OS can give it a core of its own.
+    const sim = spawn(path.join(repo, "bin/kerf.js"), ["simulate", "--port", "0", "--load", String(s.nodes), "--period", String(s.periodMs), "--state-dir", simDir], { stdio: ["ignore", "pipe", "inherit"] });
+    children.push(sim);
+    const lines = await readLines(sim, (l) => l.startsWith("started in"), 120_000);
+    const endpointUrl = /^endpoint\s+(\S+)/m.exec(lines)![1]!;
+    const simCert = new X509Certificate(readFileSync(/^certificate\s+(\S+)/m.exec(lines)![1]!)).raw;
+    for (const pki of [connectorPki, barePki]) {
+      await pki.certificateManager.trustCertificate(simCert);
+      await pki.certificateManager.dispose();
+    }
+    const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
+    await ensureIdentity({ dir: path.join(connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: new DevCaEnroller(devcloud.ca), logger });
+    const demo = { devcloud, configFile, connectorStateDir, simulator: { endpointUrl } };
     // The cloud side: per item, latency from source timestamp to storage, and counts per source second.
     const latencies: number[] = [];
     const cloudBuckets: Record<number, number> = {};
@@ -130,7 +164,7 @@ async function runScenario(s: Scenario) {
       }
     });
 
-    const bare = spawn(process.execPath, [path.join(repo, "src/bench/bare-client.ts"), JSON.stringify({ endpointUrl: demo.simulator.endpointUrl, pkiDir: barePki, nodes: s.nodes, periodMs: s.periodMs, mode: s.mode, policy: s.policy })], { stdio: ["ignore", "pipe", "inherit"] });
+    const bare = spawn(process.execPath, [path.join(repo, "src/bench/bare-client.ts"), JSON.stringify({ endpointUrl: demo.simulator.endpointUrl, pkiDir: path.join(dir, "bare-pki"), nodes: s.nodes, periodMs: s.periodMs, mode: s.mode, policy: s.policy })], { stdio: ["ignore", "pipe", "inherit"] });
     children.push(bare);
     await waitLine(bare, (l) => l === "ready", 120_000);
 
@@ -228,7 +262,7 @@ async function runScenario(s: Scenario) {
     };
   } finally {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-    await demo.stop();
+    await devcloud.stop();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -83,52 +83,75 @@ export async function setupDemo(options: DemoOptions): Promise<Demo> {
     out(`demo: simulator ${simulator.endpointUrl} (certificate SHA-1 ${simulator.thumbprint}) and connector trust each other`);
     out(`demo: devcloud ${devcloud.url} (pin ${devcloud.pin})`);
 
-    // A backup pin names a key that is not in service yet: the key the cloud would rotate to.
-    const backupKey = await generateKeyPair("ec");
-    const backupPin = publicKeyPin(await privateKeyToPem(backupKey.privateKey));
-
-    const map = simulatorMapping(DEMO_MACHINE);
-    const units: Record<string, string> = {};
-    for (const p of map.points) if (p.unit) units[p.key] = p.unit;
-    const pi = options.publishingInterval ?? 250;
-    const groups: unknown[] = [
-      {
-        name: "process",
-        publishingInterval: pi,
-        samplingInterval: pi,
-        queueSize: 10,
-        nodes: map.points.map((p) => ({ key: p.key, node: p.node, ...(p.unit ? { unit: p.unit } : {}) })),
-      },
-    ];
-    if (options.load) {
-      groups.push({
-        name: "load",
-        publishingInterval: options.load.periodMs,
-        // 0 = report every change: sampling at the counters' own period would now and then
-        // fall between two ticks and skip a value.
-        samplingInterval: 0,
-        queueSize: 10,
-        nodes: Array.from({ length: options.load.count }, (_, i) => ({ key: `load.${String(i).padStart(5, "0")}`, node: loadNodeId(i) })),
-      });
-    }
-    const dir = path.join(stateDir, "config");
-    mkdirSync(dir, { recursive: true });
-    const configFile = path.join(dir, "kerf.yaml");
-    writeFileSync(path.join(dir, "mapping.yaml"), stringify({ machines: { [DEMO_MACHINE]: { groups } } }));
-    writeFileSync(
-      configFile,
-      stringify({
-        instance: DEMO_INSTANCE,
-        log: { level: "warn" },
-        mapping: "./mapping.yaml",
-        machines: [{ id: DEMO_MACHINE, endpoint: simulator.endpointUrl, security: { mode: securityMode, policy: securityPolicy } }],
-        cloud: { url: devcloud.url, pins: [devcloud.pin, backupPin], caFile: devcloud.ca.certFile },
-        buffer: { maxBytes: "256MiB" },
-      }),
-    );
+    const { configFile, units } = await writeDemoConfig({
+      dir: path.join(stateDir, "config"),
+      endpointUrl: simulator.endpointUrl,
+      devcloud,
+      securityMode,
+      securityPolicy,
+      ...(options.load ? { load: options.load } : {}),
+      ...(options.publishingInterval ? { publishingInterval: options.publishingInterval } : {}),
+    });
     return { configFile, enroller: new DevCaEnroller(devcloud.ca), devcloud, simulator, units, securityMode, securityPolicy, connectorStateDir, stop };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/**
+ * The connector's config and mapping for the simulated machine: its process values, plus load
+ * counters when asked. The files are loaded like any user's, through the real loader.
+ */
+export async function writeDemoConfig(o: {
+  dir: string;
+  endpointUrl: string;
+  devcloud: { url: string; pin: string; ca: { certFile: string } };
+  securityMode: SecurityModeName;
+  securityPolicy: SecurityPolicyName;
+  load?: { count: number; periodMs: number };
+  publishingInterval?: number;
+}): Promise<{ configFile: string; units: Record<string, string> }> {
+  const map = simulatorMapping(DEMO_MACHINE);
+  const units: Record<string, string> = {};
+  for (const p of map.points) if (p.unit) units[p.key] = p.unit;
+  const pi = o.publishingInterval ?? 250;
+  const groups: unknown[] = [
+    {
+      name: "process",
+      publishingInterval: pi,
+      samplingInterval: pi,
+      queueSize: 10,
+      nodes: map.points.map((p) => ({ key: p.key, node: p.node, ...(p.unit ? { unit: p.unit } : {}) })),
+    },
+  ];
+  if (o.load) {
+    groups.push({
+      name: "load",
+      publishingInterval: o.load.periodMs,
+      // 0 = report every change: sampling at the counters' own period would now and then
+      // fall between two ticks and skip a value.
+      samplingInterval: 0,
+      queueSize: 10,
+      nodes: Array.from({ length: o.load.count }, (_, i) => ({ key: `load.${String(i).padStart(5, "0")}`, node: loadNodeId(i) })),
+    });
+  }
+  // A backup pin names a key that is not in service yet: the key the cloud would rotate to.
+  const backupKey = await generateKeyPair("ec");
+  const backupPin = publicKeyPin(await privateKeyToPem(backupKey.privateKey));
+  mkdirSync(o.dir, { recursive: true });
+  const configFile = path.join(o.dir, "kerf.yaml");
+  writeFileSync(path.join(o.dir, "mapping.yaml"), stringify({ machines: { [DEMO_MACHINE]: { groups } } }));
+  writeFileSync(
+    configFile,
+    stringify({
+      instance: DEMO_INSTANCE,
+      log: { level: "warn" },
+      mapping: "./mapping.yaml",
+      machines: [{ id: DEMO_MACHINE, endpoint: o.endpointUrl, security: { mode: o.securityMode, policy: o.securityPolicy } }],
+      cloud: { url: o.devcloud.url, pins: [o.devcloud.pin, backupPin], caFile: o.devcloud.ca.certFile },
+      buffer: { maxBytes: "256MiB" },
+    }),
+  );
+  return { configFile, units };
 }
