@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Agent as UndiciAgent } from "undici";
 import { DurableBuffer, type BufferStats } from "./buffer/buffer.ts";
+import { watchMapping } from "./mapping-reload.ts";
 import { HEALTH_INTERVAL_MS, memorySnapshot, writeHealth } from "./health.ts";
 import { ensureIdentity, type Enroller } from "./certs/identity.ts";
 import { loadIdentityFiles } from "./certs/files.ts";
@@ -9,7 +10,8 @@ import type { LoadedConfig } from "./config/load.ts";
 import type { Logger } from "./log.ts";
 import { openClientPki } from "./opcua/pki.ts";
 import { MachineSession } from "./opcua/session.ts";
-import type { EndpointSpec } from "./opcua/types.ts";
+import type { MappingGroup } from "./config/schema.ts";
+import type { EndpointSpec, GroupSpec } from "./opcua/types.ts";
 import type { Message, MessageSink } from "./types.ts";
 import { createUplinkAgent } from "./uplink/agent.ts";
 import { Sender, type SenderStats } from "./uplink/sender.ts";
@@ -34,6 +36,7 @@ export class Agent {
   sender: Sender | null = null;
   sessions: MachineSession[] = [];
   #healthTimer: NodeJS.Timeout | null = null;
+  #mappingWatch: { close(): void; reload(): Promise<boolean> } | null = null;
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -84,6 +87,16 @@ export class Agent {
       this.sessions.push(session);
       session.start();
     }
+    this.#mappingWatch = watchMapping({
+      loaded: this.#o.loaded,
+      logger: this.#log.child({ component: "mapping" }),
+      apply: async (next) => {
+        for (const session of this.sessions) {
+          const result = await session.applyMapping(groupSpecs(next.mapping.machines[session.machine]?.groups ?? []));
+          if (result) this.#log.info({ machine: session.machine, added: result.added.length, removed: result.removed.length, changed: result.changed.length }, "mapping applied as a diff");
+        }
+      },
+    });
     this.#writeHealth();
     this.#healthTimer = setInterval(() => this.#writeHealth(), HEALTH_INTERVAL_MS);
     this.#healthTimer.unref();
@@ -108,6 +121,7 @@ export class Agent {
   /** Stops in reverse order and returns the final counters (the buffer is closed afterwards). */
   async stop(options: { drainMs?: number } = {}): Promise<{ buffer: BufferStats; uplink: SenderStats | null }> {
     if (this.#healthTimer) clearInterval(this.#healthTimer);
+    this.#mappingWatch?.close();
     await Promise.all(this.sessions.map((s) => s.stop()));
     if (this.sender) {
       if (options.drainMs) await this.sender.drain(options.drainMs);
@@ -117,6 +131,11 @@ export class Agent {
     const final = { buffer: this.buffer.stats(), uplink: this.sender?.stats() ?? null };
     this.buffer.close();
     return final;
+  }
+
+  /** Re-reads the mapping now (the file watcher does this on its own); false when it was refused. */
+  reloadMapping(): Promise<boolean> {
+    return this.#mappingWatch?.reload() ?? Promise.resolve(false);
   }
 
   health() {
@@ -173,6 +192,8 @@ export function endpointSpecs(loaded: LoadedConfig, secrets: LoadedConfig["secre
       securityMode: m.security.mode,
       securityPolicy: m.security.policy,
       allowDeprecated: m.security.allowDeprecated,
+      trustOnFirstUse: m.trustOnFirstUse,
+      allowHostnameMismatch: m.allowHostnameMismatch,
       user:
         user.type === "username"
           ? { type: "username", username: user.username, password: secrets.machines[m.id]?.password?.reveal() ?? "" }
@@ -181,17 +202,35 @@ export function endpointSpecs(loaded: LoadedConfig, secrets: LoadedConfig["secre
             : { type: "anonymous" },
       connectTimeoutMs: m.connectTimeoutMs,
       sessionTimeoutMs: m.sessionTimeoutMs,
-      groups: groups.map((g) => ({
-        name: g.name,
-        publishingInterval: g.publishingInterval,
-        nodes: g.nodes.map((n) => ({
-          key: n.key,
-          node: n.node,
-          samplingInterval: n.samplingInterval ?? g.samplingInterval,
-          queueSize: n.queueSize ?? g.queueSize,
-          discardOldest: n.discardOldest ?? g.discardOldest,
-        })),
-      })),
+      groups: groupSpecs(groups),
     };
   });
+}
+
+/** The mapping's groups as the OPC UA layer takes them (also for a reloaded mapping: `applyMapping`). */
+export function groupSpecs(groups: readonly MappingGroup[]): GroupSpec[] {
+  // The schema has already resolved every per-node setting against its group.
+  return groups.map((g) => ({
+    name: g.name,
+    publishingInterval: g.publishingInterval,
+    ...(g.watchdogSeconds ? { watchdogSeconds: g.watchdogSeconds } : {}),
+    nodes: g.nodes.map((n) => ({
+      key: n.key,
+      node: n.node,
+      browsePath: n.browsePath,
+      startNode: n.startNode,
+      samplingInterval: n.samplingInterval,
+      queueSize: n.queueSize,
+      discardOldest: n.discardOldest,
+      deadband: n.deadband,
+      dataChangeTrigger: n.dataChangeTrigger,
+      heartbeatSeconds: n.heartbeatSeconds,
+      skipFirst: n.skipFirst,
+      indexRange: n.indexRange,
+      unit: n.unit,
+      scale: n.scale,
+      offset: n.offset,
+    })),
+    events: (g.events ?? []).map((e) => ({ key: e.key, notifier: e.notifier, eventType: e.eventType, select: e.select, queueSize: e.queueSize })),
+  }));
 }

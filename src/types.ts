@@ -11,8 +11,12 @@ export interface Item {
   v: unknown;
   /** Numeric OPC UA StatusCode; 0 = Good. */
   q: number;
-  /** Source timestamp, ISO 8601 UTC. */
+  /** Source timestamp, ISO 8601 UTC; for a heartbeat, the time of the heartbeat. */
   t: string;
+  /** Engineering unit from the mapping, when it gives one. */
+  u?: string;
+  /** Present on heartbeats only: the value has not changed since it was last sent. */
+  hb?: true;
 }
 
 export interface DataMessage {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { found } from "./describe.ts";
+import { parseBrowsePath, parseSelectPath } from "../opcua/browse-path.ts";
 import { parseNodeIdString } from "./nodeid.ts";
 import { formatSize, parseSize, SIZE_FORMAT, SIZE_PATTERN } from "./size.ts";
 
@@ -170,6 +171,14 @@ const machine = strict({
   user: describe(user.default({ type: "anonymous" }), "How the connector identifies itself to the server. Default anonymous."),
   connectTimeoutMs: millis(100, 600_000).default(10_000),
   sessionTimeoutMs: millis(1_000, 3_600_000).default(60_000),
+  trustOnFirstUse: describe(
+    z.boolean().default(false),
+    "Commissioning only: trust the first server certificate this endpoint presents, with a WARN log line; a different one later is refused. Default false: trust it with kerf trust accept.",
+  ),
+  allowHostnameMismatch: describe(
+    z.boolean().default(false),
+    "Legacy machines: accept a server certificate whose subjectAltName does not name the endpoint's host (logged as a warning on each connect). Default false.",
+  ),
   // A username over mode None is allowed here: the server's token policy may still encrypt the
   // password. Whether it does is only known from the endpoint; the session refuses it otherwise.
 });
@@ -298,13 +307,95 @@ const samplingInterval = z
   .max(3_600_000);
 const queueSize = z.int().min(1).max(10_000);
 
+export const DEADBAND_TYPES = ["absolute", "percent"] as const;
+export const DATA_CHANGE_TRIGGERS = ["status", "statusValue", "statusValueTimestamp"] as const;
+/** What an event subscription selects when the mapping does not say. */
+export const DEFAULT_EVENT_SELECT = ["EventId", "EventType", "SourceName", "Time", "Message", "Severity"];
+
+const deadband = strict({
+  type: describe(z.enum(DEADBAND_TYPES), "absolute: in the value's own unit; percent: of the node's EURange, which the server must define."),
+  value: describe(z.number().min(0), "Changes up to this size are not reported; 0 switches the deadband off."),
+}).superRefine((d, ctx) => {
+  const value = field(d, "value");
+  if (field(d, "type") === "percent" && typeof value === "number" && value > 100) {
+    ctx.addIssue({ code: "custom", path: ["value"], input: value, message: `a percent deadband is at most 100 (found ${value}; expected 0..100)` });
+  }
+}, evenWithErrors);
+
+const dataChangeTrigger = z.enum(DATA_CHANGE_TRIGGERS);
+const heartbeatSeconds = z.int().min(0).max(86_400);
+
+function checked(parse: (s: string) => unknown) {
+  return z.string().superRefine((s, ctx) => {
+    try {
+      parse(s);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", input: s, message: (err as Error).message });
+    }
+  });
+}
+
+const browsePath = checked(parseBrowsePath);
+const selectPath = checked(parseSelectPath);
+
+// OPC UA NumericRange (Part 4 §7.27): one index or lo:hi with lo < hi, one per dimension.
+const NUMERIC_RANGE = /^\d{1,10}(:\d{1,10})?(,\d{1,10}(:\d{1,10})?)*$/;
+const INDEX_RANGE_FORMAT = `an index "3" or range "0:3" (lower < upper), one per dimension separated by ',' (e.g. "0:1,2:4")`;
+const indexRange = z
+  .string()
+  .regex(NUMERIC_RANGE, bad("not an index range", INDEX_RANGE_FORMAT))
+  .refine(
+    (s) => !NUMERIC_RANGE.test(s) || s.split(",").every((part) => !part.includes(":") || Number(part.split(":")[0]) < Number(part.split(":")[1])),
+    bad("not an index range", INDEX_RANGE_FORMAT),
+  );
+
 const mappedNode = strict({
   key: describe(dataPointKey, "The data point's key in the cloud; unique per machine."),
-  node: describe(nodeId, "OPC UA NodeId string: [ns=<index>;|nsu=<uri>;](i=|s=|g=|b=)<identifier>."),
+  node: describe(nodeId.optional(), "OPC UA NodeId string: [ns=<index>;|nsu=<uri>;](i=|s=|g=|b=)<identifier>. Give node or browsePath."),
+  browsePath: describe(browsePath.optional(), "Path from startNode, e.g. /2:Machine/<nsu=urn:x>State.0:Id: '/' any hierarchical reference, '.' components and properties."),
+  startNode: describe(nodeId.optional(), "Where browsePath starts. Default i=85 (Objects)."),
   samplingInterval: describe(samplingInterval.optional(), "Overrides the group's samplingInterval."),
   queueSize: describe(queueSize.optional(), "Overrides the group's queueSize."),
   discardOldest: describe(z.boolean().optional(), "Overrides the group's discardOldest."),
-  unit: describe(z.string().min(1).max(64).optional(), "Engineering unit sent with the values, e.g. rpm."),
+  deadband: describe(deadband.optional(), "Overrides the group's deadband."),
+  dataChangeTrigger: describe(dataChangeTrigger.optional(), "Overrides the group's dataChangeTrigger."),
+  heartbeatSeconds: describe(heartbeatSeconds.optional(), "Overrides the group's heartbeatSeconds."),
+  skipFirst: describe(z.boolean().optional(), "Overrides the group's skipFirst."),
+  indexRange: describe(indexRange.optional(), 'Part of an array value, e.g. "0:3" (elements 0 to 3).'),
+  unit: describe(z.string().min(1).max(64).optional(), "Engineering unit sent with each value (as u), e.g. rpm."),
+  scale: describe(z.number().optional(), "Numeric values are sent as v × scale + offset. Default 1."),
+  offset: describe(z.number().optional(), "See scale. Default 0."),
+}).superRefine((n, ctx) => {
+  const node = field(n, "node");
+  const path = field(n, "browsePath");
+  if (node === undefined && path === undefined) {
+    ctx.addIssue({ code: "custom", path: [], input: undefined, message: "a data point needs an address (found neither node nor browsePath; expected exactly one of them)" });
+  } else if (node !== undefined && path !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["browsePath"], input: path, message: "two addresses (found both node and browsePath; expected exactly one of them)" });
+  }
+  if (field(n, "startNode") !== undefined && path === undefined) {
+    ctx.addIssue({ code: "custom", path: ["startNode"], input: field(n, "startNode"), message: "startNode without browsePath (found startNode only; expected it together with browsePath)" });
+  }
+}, evenWithErrors);
+
+const eventSubscription = strict({
+  key: describe(dataPointKey, "The event message's key in the cloud; unique per machine, among data points too."),
+  notifier: describe(nodeId.default("i=2253"), "Node whose events are watched. Default i=2253 (the Server object, which sees all events)."),
+  eventType: describe(nodeId.default("i=2041"), "Only events of this type or a subtype, e.g. i=2915 (AlarmConditionType). Default i=2041 (BaseEventType: all)."),
+  select: describe(
+    z
+      .array(selectPath)
+      .min(1)
+      .max(64)
+      .superRefine((paths, ctx) => {
+        list(paths).forEach((p, i) => {
+          if (typeof p === "string" && list(paths).indexOf(p) !== i) ctx.addIssue({ code: "custom", path: [i], input: p, message: `duplicate select field (found ${found(p)} twice; expected each field once)` });
+        });
+      }, evenWithErrors)
+      .default(DEFAULT_EVENT_SELECT),
+    `Event fields by browse path from the event type, e.g. Message, ActiveState/Id, ConditionId. Default ${DEFAULT_EVENT_SELECT.join(", ")}.`,
+  ),
+  queueSize: describe(queueSize.default(1000), "Events the server queues between publishes, 1..10000. Default 1000."),
 });
 
 const group = strict({
@@ -313,39 +404,61 @@ const group = strict({
   samplingInterval: describe(samplingInterval.optional(), "Milliseconds; 0 = as fast as the server can. Default: the publishingInterval."),
   queueSize: describe(queueSize.default(10), "Values the server queues per node between publishes, 1..10000. Default 10."),
   discardOldest: describe(z.boolean().default(true), "When a node's queue overflows, drop the oldest value (true) or the newest. Default true."),
-  nodes: z.array(mappedNode).min(1),
-}).transform((g) => {
-  // Resolve per-node settings here, so that consumers never repeat the fallback rules.
-  const sampling = g.samplingInterval ?? g.publishingInterval;
-  return {
-    ...g,
-    samplingInterval: sampling,
-    nodes: g.nodes.map((n) => ({
-      ...n,
-      samplingInterval: n.samplingInterval ?? sampling,
-      queueSize: n.queueSize ?? g.queueSize,
-      discardOldest: n.discardOldest ?? g.discardOldest,
-    })),
-  };
-});
+  deadband: describe(deadband.optional(), "Suppress changes up to this size: { type: absolute|percent, value }. Default none."),
+  dataChangeTrigger: describe(dataChangeTrigger.optional(), "What counts as a change: status, statusValue or statusValueTimestamp. Default statusValue."),
+  heartbeatSeconds: describe(heartbeatSeconds.optional(), "Resend the last value every N s while it does not change, marked hb: true. Default 0 (off)."),
+  skipFirst: describe(z.boolean().optional(), "Drop the value each node reports when it is first subscribed. Default false."),
+  watchdogSeconds: describe(
+    z.int().min(1).max(86_400).optional(),
+    "Reconnect when this group has had no data for this many seconds (a server that answers but is stuck). Pair it with a heartbeat or with nodes that change. Default: off.",
+  ),
+  nodes: describe(z.array(mappedNode).default([]), "Data points. A group needs nodes, events or both."),
+  events: describe(z.array(eventSubscription).optional(), "Event and alarm subscriptions of this group."),
+})
+  .superRefine((g, ctx) => {
+    if (list(field(g, "nodes")).length === 0 && list(field(g, "events")).length === 0) {
+      ctx.addIssue({ code: "custom", path: [], input: undefined, message: "an empty group (found no nodes and no events; expected at least one of them)" });
+    }
+  }, evenWithErrors)
+  .transform((g) => {
+    // Resolve per-node settings here, so that consumers never repeat the fallback rules. Settings
+    // that neither gives stay undefined: the OPC UA layer's defaults (see src/opcua/types.ts).
+    const sampling = g.samplingInterval ?? g.publishingInterval;
+    return {
+      ...g,
+      samplingInterval: sampling,
+      nodes: g.nodes.map((n) => ({
+        ...n,
+        samplingInterval: n.samplingInterval ?? sampling,
+        queueSize: n.queueSize ?? g.queueSize,
+        discardOldest: n.discardOldest ?? g.discardOldest,
+        deadband: n.deadband ?? g.deadband,
+        dataChangeTrigger: n.dataChangeTrigger ?? g.dataChangeTrigger,
+        heartbeatSeconds: n.heartbeatSeconds ?? g.heartbeatSeconds,
+        skipFirst: n.skipFirst ?? g.skipFirst,
+      })),
+    };
+  });
 
 const machineMapping = strict({
   groups: z.array(group).min(1),
 }).superRefine((m, ctx) => {
   const groups = new Map<string, number>();
   const keys = new Map<string, string>();
+  // Data points and events share one key space per machine: apply() and the logs name items by key.
+  const claim = (kind: string, key: unknown, where: string, path: (string | number)[]) => {
+    if (typeof key !== "string") return;
+    const prior = keys.get(key);
+    if (prior === undefined) keys.set(key, where);
+    else ctx.addIssue({ code: "custom", path, input: key, message: `duplicate ${kind} key (found ${found(key)}, already used by ${prior}; expected each key once per machine)` });
+  };
   list(field(m, "groups")).forEach((g, gi) => {
     const name = str(field(g, "name"));
     const first = name === undefined ? undefined : groups.get(name);
     if (name !== undefined && first === undefined) groups.set(name, gi);
     else if (first !== undefined) ctx.addIssue({ code: "custom", path: ["groups", gi, "name"], input: name, message: `duplicate group name (found ${found(name)}, already used by groups[${first}]; expected each name once per machine)` });
-    list(field(g, "nodes")).forEach((n, ni) => {
-      const key = str(field(n, "key"));
-      if (key === undefined) return;
-      const prior = keys.get(key);
-      if (prior === undefined) keys.set(key, `groups[${gi}].nodes[${ni}]`);
-      else ctx.addIssue({ code: "custom", path: ["groups", gi, "nodes", ni, "key"], input: key, message: `duplicate data point key (found ${found(key)}, already used by ${prior}; expected each key once per machine)` });
-    });
+    list(field(g, "nodes")).forEach((n, ni) => claim("data point", field(n, "key"), `groups[${gi}].nodes[${ni}]`, ["groups", gi, "nodes", ni, "key"]));
+    list(field(g, "events")).forEach((e, ei) => claim("event", field(e, "key"), `groups[${gi}].events[${ei}]`, ["groups", gi, "events", ei, "key"]));
   });
 }, evenWithErrors);
 

@@ -17,7 +17,7 @@ import { describeConnectError } from "./connect-errors.ts";
 import { checkNoDowngrade, checkUserCertificateKey, checkUserToken, DEPRECATED, selectBest } from "./security.ts";
 import type { ClientPki } from "./pki.ts";
 import { keepAliveCount, SubscriptionSet } from "./subscriptions.ts";
-import type { EndpointSpec, SecurityModeName, SecurityPolicyName, SessionState } from "./types.ts";
+import type { EndpointSpec, GroupSpec, SecurityModeName, SecurityPolicyName, SessionState } from "./types.ts";
 
 export interface MachineSessionOptions {
   spec: EndpointSpec;
@@ -80,6 +80,23 @@ export class MachineSession extends EventEmitter {
 
   health(): SessionHealth {
     return { state: this.#state, since: this.#since, lastDataAt: this.#lastDataAt, lastError: this.#lastError, connects: this.#connects };
+  }
+
+  /**
+   * A changed mapping, applied as a diff on the live session: only the affected monitored items
+   * change and the others keep flowing. Offline, it simply takes effect on the next connect.
+   */
+  async applyMapping(groups: GroupSpec[]): Promise<{ added: string[]; removed: string[]; changed: string[] } | null> {
+    this.#spec = { ...this.#spec, groups };
+    const subscriptions = this.#subscriptions;
+    if (!subscriptions || this.#state !== "connected") return null;
+    try {
+      return await subscriptions.apply(groups);
+    } catch (err) {
+      // Partly applied is not a state to keep: a fresh connect subscribes to exactly the new mapping.
+      this.#settle?.(`the new mapping could not be applied in place (${(err as Error).message}); resubscribing`);
+      return null;
+    }
   }
 
   start(): void {
@@ -157,6 +174,7 @@ export class MachineSession extends EventEmitter {
     this.#client = client;
     let settle!: (reason: string) => void;
     const lost = new Promise<string>((resolve) => (settle = resolve));
+    this.#settle = settle;
     client.on("close", (err?: Error | null) => settle(err ? `connection closed: ${err.message}` : "connection closed"));
     this.#wake = () => settle("connector stopping");
 
@@ -193,6 +211,7 @@ export class MachineSession extends EventEmitter {
       sink,
       logger: this.#log,
       onData: () => (this.#lastDataAt = Date.now()),
+      onGroupData: (group) => this.#onGroupData(group),
       onFailure: (reason) => settle(reason),
       lastDelivered: this.#lastDelivered,
     });
@@ -253,31 +272,54 @@ export class MachineSession extends EventEmitter {
     client.once("close", () => clearTimeout(deadline));
   }
 
-  /** A server that stops answering publish requests for 3 keep-alive periods is treated as gone. */
+  /**
+   * Two watchdogs. A server that stops answering publish requests for 3 keep-alive periods is
+   * treated as gone; and a group with `watchdogSeconds` that has had no data for that long
+   * means the server is stuck even though it answers, which a new session often cures.
+   */
   #watchPublishing(client: OPCUAClient, settle: (reason: string) => void): void {
-    const keepAliveMs = Math.max(...this.#spec.groups.map((g) => g.publishingInterval * keepAliveCount(g.publishingInterval)), 1000);
-    let last = Date.now();
+    let lastPublish = Date.now();
+    const lastData = new Map<string, number>();
+    this.#onGroupData = (group) => lastData.set(group, Date.now());
     const onResponse = (response: { schema?: { name?: string } }) => {
-      if (response?.schema?.name === "PublishResponse") last = Date.now();
+      if (response?.schema?.name === "PublishResponse") lastPublish = Date.now();
     };
     client.on("receive_response", onResponse);
     const timer = setInterval(() => {
+      const now = Date.now();
       if (this.#state !== "connected") {
-        last = Date.now();
+        lastPublish = now;
+        lastData.clear();
         return;
       }
-      if (Date.now() - last > 3 * keepAliveMs) settle(`no publish response for ${Math.round((Date.now() - last) / 1000)} s (3 keep-alive periods)`);
+      const groups = this.#spec.groups;
+      const keepAliveMs = Math.max(...groups.map((g) => g.publishingInterval * keepAliveCount(g.publishingInterval)), 1000);
+      if (now - lastPublish > 3 * keepAliveMs) {
+        settle(`no publish response for ${Math.round((now - lastPublish) / 1000)} s (3 keep-alive periods)`);
+        return;
+      }
+      for (const g of groups) {
+        if (!g.watchdogSeconds) continue;
+        if (!lastData.has(g.name)) lastData.set(g.name, now);
+        if (now - lastData.get(g.name)! > g.watchdogSeconds * 1000) {
+          settle(`group '${g.name}' had no data for ${g.watchdogSeconds} s (its watchdog)`);
+          return;
+        }
+      }
     }, 1000);
     timer.unref();
     client.once("close", () => clearInterval(timer));
     this.#stopWatch = () => clearInterval(timer);
   }
+  #onGroupData: (group: string) => void = () => undefined;
   #stopWatch: () => void = () => undefined;
+  #settle: ((reason: string) => void) | null = null;
 
   async #teardown(): Promise<void> {
     this.#stopWatch();
     const client = this.#client;
     const session = this.#session;
+    this.#subscriptions?.close();
     this.#client = null;
     this.#session = null;
     this.#subscriptions = null;

@@ -1,20 +1,35 @@
 import {
   AttributeIds,
+  DataChangeFilter,
+  DataChangeTrigger,
+  DataType,
+  DeadbandType,
   TimestampsToReturn,
   type ClientMonitoredItemBase,
   type ClientSession,
+  type ModifyMonitoredItemsRequestOptions,
+  type ModifyMonitoredItemsResponse,
   type ClientSubscription,
   type DataValue,
+  type MonitoringParametersOptions,
   type ReadValueIdOptions,
+  type StatusCode,
+  type Variant,
 } from "node-opcua-client";
 import type { Logger } from "../log.ts";
-import type { Item, MessageSink } from "../types.ts";
+import type { EventMessage, Item, MessageSink } from "../types.ts";
 import { dataValueTime, encodeVariant } from "./encode.ts";
-import { resolveMappedNodeId } from "./nodes.ts";
-import type { GroupSpec, NodeSpec } from "./types.ts";
+import { conditionRefreshRequest, prepareEvent, type PreparedEvent } from "./events.ts";
+import { Heartbeats } from "./heartbeat.ts";
+import { diffMapping, monitoring, type GroupChange } from "./mapping-diff.ts";
+import { resolveNodes } from "./resolve.ts";
+import { scaleValue } from "./scale.ts";
+import type { DataChangeTriggerName, EventSpec, GroupSpec, NodeSpec } from "./types.ts";
 
 /** Used when the server does not state MaxMonitoredItemsPerCall: small enough for any server we met. */
 const DEFAULT_ITEMS_PER_CALL = 1000;
+/** How often heartbeats are checked: a heartbeat is at most this late. */
+const HEARTBEAT_TICK_MS = 250;
 
 export interface SubscriptionSetOptions {
   session: ClientSession;
@@ -26,6 +41,8 @@ export interface SubscriptionSetOptions {
   sink: MessageSink;
   logger: Logger;
   onData: () => void;
+  /** A value arrived for this group (the session's per-group watchdog). */
+  onGroupData?: (group: string) => void;
   onFailure: (reason: string) => void;
   /**
    * The last value delivered per key, kept by the session across reconnects: the first
@@ -35,84 +52,381 @@ export interface SubscriptionSetOptions {
   lastDelivered: Map<string, string>;
 }
 
+/** What `apply` changed, by data point and event key. */
+export interface ApplyResult {
+  added: string[];
+  removed: string[];
+  changed: string[];
+}
+
+/** One data point's monitored item; `monitored` is null while it is not subscribed. */
+interface ItemState {
+  spec: NodeSpec;
+  monitored: ClientMonitoredItemBase | null;
+  /** No notification seen yet since the item was created. */
+  first: boolean;
+  /** The newest value, also when it was not sent (for a heartbeat switched on later). */
+  last: Item | null;
+  warnedScale: boolean;
+}
+
+interface EventState {
+  spec: EventSpec;
+  monitored: ClientMonitoredItemBase | null;
+}
+
+interface GroupState {
+  spec: GroupSpec;
+  subscription: ClientSubscription;
+  items: Map<string, ItemState>;
+  events: Map<string, EventState>;
+}
+
 /**
- * The subscriptions of one session: one per mapping group, monitored items created
- * in batches that fit the server's limit. Values of one publish response reach the
- * sink together, as one data message.
+ * The subscriptions of one session: one per mapping group, monitored items created in
+ * batches that fit the server's limit. Values of one publish response reach the sink
+ * together, as one data message. `apply` turns the subscriptions into those of another
+ * mapping by touching only what differs, while everything else keeps flowing.
+ *
+ * Log lines name a data point `point` and an event subscription `event`: the logger redacts
+ * any field called `key`.
  */
 export class SubscriptionSet {
   #o: SubscriptionSetOptions;
+  #specs: GroupSpec[];
+  #groups = new Map<string, GroupState>();
   #pending: Item[] = [];
+  #pendingEvents: EventMessage[] = [];
   #flushScheduled = false;
+  #heartbeats = new Heartbeats();
+  #heartbeatTimer: NodeJS.Timeout | null = null;
+  #closed = false;
+  /** create and apply run one at a time. */
+  #queue: Promise<unknown> = Promise.resolve();
   itemCount = 0;
 
   constructor(options: SubscriptionSetOptions) {
     this.#o = options;
+    this.#specs = options.groups;
+  }
+
+  /** The mapping the subscriptions currently follow. */
+  get groups(): readonly GroupSpec[] {
+    return this.#specs;
+  }
+
+  /** The server's id of a group's subscription, while it has one. */
+  subscriptionId(group: string): number | undefined {
+    return this.#groups.get(group)?.subscription.subscriptionId;
   }
 
   async create(): Promise<void> {
-    for (const group of this.#o.groups) await this.#createGroup(group);
+    await this.#serial(async () => {
+      for (const group of this.#specs) await this.#createGroup(group);
+      this.#startHeartbeats();
+    });
   }
 
-  async #createGroup(group: GroupSpec): Promise<void> {
-    const { session, logger } = this.#o;
-    const subscription = await session.createSubscription2({
-      requestedPublishingInterval: group.publishingInterval,
-      requestedMaxKeepAliveCount: keepAliveCount(group.publishingInterval),
-      requestedLifetimeCount: 3 * keepAliveCount(group.publishingInterval) * 10,
+  /**
+   * Changes the subscriptions to follow `groups`: new groups get a subscription, removed
+   * groups lose theirs, and within a group only the monitored items that differ are created,
+   * modified (ModifyMonitoredItems) or deleted. On an error the change is partly applied and
+   * the error is thrown; reconnecting subscribes to `groups` from scratch.
+   */
+  async apply(groups: GroupSpec[]): Promise<ApplyResult> {
+    return this.#serial(async () => {
+      const diff = diffMapping(this.#specs, groups);
+      this.#specs = groups;
+      for (const name of diff.removeGroups) await this.#removeGroup(name);
+      for (const change of diff.changeGroups) await this.#changeGroup(change);
+      for (const group of diff.addGroups) await this.#createGroup(group);
+      for (const key of diff.removed) this.#o.lastDelivered.delete(key);
+      this.#startHeartbeats();
+      const result = { added: diff.added, removed: diff.removed, changed: diff.changed };
+      this.#o.logger.info({ added: result.added.length, removed: result.removed.length, changed: result.changed.length, items: this.itemCount }, "mapping change applied");
+      return result;
+    });
+  }
+
+  /** Stops the heartbeats; the subscriptions end with the session. */
+  close(): void {
+    this.#closed = true;
+    if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
+    this.#heartbeatTimer = null;
+  }
+
+  #serial<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(task, task);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  // ---- groups -------------------------------------------------------------------------------
+
+  async #createGroup(spec: GroupSpec): Promise<void> {
+    const subscription = await this.#o.session.createSubscription2({
+      requestedPublishingInterval: spec.publishingInterval,
+      requestedMaxKeepAliveCount: keepAliveCount(spec.publishingInterval),
+      requestedLifetimeCount: 3 * keepAliveCount(spec.publishingInterval) * 10,
       // 0 = no limit: many small publish responses cost the server CPU and lose values under load.
       maxNotificationsPerPublish: 0,
       publishingEnabled: true,
       priority: 10,
     });
+    const group: GroupState = { spec, subscription, items: new Map(), events: new Map() };
+    this.#groups.set(spec.name, group);
     subscription.on("status_changed", (status) => {
-      if (status.isNotGood()) this.#o.onFailure(`subscription '${group.name}' ended by the server: ${status.name}`);
+      if (status.isNotGood() && this.#groups.get(spec.name) === group) this.#o.onFailure(`subscription '${spec.name}' ended by the server: ${status.name}`);
     });
-    subscription.on("internal_error", (err) => this.#o.onFailure(`subscription '${group.name}' failed: ${err.message}`));
-
-    const resolved: { spec: NodeSpec; item: ReadValueIdOptions }[] = [];
-    for (const spec of group.nodes) {
-      try {
-        resolved.push({ spec, item: { nodeId: resolveMappedNodeId(spec.node, this.#o.namespaceArray), attributeId: AttributeIds.Value } });
-      } catch (err) {
-        logger.error({ key: spec.key, node: spec.node }, (err as Error).message);
-      }
-    }
-    const perCall = Math.min(this.#o.maxItemsPerCall || DEFAULT_ITEMS_PER_CALL, DEFAULT_ITEMS_PER_CALL * 5);
-    for (const batch of batchesByParameters(resolved, perCall)) {
-      await this.#monitor(subscription, group, batch);
-    }
+    subscription.on("internal_error", (err) => this.#o.onFailure(`subscription '${spec.name}' failed: ${err.message}`));
+    await this.#addItems(group, spec.nodes);
+    await this.#addEvents(group, spec.events ?? []);
+    // A new subscription learns the alarms that are already active from one ConditionRefresh.
+    if (group.events.size > 0) await this.#refreshConditions(group, undefined);
   }
 
-  async #monitor(subscription: ClientSubscription, group: GroupSpec, batch: { spec: NodeSpec; item: ReadValueIdOptions }[]): Promise<void> {
-    const first = batch[0]!.spec;
-    const monitored = await subscription.monitorItems(
+  async #removeGroup(name: string): Promise<void> {
+    const group = this.#groups.get(name);
+    if (!group) return;
+    this.#groups.delete(name);
+    for (const [key, s] of group.items) {
+      if (s.monitored) this.itemCount--;
+      s.monitored = null;
+      this.#heartbeats.delete(key);
+    }
+    for (const e of group.events.values()) {
+      if (e.monitored) this.itemCount--;
+      e.monitored = null;
+    }
+    await group.subscription.terminate();
+  }
+
+  async #changeGroup(change: GroupChange): Promise<void> {
+    const group = this.#groups.get(change.name);
+    if (!group) {
+      // its subscription was never made (create failed part-way): make it now
+      await this.#createGroup(change.group);
+      return;
+    }
+    group.spec = change.group;
+    if (change.publishingChanged) {
+      const interval = change.group.publishingInterval;
+      await group.subscription.modify({
+        requestedPublishingInterval: interval,
+        requestedMaxKeepAliveCount: keepAliveCount(interval),
+        requestedLifetimeCount: 3 * keepAliveCount(interval) * 10,
+        maxNotificationsPerPublish: 0,
+        priority: 10,
+      });
+    }
+    // Deletes first, so that a key recreated at a new address never flows twice.
+    const removed = change.remove.map((key) => group.items.get(key)).filter((s): s is ItemState => s !== undefined);
+    await this.#deleteItems(group, removed);
+    for (const key of change.remove) {
+      group.items.delete(key);
+      this.#heartbeats.delete(key);
+    }
+
+    const retry: NodeSpec[] = [];
+    const modify: ItemState[] = [];
+    const needsServer = new Set(change.modify);
+    const now = Date.now();
+    for (const spec of [...change.modify, ...change.update]) {
+      const s = group.items.get(spec.key);
+      if (!s || !s.monitored) {
+        // not subscribed before (did not resolve, or the server refused it): try again
+        group.items.delete(spec.key);
+        retry.push(spec);
+        continue;
+      }
+      s.spec = spec;
+      this.#heartbeats.set(spec.key, spec.heartbeatSeconds, now);
+      if (s.last) this.#heartbeats.sent(spec.key, s.last, now);
+      if (needsServer.has(spec)) modify.push(s);
+    }
+    await this.#modifyItems(group, modify);
+    await this.#addItems(group, [...change.add, ...retry]);
+
+    const gone = change.removeEvents.map((key) => group.events.get(key)).filter((e): e is EventState => e !== undefined);
+    for (const e of gone) {
+      group.events.delete(e.spec.key);
+      if (!e.monitored) continue;
+      const mi = e.monitored;
+      e.monitored = null;
+      this.itemCount--;
+      await mi.terminate();
+    }
+    const added = await this.#addEvents(group, change.addEvents);
+    // Only the new event items need the active alarms; ConditionRefresh2 names just them.
+    for (const e of added) if (e.monitored?.monitoredItemId !== undefined) await this.#refreshConditions(group, e.monitored.monitoredItemId);
+  }
+
+  // ---- data points --------------------------------------------------------------------------
+
+  async #addItems(group: GroupState, nodes: readonly NodeSpec[]): Promise<void> {
+    if (nodes.length === 0) return;
+    const now = Date.now();
+    for (const spec of nodes) {
+      group.items.set(spec.key, { spec, monitored: null, first: true, last: null, warnedScale: false });
+      this.#heartbeats.set(spec.key, spec.heartbeatSeconds, now);
+    }
+    const ids = await resolveNodes(this.#o.session, nodes, this.#o.namespaceArray, this.#o.logger);
+    const resolved: { state: ItemState; item: ReadValueIdOptions }[] = [];
+    for (const spec of nodes) {
+      const nodeId = ids.get(spec);
+      if (!nodeId) continue;
+      const item: ReadValueIdOptions = { nodeId, attributeId: AttributeIds.Value };
+      // node-opcua parses the NumericRange text itself
+      if (spec.indexRange !== undefined) (item as { indexRange?: unknown }).indexRange = spec.indexRange;
+      resolved.push({ state: group.items.get(spec.key)!, item });
+    }
+    for (const batch of batchesByParameters(resolved, this.#perCall())) await this.#monitor(group, batch);
+  }
+
+  async #monitor(group: GroupState, batch: { state: ItemState; item: ReadValueIdOptions }[]): Promise<void> {
+    const states = batch.map((b) => b.state);
+    const monitored = await group.subscription.monitorItems(
       batch.map((b) => b.item),
-      { samplingInterval: first.samplingInterval, queueSize: first.queueSize, discardOldest: first.discardOldest },
+      monitoringParameters(states[0]!.spec),
       TimestampsToReturn.Both,
     );
     monitored.monitoredItems.forEach((mi: ClientMonitoredItemBase, i: number) => {
-      const spec = batch[i]!.spec;
+      const state = states[i]!;
       if (mi.statusCode.isNotGood()) {
-        this.#o.logger.error({ key: spec.key, node: spec.node, group: group.name, status: mi.statusCode.name }, "the server refused to monitor this node");
-      } else {
+        this.#refused(group, state.spec, mi.statusCode, "the server refused to monitor this node");
+      } else if (group.items.get(state.spec.key) === state) {
+        state.monitored = mi;
         this.itemCount++;
       }
     });
-    const seen = new Uint8Array(batch.length);
-    monitored.on("changed", (_mi: ClientMonitoredItemBase, dataValue: DataValue, index: number) => {
-      const spec = batch[index]!.spec;
-      const item: Item = { key: spec.key, v: encodeVariant(dataValue.value), q: dataValue.statusCode.value, t: dataValueTime(dataValue) };
-      const fingerprint = `${item.t}|${item.q}|${JSON.stringify(item.v)}`;
-      if (seen[index] === 0) {
-        seen[index] = 1;
-        if (this.#o.lastDelivered.get(spec.key) === fingerprint) return;
+    monitored.on("changed", (mi: ClientMonitoredItemBase, dataValue: DataValue, index: number) => {
+      const state = states[index]!;
+      // a deleted or replaced item may still have values in flight
+      if (state.monitored === mi) {
+        this.#o.onGroupData?.(group.spec.name);
+        this.#onValue(state, dataValue);
       }
-      this.#o.lastDelivered.set(spec.key, fingerprint);
-      this.#pending.push(item);
-      this.#scheduleFlush();
     });
   }
+
+  #onValue(state: ItemState, dataValue: DataValue): void {
+    const spec = state.spec;
+    let v = encodeVariant(dataValue.value);
+    if (spec.scale !== undefined || spec.offset !== undefined) {
+      const scaled = scaleValue(v, dataValue.value.dataType, spec.scale ?? 1, spec.offset ?? 0);
+      if (!scaled.ok && !state.warnedScale) {
+        state.warnedScale = true;
+        this.#o.logger.warn({ point: spec.key, dataType: DataType[dataValue.value.dataType] }, "scale/offset configured for a value that is not numeric; sending it unscaled");
+      }
+      v = scaled.v;
+    }
+    const item: Item = { key: spec.key, v, q: dataValue.statusCode.value, t: dataValueTime(dataValue) };
+    if (spec.unit !== undefined) item.u = spec.unit;
+    const fingerprint = `${item.t}|${item.q}|${JSON.stringify(item.v)}`;
+    if (state.first) {
+      state.first = false;
+      // a skipped first value is not repeated by heartbeats either
+      if (spec.skipFirst) return;
+      if (this.#o.lastDelivered.get(spec.key) === fingerprint) {
+        state.last = item;
+        this.#heartbeats.sent(spec.key, item, Date.now());
+        return;
+      }
+    }
+    state.last = item;
+    this.#o.lastDelivered.set(spec.key, fingerprint);
+    this.#heartbeats.sent(spec.key, item, Date.now());
+    this.#pending.push(item);
+    this.#scheduleFlush();
+  }
+
+  async #modifyItems(group: GroupState, states: ItemState[]): Promise<void> {
+    const perCall = this.#perCall();
+    for (let i = 0; i < states.length; i += perCall) {
+      const batch = states.slice(i, i + perCall);
+      // ClientSession's type leaves out the raw subscription services its implementation has
+      const session = this.#o.session as unknown as { modifyMonitoredItems(r: ModifyMonitoredItemsRequestOptions): Promise<ModifyMonitoredItemsResponse> };
+      const response = await session.modifyMonitoredItems({
+        subscriptionId: group.subscription.subscriptionId,
+        timestampsToReturn: TimestampsToReturn.Both,
+        itemsToModify: batch.map((s) => ({
+          monitoredItemId: s.monitored!.monitoredItemId,
+          requestedParameters: { ...monitoringParameters(s.spec), clientHandle: s.monitored!.monitoringParameters.clientHandle },
+        })),
+      });
+      (response.results ?? []).forEach((r, j) => {
+        if (r.statusCode.isNotGood()) this.#refused(group, batch[j]!.spec, r.statusCode, "the server refused the new monitoring parameters; the old ones stay");
+      });
+    }
+  }
+
+  /** Deletes monitored items in calls that fit the server's limit; their values in flight are dropped. */
+  async #deleteItems(group: GroupState, states: ItemState[]): Promise<void> {
+    const items: ClientMonitoredItemBase[] = [];
+    for (const s of states) {
+      if (!s.monitored) continue;
+      items.push(s.monitored);
+      s.monitored = null;
+      this.itemCount--;
+    }
+    const perCall = this.#perCall();
+    for (let i = 0; i < items.length; i += perCall) await deleteMonitoredItems(group.subscription, items.slice(i, i + perCall));
+  }
+
+  #refused(group: GroupState, spec: NodeSpec, status: StatusCode, what: string): void {
+    const hint = filterHint(spec, status);
+    this.#o.logger.error(
+      { point: spec.key, ...(spec.browsePath !== undefined ? { browsePath: spec.browsePath } : { node: spec.node }), group: group.spec.name, status: status.name },
+      hint ? `${what}: ${hint}` : what,
+    );
+  }
+
+  // ---- events -------------------------------------------------------------------------------
+
+  async #addEvents(group: GroupState, specs: readonly EventSpec[]): Promise<EventState[]> {
+    const added: EventState[] = [];
+    for (const spec of specs) {
+      const state: EventState = { spec, monitored: null };
+      group.events.set(spec.key, state);
+      let prepared: PreparedEvent;
+      try {
+        prepared = prepareEvent(spec, this.#o.machine, this.#o.namespaceArray);
+      } catch (err) {
+        this.#o.logger.error({ event: spec.key, notifier: spec.notifier, eventType: spec.eventType }, `${(err as Error).message}; this event subscription is left out`);
+        continue;
+      }
+      const mi = await group.subscription.monitor(prepared.itemToMonitor, prepared.parameters, TimestampsToReturn.Neither);
+      if (mi.statusCode.isNotGood()) {
+        this.#o.logger.error({ event: spec.key, notifier: spec.notifier, group: group.spec.name, status: mi.statusCode.name }, "the server refused this event subscription");
+        continue;
+      }
+      const filterResult = mi.filterResult as { selectClauseResults?: StatusCode[] } | undefined;
+      filterResult?.selectClauseResults?.slice(2).forEach((status, i) => {
+        if (status.isNotGood()) this.#o.logger.warn({ event: spec.key, select: spec.select[i], status: status.name }, "the server cannot select this event field; it will be null");
+      });
+      state.monitored = mi;
+      this.itemCount++;
+      added.push(state);
+      mi.on("changed", (fields: Variant[]) => {
+        if (state.monitored !== mi) return;
+        const message = prepared.toMessage(fields);
+        if (!message) return;
+        this.#pendingEvents.push(message);
+        this.#scheduleFlush();
+      });
+    }
+    return added;
+  }
+
+  async #refreshConditions(group: GroupState, monitoredItemId: number | undefined): Promise<void> {
+    const result = await this.#o.session.call(conditionRefreshRequest(group.subscription.subscriptionId, monitoredItemId)).catch((err: Error) => err);
+    if (result instanceof Error || result.statusCode.isNotGood()) {
+      const why = result instanceof Error ? result.message : result.statusCode.name;
+      this.#o.logger.warn({ group: group.spec.name, status: why }, "ConditionRefresh failed; alarms that are already active show up at their next change");
+    }
+  }
+
+  // ---- output -------------------------------------------------------------------------------
 
   /** node-opcua dispatches one publish response synchronously; flushing after it keeps its values together. */
   #scheduleFlush(): void {
@@ -121,11 +435,35 @@ export class SubscriptionSet {
     setImmediate(() => {
       this.#flushScheduled = false;
       const items = this.#pending;
+      const events = this.#pendingEvents;
       this.#pending = [];
-      if (items.length === 0) return;
-      this.#o.sink.write([{ kind: "data", machine: this.#o.machine, items }]);
+      this.#pendingEvents = [];
+      if (items.length === 0 && events.length === 0) return;
+      this.#o.sink.write(items.length > 0 ? [{ kind: "data", machine: this.#o.machine, items }, ...events] : events);
       this.#o.onData();
     });
+  }
+
+  #startHeartbeats(): void {
+    if (this.#closed || this.#heartbeatTimer || this.#heartbeats.size === 0) return;
+    this.#heartbeatTimer = setInterval(() => this.#beat(), HEARTBEAT_TICK_MS);
+    this.#heartbeatTimer.unref();
+  }
+
+  #beat(): void {
+    const session = this.#o.session as ClientSession & { hasBeenClosed?: () => boolean };
+    // The owner may drop us without close(): a closed session ends the heartbeats too.
+    if (this.#closed || session.hasBeenClosed?.()) return this.close();
+    // While the channel is being repaired nothing is known about the values: no heartbeat.
+    if (session.isReconnecting) return;
+    const due = this.#heartbeats.due(Date.now());
+    if (due.length === 0) return;
+    this.#pending.push(...due);
+    this.#scheduleFlush();
+  }
+
+  #perCall(): number {
+    return Math.min(this.#o.maxItemsPerCall || DEFAULT_ITEMS_PER_CALL, DEFAULT_ITEMS_PER_CALL * 5);
   }
 }
 
@@ -134,11 +472,42 @@ export function keepAliveCount(publishingInterval: number): number {
   return Math.max(2, Math.min(100, Math.ceil(5000 / publishingInterval)));
 }
 
-/** Splits nodes into calls of at most `perCall` items that share their monitoring parameters. */
-function batchesByParameters<T extends { spec: NodeSpec }>(nodes: T[], perCall: number): T[][] {
+const TRIGGERS: Record<DataChangeTriggerName, DataChangeTrigger> = {
+  status: DataChangeTrigger.Status,
+  statusValue: DataChangeTrigger.StatusValue,
+  statusValueTimestamp: DataChangeTrigger.StatusValueTimestamp,
+};
+
+function monitoringParameters(spec: NodeSpec): MonitoringParametersOptions {
+  return { samplingInterval: spec.samplingInterval, queueSize: spec.queueSize, discardOldest: spec.discardOldest, filter: dataChangeFilter(spec) };
+}
+
+/** null when the defaults do (trigger StatusValue, no deadband): some servers support no filter at all. */
+function dataChangeFilter(spec: NodeSpec): DataChangeFilter | null {
+  const trigger = spec.dataChangeTrigger ?? "statusValue";
+  const deadband = spec.deadband && spec.deadband.value > 0 ? spec.deadband : null;
+  if (trigger === "statusValue" && !deadband) return null;
+  return new DataChangeFilter({
+    trigger: TRIGGERS[trigger],
+    deadbandType: deadband ? (deadband.type === "absolute" ? DeadbandType.Absolute : DeadbandType.Percent) : DeadbandType.None,
+    deadbandValue: deadband?.value ?? 0,
+  });
+}
+
+const FILTER_STATUSES = new Set(["BadMonitoredItemFilterUnsupported", "BadMonitoredItemFilterInvalid", "BadFilterNotAllowed", "BadDeadbandFilterInvalid"]);
+
+function filterHint(spec: NodeSpec, status: StatusCode): string | null {
+  if (!FILTER_STATUSES.has(status.name)) return null;
+  if (spec.deadband?.type === "percent") return "a percent deadband needs the node's EURange property on the server (AnalogItemType); use type absolute, or no deadband";
+  if (spec.deadband) return "a deadband needs a numeric node";
+  return "the server does not support this dataChangeTrigger here";
+}
+
+/** Splits items into calls of at most `perCall` that share their monitoring parameters. */
+function batchesByParameters<T extends { state: ItemState }>(nodes: T[], perCall: number): T[][] {
   const byParams = new Map<string, T[]>();
   for (const n of nodes) {
-    const k = `${n.spec.samplingInterval}/${n.spec.queueSize}/${n.spec.discardOldest}`;
+    const k = monitoring(n.state.spec);
     const list = byParams.get(k) ?? [];
     list.push(n);
     byParams.set(k, list);
@@ -149,3 +518,19 @@ function batchesByParameters<T extends { spec: NodeSpec }>(nodes: T[], perCall: 
   }
   return out;
 }
+
+interface SubscriptionInternals {
+  _delete_monitored_items?: (items: ClientMonitoredItemBase[], callback: (err?: Error) => void) => void;
+}
+
+/**
+ * node-opcua deletes monitored items one call each (`terminate`) unless they are a whole
+ * group; its subscription's own batch delete also forgets them client-side, so that they are
+ * neither dispatched nor recreated later. It is internal, hence the fallback.
+ */
+function deleteMonitoredItems(subscription: ClientSubscription, items: ClientMonitoredItemBase[]): Promise<void> {
+  const internals = subscription as unknown as SubscriptionInternals;
+  if (typeof internals._delete_monitored_items !== "function") return Promise.all(items.map((mi) => mi.terminate())).then(() => undefined);
+  return new Promise((resolve, reject) => internals._delete_monitored_items!.call(subscription, items, (err) => (err ? reject(err) : resolve())));
+}
+

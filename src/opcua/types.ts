@@ -14,19 +14,60 @@ export type UserSpec =
   | { type: "username"; username: string; password: string }
   | { type: "certificate"; certificatePem: string; privateKeyPem: string };
 
+export type DataChangeTriggerName = "status" | "statusValue" | "statusValueTimestamp";
+
+/** Changes smaller than this are not reported; percent needs the node's EURange on the server. */
+export interface DeadbandSpec {
+  type: "absolute" | "percent";
+  value: number;
+}
+
 export interface NodeSpec {
   key: string;
-  /** Node id string, `nsu=` form allowed. */
-  node: string;
+  /** Node id string, `nsu=` form allowed. Exactly one of `node` and `browsePath` is set. */
+  node?: string;
+  /** Relative path such as `/2:Machine/<nsu=urn:x>State.0:Id` (see src/opcua/browse-path.ts), resolved on every connect. */
+  browsePath?: string;
+  /** Where `browsePath` starts; default Objects (i=85). */
+  startNode?: string;
   samplingInterval: number;
   queueSize: number;
   discardOldest: boolean;
+  deadband?: DeadbandSpec;
+  /** Default statusValue (the OPC UA default). */
+  dataChangeTrigger?: DataChangeTriggerName;
+  /** Resend the last value every N s while nothing changes; 0 or absent = off. */
+  heartbeatSeconds?: number;
+  /** Drop the notification every new monitored item sends with the current value. */
+  skipFirst?: boolean;
+  /** OPC UA NumericRange, e.g. "0:3" or "1,0:2". */
+  indexRange?: string;
+  /** Engineering unit, sent with each value as `u`. */
+  unit?: string;
+  /** v' = v × scale + offset, for numeric values. */
+  scale?: number;
+  offset?: number;
+}
+
+/** An event subscription: events of `eventType` (or a subtype) notified through `notifier`. */
+export interface EventSpec {
+  key: string;
+  /** Node id string; default the Server object (i=2253). */
+  notifier: string;
+  /** Node id string; default BaseEventType (i=2041), i.e. all events. */
+  eventType: string;
+  /** Browse paths relative to the event type, e.g. "Message", "ActiveState/Id"; each becomes a field. */
+  select: string[];
+  queueSize: number;
 }
 
 export interface GroupSpec {
   name: string;
   publishingInterval: number;
+  /** Reconnect when the group has had no data for this long (a server that answers but is stuck). */
+  watchdogSeconds?: number;
   nodes: NodeSpec[];
+  events?: EventSpec[];
 }
 
 export interface EndpointSpec {
@@ -37,6 +78,10 @@ export interface EndpointSpec {
   /** Ignored with mode "best". */
   securityPolicy: SecurityPolicyName;
   allowDeprecated: boolean;
+  /** Commissioning only: trust the first certificate this endpoint presents (logged). Default false. */
+  trustOnFirstUse?: boolean;
+  /** Legacy machines: accept a certificate whose subjectAltName does not name the endpoint's host (warned on each connect). */
+  allowHostnameMismatch?: boolean;
   user: UserSpec;
   connectTimeoutMs: number;
   sessionTimeoutMs: number;

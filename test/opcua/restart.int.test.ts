@@ -4,7 +4,7 @@ import { silentLogger } from "../../src/log.ts";
 import { openClientPki, type ClientPki } from "../../src/opcua/pki.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
 import type { EndpointSpec } from "../../src/opcua/types.ts";
-import { loadNodeId } from "../../src/simulator/nodes.ts";
+import { loadNodeId, SIM_NODES } from "../../src/simulator/nodes.ts";
 import { startSimulator, type Simulator } from "../../src/simulator/server.ts";
 import type { Item, Message } from "../../src/types.ts";
 import { checkSeries, tempDir, waitFor } from "../helpers/env.ts";
@@ -125,6 +125,29 @@ describe("sessions that survive a server restart", () => {
       expect(s.gaps, `c${i}`).toEqual([]);
       expect(s.duplicates, `c${i}`).toBe(0);
     }
+  });
+
+  it("a group without data for its watchdog time makes the session reconnect", { timeout: 60_000 }, async () => {
+    const tmp = await tempDir();
+    cleanups.push(tmp.cleanup);
+    const sim = await startSimulator({ pkiDir: path.join(tmp.dir, "sim"), logger: silentLogger() });
+    cleanups.push(() => sim.stop());
+    const pki = await openClientPki({ dir: path.join(tmp.dir, "pki"), instance: "watchdog-test", logger: silentLogger() });
+    cleanups.push(() => pki.certificateManager.dispose());
+    await pki.certificateManager.trustCertificate(sim.certificateDer);
+    await sim.trustClientCertificate(pki.certificateDer);
+    const c = collector();
+    // The serial number never changes: after its first value the group goes quiet.
+    const quiet: EndpointSpec = {
+      ...spec("saw", sim.endpointUrl),
+      groups: [{ name: "static", publishingInterval: 200, watchdogSeconds: 2, nodes: [{ key: "serial", node: SIM_NODES.serialNumber, samplingInterval: 200, queueSize: 1, discardOldest: true }] }],
+    };
+    const session = new MachineSession({ spec: quiet, pki, sink: c.sink, logger: silentLogger(), backoff: { initialMs: 100, maxMs: 200 } });
+    cleanups.push(() => session.stop());
+    session.start();
+    await waitFor("a second connect", () => session.health().connects >= 2, 15_000);
+    const offline = c.messages.find((m) => m.kind === "status" && m.state === "offline");
+    expect(offline).toMatchObject({ reason: expect.stringMatching(/group 'static' had no data for 2 s/) });
   });
 
   it("one failing machine never stalls another", { timeout: 60_000 }, async () => {
