@@ -10,6 +10,9 @@ const commands: Record<string, () => Promise<Command>> = {
   run: async () => (await import("./cli/run.ts")).run,
   demo: async () => (await import("./cli/demo.ts")).run,
   health: async () => (await import("./cli/health.ts")).run,
+  trust: async () => (await import("./cli/trust.ts")).run,
+  endpoints: async () => (await import("./cli/endpoints.ts")).run,
+  browse: async () => (await import("./cli/browse.ts")).run,
 };
 
 const usage = `usage: kerf <command> [options]
@@ -21,6 +24,10 @@ commands:
   devcloud  [--port N]                          reference cloud (HTTPS ingest, dev CA)
   demo      [--seconds N]                       simulator, devcloud and connector on loopback
   health                                        exit 0 when the running connector is healthy
+  trust     list | accept THUMBPRINT | reject THUMBPRINT | add-issuer FILE | add-crl FILE
+                                                the OPC UA trust store in <state-dir>/pki
+  endpoints URL                                 a server's endpoints, security and certificate
+  browse    URL [--root NODE] [--depth N]       a mapping-file skeleton of the server's variables
 
 every command takes --state-dir DIR
 `;

@@ -6,7 +6,7 @@ import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { validateLoad } from "../simulator/load-options.ts";
 import { intOption, parseCli } from "./args.ts";
 
-const usage = "kerf simulate [--port N] [--host H] [--load N [--period MS]] [--alarm-period MS] [--state-dir DIR] [--user NAME --password-file FILE]";
+const usage = "kerf simulate [--port N] [--host H] [--load N [--period MS]] [--alarm-period MS] [--state-dir DIR] [--user NAME --password-file FILE] [--rogue]";
 
 /**
  * `kerf simulate`: the simulated woodworking machine in the foreground until SIGINT or SIGTERM.
@@ -24,6 +24,8 @@ export async function run(argv: string[]): Promise<number> {
       "state-dir": { type: "string" },
       user: { type: "string" },
       "password-file": { type: "string" },
+      // hostile values under Objects/Rogue, for testing a client against a broken or malicious server
+      rogue: { type: "boolean" },
     },
     "simulate",
   );
@@ -52,6 +54,7 @@ export async function run(argv: string[]): Promise<number> {
     load,
     users,
     alarmPeriodMs,
+    rogue: values.rogue === true,
     logger,
     watchTrustStore: true,
   });
@@ -64,6 +67,7 @@ export async function run(argv: string[]): Promise<number> {
       `trust store  ${path.join(pkiDir, "trusted", "certs")} (client certificates are refused until copied here)`,
       load ? `load         ${load.count} counters, +1 every ${load.periodMs} ms` : undefined,
       users.length ? `users        ${users.map((u) => u.username).join(", ")}` : undefined,
+      values.rogue ? "rogue        Objects/Rogue serves hostile values: huge, deeply nested, malformed UTF-8, __proto__ keys, script" : undefined,
       `started in ${sim.startupMs} ms; Ctrl-C stops`,
       "",
     ]

@@ -13,7 +13,9 @@ import type { Logger } from "../log.ts";
 import type { MessageSink } from "../types.ts";
 import { backoff } from "../backoff.ts";
 import { KerfError } from "../errors.ts";
-import { describeConnectError } from "./connect-errors.ts";
+import { checkServerCertificate } from "./cert-checks.ts";
+import { describeConnectFailure, trustOnFirstUse } from "./trust.ts";
+import { clientTransportLimits } from "./limits.ts";
 import { checkNoDowngrade, checkUserCertificateKey, checkUserToken, DEPRECATED, selectBest } from "./security.ts";
 import type { ClientPki } from "./pki.ts";
 import { keepAliveCount, SubscriptionSet } from "./subscriptions.ts";
@@ -124,7 +126,8 @@ export class MachineSession extends EventEmitter {
         this.#reportStatus("online");
         reason = await lost;
       } catch (err) {
-        reason = describeConnectError(err, this.#spec);
+        // node-opcua reports a transport-limit abort only as "Connection Break"; the real reason was kept.
+        reason = this.#abortReason ?? (await describeConnectFailure(err, this.#spec, this.#pki));
         this.#lastError = reason;
         this.#log.error({ endpoint: this.#spec.endpointUrl, attempt }, reason);
       }
@@ -145,12 +148,19 @@ export class MachineSession extends EventEmitter {
    */
   async #connect(): Promise<{ lost: Promise<string> }> {
     const spec = this.#spec;
+    this.#abortReason = undefined;
     checkUserCertificateKey(spec.user);
     const { mode, policy } = spec.securityMode === "best" ? await this.#pickBest() : { mode: spec.securityMode, policy: spec.securityPolicy };
+    if (spec.trustOnFirstUse) await trustOnFirstUse(this.#pki, spec, this.#log);
     if (DEPRECATED.has(policy)) {
       this.#log.warn({ policy }, `connecting with the deprecated security policy ${policy} (allowDeprecated is set for this machine)`);
     }
     const client = OPCUAClient.create({
+      // bounded chunks and messages, whatever the server's Acknowledge says
+      ...clientTransportLimits((reason) => {
+        this.#abortReason = `${spec.machine} (${spec.endpointUrl}): the server sent more than Kerf accepts; connection closed: ${reason}`;
+        this.#log.error({ endpoint: spec.endpointUrl }, this.#abortReason);
+      }),
       applicationName: "Kerf",
       applicationUri: this.#pki.applicationUri,
       clientName: `kerf-${spec.machine}`,
@@ -182,8 +192,16 @@ export class MachineSession extends EventEmitter {
     // What the secure channel really negotiated, and the server's description of that endpoint.
     const channel = (client as unknown as { _secureChannel: { securityMode: MessageSecurityMode; securityPolicy: SecurityPolicy } | null })._secureChannel;
     const endpoint = channel ? client.findEndpointForSecurity(channel.securityMode, channel.securityPolicy) : undefined;
-    const refusal = !channel || !endpoint ? "the server does not describe the endpoint of this channel" : (checkNoDowngrade(channel, mode, policy) ?? checkUserToken(endpoint, spec.user));
+    const refusal = !channel || !endpoint ? "the server does not describe the endpoint of this channel" : (checkNoDowngrade(channel, mode, policy) ?? checkServerCertificate({ ...spec, securityMode: mode }, endpoint, this.#log) ?? checkUserToken(endpoint, spec.user));
     if (refusal) throw new KerfError("OPCUA_SECURITY", `${spec.machine} (${spec.endpointUrl}): ${refusal}`);
+    if (spec.user.type === "username" && mode === "None") {
+      // Over mode None the secure channel has checked no certificate; the password would be
+      // encrypted for whatever certificate the endpoint description carries. Only a trusted one.
+      const trust = endpoint?.serverCertificate?.length ? await this.#pki.certificateManager.isCertificateTrusted(endpoint.serverCertificate) : "BadCertificateInvalid";
+      if (trust !== "Good") {
+        throw new KerfError("OPCUA_SECURITY", `${spec.machine} (${spec.endpointUrl}): the password would be encrypted for a server certificate that is not trusted (${trust}); trust the server's certificate first (kerf trust list)`);
+      }
+    }
     const session = await withTimeout(client.createSession(userIdentity(spec)), spec.connectTimeoutMs, "create session");
     this.#session = session;
     const sessionId = session.sessionId.toString();
@@ -232,7 +250,7 @@ export class MachineSession extends EventEmitter {
 
   async #pickBest(): Promise<{ mode: SecurityModeName; policy: SecurityPolicyName }> {
     const spec = this.#spec;
-    const discovery = OPCUAClient.create({ endpointMustExist: false, connectionStrategy: { maxRetry: 0 }, clientCertificateManager: this.#pki.certificateManager, transportTimeout: spec.connectTimeoutMs });
+    const discovery = OPCUAClient.create({ ...clientTransportLimits(), endpointMustExist: false, connectionStrategy: { maxRetry: 0 }, clientCertificateManager: this.#pki.certificateManager, transportTimeout: spec.connectTimeoutMs });
     try {
       await withTimeout(discovery.connect(spec.endpointUrl), spec.connectTimeoutMs, "connect for GetEndpoints");
       const endpoints = await discovery.getEndpoints();
@@ -314,6 +332,7 @@ export class MachineSession extends EventEmitter {
   #onGroupData: (group: string) => void = () => undefined;
   #stopWatch: () => void = () => undefined;
   #settle: ((reason: string) => void) | null = null;
+  #abortReason: string | undefined;
 
   async #teardown(): Promise<void> {
     this.#stopWatch();

@@ -18,7 +18,7 @@ import {
 } from "node-opcua-client";
 import type { Logger } from "../log.ts";
 import type { EventMessage, Item, MessageSink } from "../types.ts";
-import { dataValueTime, encodeVariant } from "./encode.ts";
+import { dataValueTime, ValueEncoder } from "./encode.ts";
 import { conditionRefreshRequest, prepareEvent, type PreparedEvent } from "./events.ts";
 import { Heartbeats } from "./heartbeat.ts";
 import { diffMapping, monitoring, type GroupChange } from "./mapping-diff.ts";
@@ -99,6 +99,8 @@ export class SubscriptionSet {
   #pendingEvents: EventMessage[] = [];
   #flushScheduled = false;
   #heartbeats = new Heartbeats();
+  /** Refuses values over the limits of src/opcua/limits.ts; logs each key at most every 10 min. */
+  #values: ValueEncoder;
   #heartbeatTimer: NodeJS.Timeout | null = null;
   #closed = false;
   /** create and apply run one at a time. */
@@ -108,6 +110,7 @@ export class SubscriptionSet {
   constructor(options: SubscriptionSetOptions) {
     this.#o = options;
     this.#specs = options.groups;
+    this.#values = new ValueEncoder({ logger: options.logger });
   }
 
   /** The mapping the subscriptions currently follow. */
@@ -311,8 +314,9 @@ export class SubscriptionSet {
 
   #onValue(state: ItemState, dataValue: DataValue): void {
     const spec = state.spec;
-    let v = encodeVariant(dataValue.value);
-    if (spec.scale !== undefined || spec.offset !== undefined) {
+    const encoded = this.#values.encode(spec.key, dataValue);
+    let v = encoded.v;
+    if (encoded.q === dataValue.statusCode.value && (spec.scale !== undefined || spec.offset !== undefined)) {
       const scaled = scaleValue(v, dataValue.value.dataType, spec.scale ?? 1, spec.offset ?? 0);
       if (!scaled.ok && !state.warnedScale) {
         state.warnedScale = true;
@@ -320,7 +324,7 @@ export class SubscriptionSet {
       }
       v = scaled.v;
     }
-    const item: Item = { key: spec.key, v, q: dataValue.statusCode.value, t: dataValueTime(dataValue) };
+    const item: Item = { key: spec.key, v, q: encoded.q, t: dataValueTime(dataValue) };
     if (spec.unit !== undefined) item.u = spec.unit;
     const fingerprint = `${item.t}|${item.q}|${JSON.stringify(item.v)}`;
     if (state.first) {

@@ -116,3 +116,46 @@ export function simulatorMapping(machineId: string): { machine: string; points: 
 export const WW_STATE = { OFFLINE: 0, STANDBY: 1, READY: 2, WORKING: 3, ERROR: 4 } as const;
 /** WwUnitModeEnumeration (Woodworking 1.02). */
 export const WW_MODE = { OTHER: 0, AUTOMATIC: 1, SEMIAUTOMATIC: 2, MANUAL: 3, SETUP: 4, SLEEP: 5 } as const;
+
+/**
+ * Rogue mode (`startSimulator({ rogue: true })`, `kerf simulate --rogue`): values a broken or
+ * malicious server could send, under Objects/Rogue. The connector must stay up, keep its memory
+ * bounded, and forward each of them bounded or marked (see src/opcua/limits.ts).
+ */
+export const ROGUE_NODES = {
+  folder: sim("Rogue"),
+  /** A String of `ROGUE_SIZES.hugeStringChars` characters. */
+  hugeString: sim("Rogue.HugeString"),
+  /** A UInt32 array of `ROGUE_SIZES.hugeArrayLength` elements. */
+  hugeArray: sim("Rogue.HugeArray"),
+  /** Variant arrays nested `ROGUE_SIZES.deepNesting` levels deep, an Int32 at the bottom. */
+  deepNested: sim("Rogue.DeepNested"),
+  /** `ROGUE_BAD_UTF8`: lone surrogates, which reach the wire as replacement characters or as a broken byte sequence. */
+  badUtf8: sim("Rogue.BadUtf8"),
+  /** `ROGUE_BAD_UTF8_BYTES`: a ByteString that is not UTF-8 at all. */
+  badUtf8Bytes: sim("Rogue.BadUtf8Bytes"),
+  /** `ROGUE_PROTO_JSON`: a String holding JSON with `__proto__` and `constructor` keys. */
+  protoKeys: sim("Rogue.ProtoKeys"),
+  /** `ROGUE_HTML`: markup and script, which must travel as data. */
+  html: sim("Rogue.Html"),
+  /** A String of `ROGUE_SIZES.overTransportChars` characters: more than a 16 MiB message can carry. */
+  overTransport: sim("Rogue.OverTransport"),
+} as const;
+
+export const ROGUE_SIZES = {
+  hugeStringChars: 10 * 1024 * 1024,
+  hugeArrayLength: 1_000_000,
+  /** Deeper than Kerf's limit (32) but within node-opcua's decoder limit (128), so it reaches Kerf. */
+  deepNesting: 100,
+  overTransportChars: 20 * 1024 * 1024,
+} as const;
+
+/**
+ * node-opcua writes each lone surrogate as U+FFFD, except that its byte count skips the
+ * character before a lone trail surrogate: after "é" the wire carries a truncated sequence.
+ */
+export const ROGUE_BAD_UTF8 = "lone lead \ud800, lone trail \udfff, after a letter é\udc00.";
+/** Bytes that no UTF-8 decoder accepts: FF, FE, an overlong "/", a CESU-8 surrogate, a 5-byte form. */
+export const ROGUE_BAD_UTF8_BYTES: readonly number[] = [0xff, 0xfe, 0xc0, 0xaf, 0xed, 0xa0, 0x80, 0xf8, 0x88, 0x80, 0x80, 0x80];
+export const ROGUE_PROTO_JSON = '{"__proto__":{"polluted":"yes"},"constructor":{"prototype":{"polluted":"yes"}},"prototype":{"polluted":"yes"}}';
+export const ROGUE_HTML = `<script>alert(1)</script><img src=x onerror="alert('xss')"><a href="javascript:alert(3)">&amp;</a></textarea>`;

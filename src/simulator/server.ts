@@ -10,6 +10,7 @@ import { buildLoad, type RunningLoad } from "./load.ts";
 import { validateLoad, type LoadOptions } from "./load-options.ts";
 import { SIMULATOR_NAMESPACE_URI } from "./nodes.ts";
 import { disposeQuietly, openServerPki } from "./pki.ts";
+import { buildRogue, type RogueOptions, type RunningRogue } from "./rogue.ts";
 import { buildMachine, type RunningMachine } from "./woodworking.ts";
 
 export interface SimulatorOptions {
@@ -33,7 +34,16 @@ export interface SimulatorOptions {
   securityModes?: MessageSecurityMode[];
   securityPolicies?: SecurityPolicy[];
   maxSubscriptionsPerSession?: number;
+  /** OperationLimits.MaxMonitoredItemsPerCall (ns=0;i=11714); more items in one call get BadTooManyOperations. */
   maxMonitoredItemsPerCall?: number;
+  /** Subscriptions on the whole server; more get BadTooManySubscriptions. */
+  maxSubscriptions?: number;
+  /** Monitored items on the whole server; more get BadTooManyMonitoredItems, item by item. */
+  maxMonitoredItems?: number;
+  /** Monitored items per subscription; more get BadTooManyMonitoredItems, item by item. */
+  maxMonitoredItemsPerSubscription?: number;
+  /** Rogue mode: hostile values under Objects/Rogue (`ROGUE_NODES`); off by default. */
+  rogue?: boolean | RogueOptions;
   /** How often the machine's process values move; default 100 ms. */
   tickMs?: number;
   /** One dust-extraction alarm (active, then cleared) per period; default 60 s. */
@@ -42,6 +52,8 @@ export interface SimulatorOptions {
   seed?: number;
   /** Pick up certificates copied into trusted/ while running (file watchers); default false. */
   watchTrustStore?: boolean;
+  /** Announce this applicationUri instead of the certificate's: a misconfigured server, for trust tests. */
+  applicationUri?: string;
 }
 
 export interface Simulator {
@@ -99,6 +111,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   const pkiMs = performance.now() - started;
   let machine: RunningMachine | undefined;
   let load: RunningLoad | undefined;
+  let rogue: RunningRogue | undefined;
   let server: OPCUAServer | undefined;
   try {
     server = new OPCUAServer({
@@ -109,7 +122,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       serverCertificateManager: pki.certificateManager,
       userCertificateManager: pki.userCertificateManager,
       serverInfo: {
-        applicationUri: pki.applicationUri,
+        applicationUri: options.applicationUri ?? pki.applicationUri,
         productUri: SIMULATOR_NAMESPACE_URI,
         applicationName: { text: "Kerf Simulator", locale: "en" },
       },
@@ -124,6 +137,9 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       serverCapabilities: {
         maxSessions: options.maxSessions,
         maxSubscriptionsPerSession: options.maxSubscriptionsPerSession,
+        maxSubscriptions: options.maxSubscriptions,
+        maxMonitoredItems: options.maxMonitoredItems,
+        maxMonitoredItemsPerSubscription: options.maxMonitoredItemsPerSubscription,
         // 0: an item that asks for sampling interval 0 gets every change, not one per 50 ms window;
         // the load counters rely on it to be exact at any period
         minSupportedSampleRate: 0,
@@ -141,12 +157,14 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     const ns = addressSpace.registerNamespace(SIMULATOR_NAMESPACE_URI);
     machine = buildMachine(addressSpace, ns, log, { tickMs: options.tickMs, alarmPeriodMs: options.alarmPeriodMs, seed: options.seed });
     if (options.load) load = buildLoad(addressSpace, ns, options.load, log);
+    if (options.rogue) rogue = buildRogue(addressSpace, ns, options.rogue === true ? {} : options.rogue, log);
     const builtMs = performance.now() - started;
     await server.start();
     log.debug({ pkiMs: Math.round(pkiMs), initializedMs: Math.round(initializedMs), builtMs: Math.round(builtMs) }, "startup phases");
   } catch (err) {
     machine?.stop();
     load?.stop();
+    rogue?.stop();
     await server?.shutdown().catch(() => undefined);
     await disposeQuietly(pki.certificateManager);
     await disposeQuietly(pki.userCertificateManager);
@@ -177,6 +195,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       stopping ??= (async () => {
         machine?.stop();
         load?.stop();
+        rogue?.stop();
         await running.shutdown();
         await disposeQuietly(pki.certificateManager);
         await disposeQuietly(pki.userCertificateManager);

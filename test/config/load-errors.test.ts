@@ -31,7 +31,7 @@ ${cloud}`,
     );
     expect(err.code).toBe("CONFIG_INVALID");
     expect(lines(err, t.dir)).toEqual([
-      "kerf.yaml:6:5: machines[0].endpont: unknown field endpont (expected one of: id, endpoint, security, user, connectTimeoutMs, sessionTimeoutMs)",
+      "kerf.yaml:6:5: machines[0].endpont: unknown field endpont (expected one of: id, endpoint, security, user, connectTimeoutMs, sessionTimeoutMs, trustOnFirstUse, allowHostnameMismatch)",
     ]);
   });
 

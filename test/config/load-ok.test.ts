@@ -32,6 +32,8 @@ describe("a valid config", () => {
           user: { type: "anonymous" },
           connectTimeoutMs: 10000,
           sessionTimeoutMs: 60000,
+          trustOnFirstUse: false,
+          allowHostnameMismatch: false,
         },
       ],
       cloud: {

@@ -19,14 +19,14 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function setup(simOptions: Partial<SimulatorOptions> = {}): Promise<{ sim: Simulator; pki: ClientPki }> {
+async function setup(simOptions: Partial<SimulatorOptions> = {}, trustServer = true): Promise<{ sim: Simulator; pki: ClientPki }> {
   const tmp = await tempDir();
   cleanups.push(tmp.cleanup);
   const sim = await startSimulator({ pkiDir: path.join(tmp.dir, "sim"), logger: silentLogger(), load: { count: 1, periodMs: 100 }, ...simOptions });
   cleanups.push(() => sim.stop());
   const pki = await openClientPki({ dir: path.join(tmp.dir, "pki"), instance: "sec-test", logger: silentLogger() });
   cleanups.push(() => pki.certificateManager.dispose());
-  await pki.certificateManager.trustCertificate(sim.certificateDer);
+  if (trustServer) await pki.certificateManager.trustCertificate(sim.certificateDer);
   await sim.trustClientCertificate(pki.certificateDer);
   return { sim, pki };
 }
@@ -103,6 +103,19 @@ describe("OPC UA security levels", () => {
     expect(error).toMatch(/BadUserAccessDenied/);
     expect(error).toMatch(/user name and password/);
     expect(lines.join("\n")).not.toContain("wrong-password-123");
+  });
+
+  it("over mode None, a password is encrypted only for a trusted server certificate", async () => {
+    const { sim, pki } = await setup({ users: [{ username: "operator", password: "right-one" }] }, false);
+    const user = { type: "username" as const, username: "operator", password: "right-one" };
+    const refused = run(spec(sim, { securityMode: "None", securityPolicy: "None", user }), pki);
+    expect(await waitFor("a refusal", () => refused.session.health().lastError ?? undefined, 15_000)).toMatch(/not trusted/);
+    expect(refused.hasData()).toBe(false);
+    await refused.session.stop();
+
+    await pki.certificateManager.trustCertificate(sim.certificateDer);
+    const accepted = run(spec(sim, { securityMode: "None", securityPolicy: "None", user }), pki);
+    await waitFor("data", accepted.hasData, 15_000);
   });
 
   it("an X.509 user key that is not RSA is refused with a plain reason", async () => {
