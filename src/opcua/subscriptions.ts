@@ -167,15 +167,7 @@ export class SubscriptionSet {
   // ---- groups -------------------------------------------------------------------------------
 
   async #createGroup(spec: GroupSpec): Promise<void> {
-    const subscription = await this.#o.session.createSubscription2({
-      requestedPublishingInterval: spec.publishingInterval,
-      requestedMaxKeepAliveCount: keepAliveCount(spec.publishingInterval),
-      requestedLifetimeCount: 3 * keepAliveCount(spec.publishingInterval) * 10,
-      // 0 = no limit: many small publish responses cost the server CPU and lose values under load.
-      maxNotificationsPerPublish: 0,
-      publishingEnabled: true,
-      priority: 10,
-    });
+    const subscription = await this.#subscriptionFor(spec);
     const group: GroupState = { spec, subscription, items: new Map(), events: new Map() };
     this.#groups.set(spec.name, group);
     subscription.on("status_changed", (status) => {
@@ -188,10 +180,42 @@ export class SubscriptionSet {
     if (group.events.size > 0) await this.#refreshConditions(group, undefined);
   }
 
+  /**
+   * A subscription of the group's own, or, when the server allows no more subscriptions
+   * (BadTooManySubscriptions), a share of the existing one whose publishing interval is closest:
+   * every item still gets subscribed, at a publishing interval that differs, which is logged.
+   */
+  async #subscriptionFor(spec: GroupSpec): Promise<ClientSubscription> {
+    try {
+      return await this.#o.session.createSubscription2({
+        requestedPublishingInterval: spec.publishingInterval,
+        requestedMaxKeepAliveCount: keepAliveCount(spec.publishingInterval),
+        requestedLifetimeCount: 3 * keepAliveCount(spec.publishingInterval) * 10,
+        // 0 = no limit: many small publish responses cost the server CPU and lose values under load.
+        maxNotificationsPerPublish: 0,
+        publishingEnabled: true,
+        priority: 10,
+      });
+    } catch (err) {
+      const host = [...this.#groups.values()].sort(
+        (a, b) => Math.abs(a.spec.publishingInterval - spec.publishingInterval) - Math.abs(b.spec.publishingInterval - spec.publishingInterval),
+      )[0];
+      if (!/BadTooManySubscriptions/.test((err as Error).message) || !host) throw err;
+      this.#o.logger.warn(
+        { group: spec.name, sharesWith: host.spec.name, publishingInterval: host.spec.publishingInterval, wanted: spec.publishingInterval },
+        "the server allows no more subscriptions (BadTooManySubscriptions): this group shares another group's subscription and its publishing interval",
+      );
+      return host.subscription;
+    }
+  }
+
   async #removeGroup(name: string): Promise<void> {
     const group = this.#groups.get(name);
     if (!group) return;
     this.#groups.delete(name);
+    // A subscription shared with another group (see #subscriptionFor) stays for that group.
+    const shared = [...this.#groups.values()].some((g) => g.subscription === group.subscription);
+    const monitored = [...group.items.values(), ...group.events.values()].flatMap((x) => (x.monitored ? [x.monitored] : []));
     for (const [key, s] of group.items) {
       if (s.monitored) this.itemCount--;
       s.monitored = null;
@@ -201,7 +225,12 @@ export class SubscriptionSet {
       if (e.monitored) this.itemCount--;
       e.monitored = null;
     }
-    await group.subscription.terminate();
+    if (!shared) {
+      await group.subscription.terminate();
+      return;
+    }
+    const perCall = this.#perCall();
+    for (let i = 0; i < monitored.length; i += perCall) await deleteMonitoredItems(group.subscription, monitored.slice(i, i + perCall));
   }
 
   async #changeGroup(change: GroupChange): Promise<void> {
