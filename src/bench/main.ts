@@ -120,7 +120,7 @@ async function runScenario(s: Scenario) {
   const logger = createLogger({ level: "error" });
   routeOpcuaLogging(logger);
   const children: ChildProcess[] = [];
-  const devcloud = await startDevCloud({ dir: path.join(dir, "devcloud"), logger });
+  const devcloud = await startDevCloud({ dir: path.join(dir, "devcloud"), logger, storage: "memory" });
   try {
     const connectorStateDir = path.join(dir, "connector");
     const simDir = path.join(dir, "simulator");

@@ -17,6 +17,7 @@ import { writeFileAtomic } from "../certs/files.ts";
 import { spkiPin } from "../certs/pins.ts";
 import type { Logger } from "../log.ts";
 import { parseEnvelope, type Envelope } from "./envelope.ts";
+import { MemoryStore } from "./memory-store.ts";
 import { CloudStore } from "./store.ts";
 
 const gunzip = promisify(gunzipCallback);
@@ -38,6 +39,8 @@ export interface DevCloudOptions {
   host?: string;
   logger: Logger;
   faults?: DevCloudFaults;
+  /** "memory" for the benchmark: no SQLite, nothing kept across a restart. Default "sqlite". */
+  storage?: "sqlite" | "memory";
   /** Largest request body, compressed and decompressed. Default 16 MiB. */
   maxBodyBytes?: number;
 }
@@ -50,7 +53,7 @@ export interface DevCloud {
   serverCertPem: string;
   /** SPKI pin of the server key (stable across restarts on the same dir). */
   pin: string;
-  store: CloudStore;
+  store: CloudStore | MemoryStore;
   /** Live: tests may change it while the cloud runs. */
   faults: DevCloudFaults;
   stop(): Promise<void>;
@@ -63,7 +66,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   mkdirSync(options.dir, { recursive: true, mode: 0o700 });
   const ca = await createDevCa(options.dir, "CN=Kerf Devcloud CA");
   const server = await serverCertificate(ca, options.dir, host);
-  const store = new CloudStore(join(options.dir, "devcloud.db"));
+  const store = options.storage === "memory" ? new MemoryStore() : new CloudStore(join(options.dir, "devcloud.db"));
   const faults: DevCloudFaults = options.faults ?? {};
 
   const https: Server = createServer(

@@ -1,0 +1,87 @@
+/**
+ * A devcloud store in memory, for the benchmark: it measures the connector, and SQLite's index
+ * upkeep at 50k items/s would otherwise take the core the connector is being measured on.
+ * Same contract as CloudStore, minus durability across a restart.
+ */
+import { itemCount, type Message } from "../types.ts";
+import type { BatchListener, BatchRecord, CloudCounts, StoredItem } from "./store.ts";
+
+export class MemoryStore {
+  readonly #batches = new Set<string>();
+  readonly #items = new Map<string, StoredItem[]>();
+  readonly #seen = new Set<string>();
+  readonly #latest = new Map<string, Map<string, StoredItem>>();
+  readonly #events = new Map<string, Message[]>();
+  readonly #listeners = new Set<BatchListener>();
+  readonly #counts: CloudCounts = { requests: 0, batches: 0, duplicateBatches: 0, items: 0, duplicateItems: 0 };
+
+  countRequest(): void {
+    this.#counts.requests++;
+  }
+
+  ingest(connector: string, batch: number, idempotencyKey: string, messages: Message[]): BatchRecord {
+    const items = itemCount(messages);
+    const duplicate = this.#batches.has(idempotencyKey);
+    if (duplicate) this.#counts.duplicateBatches++;
+    else {
+      this.#batches.add(idempotencyKey);
+      for (const m of messages) {
+        if (m.kind !== "data") {
+          this.#events.set(m.machine, [...(this.#events.get(m.machine) ?? []), m]);
+          continue;
+        }
+        let latest = this.#latest.get(m.machine);
+        if (!latest) this.#latest.set(m.machine, (latest = new Map()));
+        for (const item of m.items) {
+          const id = `${m.machine}\u0000${item.key}`;
+          const stored: StoredItem = { v: item.v ?? null, q: item.q, t: item.t };
+          const fingerprint = `${id}\u0000${item.t}\u0000${JSON.stringify(stored.v)}`;
+          if (this.#seen.has(fingerprint)) this.#counts.duplicateItems++;
+          this.#seen.add(fingerprint);
+          const list = this.#items.get(id);
+          if (list) list.push(stored);
+          else this.#items.set(id, [stored]);
+          const prev = latest.get(item.key);
+          if (!prev || Date.parse(item.t) >= Date.parse(prev.t)) latest.set(item.key, stored);
+        }
+      }
+      this.#counts.batches++;
+      this.#counts.items += items;
+    }
+    const record: BatchRecord = { connector, batch, idempotencyKey, messages, items, duplicate };
+    for (const listener of this.#listeners) {
+      try {
+        listener(record);
+      } catch {
+        // A listener must not break ingestion.
+      }
+    }
+    return record;
+  }
+
+  items(machine: string, key: string): StoredItem[] {
+    return [...(this.#items.get(`${machine}\u0000${key}`) ?? [])].sort((a, b) => Date.parse(a.t) - Date.parse(b.t));
+  }
+
+  latest(machine: string): Record<string, StoredItem> {
+    return Object.assign(Object.create(null) as Record<string, StoredItem>, Object.fromEntries(this.#latest.get(machine) ?? []));
+  }
+
+  events(machine: string): Message[] {
+    return [...(this.#events.get(machine) ?? [])];
+  }
+
+  counts(): CloudCounts {
+    return { ...this.#counts };
+  }
+
+  onBatch(listener: BatchListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  close(): void {
+    this.#items.clear();
+    this.#seen.clear();
+  }
+}
