@@ -157,7 +157,7 @@ function keyUsageProblem(der: Buffer): string | undefined {
   return undefined;
 }
 
-function hostOf(endpointUrl: string): string | undefined {
+export function hostOf(endpointUrl: string): string | undefined {
   try {
     const host = new URL(endpointUrl).hostname;
     return host.startsWith("[") ? host.slice(1, -1) : host;

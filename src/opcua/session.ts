@@ -12,6 +12,7 @@ import {
 import type { Logger } from "../log.ts";
 import type { MessageSink } from "../types.ts";
 import { backoff } from "../backoff.ts";
+import { withTimeout } from "../timeout.ts";
 import { KerfError } from "../errors.ts";
 import { checkServerCertificate } from "./cert-checks.ts";
 import { describeConnectFailure, trustOnFirstUse } from "./trust.ts";
@@ -399,14 +400,4 @@ async function readMaxMonitoredItemsPerCall(session: ClientSession): Promise<num
   const dv = await session.read({ nodeId: "ns=0;i=11714", attributeId: AttributeIds.Value }).catch(() => null);
   const n = Number(dv?.value?.value ?? 0);
   return Number.isInteger(n) && n > 0 ? n : 0;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

@@ -14,8 +14,9 @@ import type { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import { MessageSecurityMode, OPCUAClient, type EndpointDescription } from "node-opcua-client";
 import { exploreCertificateRevocationList, toPem, verifyCrlIssuedByCertificate } from "node-opcua-crypto";
 import { KerfError } from "../errors.ts";
+import { withTimeout } from "../timeout.ts";
 import type { Logger } from "../log.ts";
-import { certificateInfo, certificateNamesHost, checkServerCertificate, formatValidity, parseCertificates, validityProblem, type CertificateInfo } from "./cert-checks.ts";
+import { certificateInfo, certificateNamesHost, hostOf, checkServerCertificate, formatValidity, parseCertificates, validityProblem, type CertificateInfo } from "./cert-checks.ts";
 import { describeConnectError } from "./connect-errors.ts";
 import type { ClientPki } from "./pki.ts";
 import { modeName, policyName } from "./security.ts";
@@ -501,14 +502,6 @@ function ignoreMissing(err: NodeJS.ErrnoException): void {
   if (err.code !== "ENOENT") throw err;
 }
 
-function hostOf(endpointUrl: string): string | undefined {
-  try {
-    const host = new URL(endpointUrl).hostname;
-    return host.startsWith("[") ? host.slice(1, -1) : host;
-  } catch {
-    return undefined;
-  }
-}
 
 function shellQuote(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
@@ -516,14 +509,4 @@ function shellQuote(s: string): string {
 
 function firstLine(text: string): string {
   return text.split("\n", 1)[0]!.slice(0, 300);
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
 }

@@ -3,11 +3,12 @@ import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log.ts";
 import { openClientPki } from "../../src/opcua/pki.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
-import type { EndpointSpec, GroupSpec } from "../../src/opcua/types.ts";
+import type { GroupSpec } from "../../src/opcua/types.ts";
 import { loadNodeId } from "../../src/simulator/nodes.ts";
 import { startSimulator } from "../../src/simulator/server.ts";
 import type { Item, Message } from "../../src/types.ts";
 import { checkSeries, tempDir, waitFor } from "../helpers/env.ts";
+import { endpointSpec } from "../helpers/opcua.ts";
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -36,17 +37,7 @@ describe("a server with low limits", () => {
       publishingInterval,
       nodes: Array.from({ length: to - from }, (_, k) => ({ key: `c${from + k}`, node: loadNodeId(from + k), samplingInterval: 0, queueSize: 10, discardOldest: true })),
     });
-    const spec: EndpointSpec = {
-      machine: "saw",
-      endpointUrl: sim.endpointUrl,
-      securityMode: "SignAndEncrypt",
-      securityPolicy: "Basic256Sha256",
-      allowDeprecated: false,
-      user: { type: "anonymous" },
-      connectTimeoutMs: 5000,
-      sessionTimeoutMs: 20000,
-      groups: [group("a", 0, 150, 200), group("b", 150, 300, 500), group("c", 300, 450, 250)],
-    };
+    const spec = endpointSpec(sim, { groups: [group("a", 0, 150, 200), group("b", 150, 300, 500), group("c", 300, 450, 250)] });
     const messages: Message[] = [];
     const session = new MachineSession({ spec, pki, sink: { write: (m) => messages.push(...m) }, logger: silentLogger() });
     cleanups.push(() => session.stop());

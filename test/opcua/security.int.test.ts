@@ -1,18 +1,18 @@
-import path from "node:path";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { EndpointDescription, MessageSecurityMode, SecurityPolicy, UserTokenPolicy, UserTokenType } from "node-opcua-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { generateKeyPair, privateKeyToPem } from "../../src/certs/x509.ts";
 import { silentLogger } from "../../src/log.ts";
-import { openClientPki, type ClientPki } from "../../src/opcua/pki.ts";
+import type { ClientPki } from "../../src/opcua/pki.ts";
 import { checkUserToken, selectBest } from "../../src/opcua/security.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
 import type { EndpointSpec } from "../../src/opcua/types.ts";
 import { loadNodeId } from "../../src/simulator/nodes.ts";
-import { startSimulator, type Simulator, type SimulatorOptions } from "../../src/simulator/server.ts";
+import type { Simulator, SimulatorOptions } from "../../src/simulator/server.ts";
 import type { Message } from "../../src/types.ts";
 import { tempDir, waitFor } from "../helpers/env.ts";
+import { endpointSpec, simulatorAndPki } from "../helpers/opcua.ts";
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -22,28 +22,14 @@ afterEach(async () => {
 async function setup(simOptions: Partial<SimulatorOptions> = {}, trustServer = true): Promise<{ sim: Simulator; pki: ClientPki }> {
   const tmp = await tempDir();
   cleanups.push(tmp.cleanup);
-  const sim = await startSimulator({ pkiDir: path.join(tmp.dir, "sim"), logger: silentLogger(), load: { count: 1, periodMs: 100 }, ...simOptions });
-  cleanups.push(() => sim.stop());
-  const pki = await openClientPki({ dir: path.join(tmp.dir, "pki"), instance: "sec-test", logger: silentLogger() });
-  cleanups.push(() => pki.certificateManager.dispose());
-  if (trustServer) await pki.certificateManager.trustCertificate(sim.certificateDer);
-  await sim.trustClientCertificate(pki.certificateDer);
-  return { sim, pki };
+  return simulatorAndPki(tmp.dir, cleanups, { load: { count: 1, periodMs: 100 }, ...simOptions }, trustServer);
 }
 
 function spec(sim: Simulator, over: Partial<EndpointSpec>): EndpointSpec {
-  return {
-    machine: "saw",
-    endpointUrl: sim.endpointUrl,
-    securityMode: "SignAndEncrypt",
-    securityPolicy: "Basic256Sha256",
-    allowDeprecated: false,
-    user: { type: "anonymous" },
-    connectTimeoutMs: 5000,
-    sessionTimeoutMs: 20000,
+  return endpointSpec(sim, {
     groups: [{ name: "g", publishingInterval: 100, nodes: [{ key: "c", node: loadNodeId(0), samplingInterval: 0, queueSize: 10, discardOldest: true }] }],
     ...over,
-  };
+  });
 }
 
 function run(s: EndpointSpec, pki: ClientPki, logger = silentLogger()) {

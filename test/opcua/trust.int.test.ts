@@ -9,6 +9,7 @@ import { SIM_NODES } from "../../src/simulator/nodes.ts";
 import { startSimulator, type Simulator } from "../../src/simulator/server.ts";
 import type { Message } from "../../src/types.ts";
 import { tempDir, waitFor } from "../helpers/env.ts";
+import { endpointSpec } from "../helpers/opcua.ts";
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -16,17 +17,9 @@ afterEach(async () => {
 });
 
 function spec(sim: Simulator): EndpointSpec {
-  return {
-    machine: "saw",
-    endpointUrl: sim.endpointUrl,
-    securityMode: "SignAndEncrypt",
-    securityPolicy: "Basic256Sha256",
-    allowDeprecated: false,
-    user: { type: "anonymous" },
-    connectTimeoutMs: 5000,
-    sessionTimeoutMs: 20000,
+  return endpointSpec(sim, {
     groups: [{ name: "g", publishingInterval: 100, nodes: [{ key: "spindle", node: SIM_NODES.spindleSpeed, samplingInterval: 100, queueSize: 10, discardOldest: true }] }],
-  };
+  });
 }
 
 describe("OPC UA trust store", () => {
@@ -48,7 +41,7 @@ describe("OPC UA trust store", () => {
     expect(error).toMatch(/trust/i);
     expect(session.state).not.toBe("connected");
     const rejected = path.join(pki.certificateManager.rootDir, "rejected");
-    await waitFor("the server certificate in rejected/", () => readdirSync(rejected).length > 0, 5_000);
+    await waitFor("the server certificate in rejected/", () => readdirSync(rejected).length > 0, 15_000);
     expect(messages.some((m) => m.kind === "data")).toBe(false);
     expect(messages.find((m) => m.kind === "status")).toMatchObject({ state: "offline" });
 
