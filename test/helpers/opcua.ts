@@ -5,7 +5,7 @@ import type { EndpointSpec } from "../../src/opcua/types.ts";
 import { startSimulator, type Simulator, type SimulatorOptions } from "../../src/simulator/server.ts";
 
 /** A SignAndEncrypt/Basic256Sha256 anonymous spec for `sim`, with the fields a test changes. */
-export function endpointSpec(sim: Simulator, over: Partial<EndpointSpec> = {}): EndpointSpec {
+export function endpointSpec(sim: Pick<Simulator, "endpointUrl">, over: Partial<EndpointSpec> = {}): EndpointSpec {
   return {
     machine: "saw",
     endpointUrl: sim.endpointUrl,

@@ -11,6 +11,7 @@ import type { EndpointSpec } from "../../src/opcua/types.ts";
 import { SIM_NODES } from "../../src/simulator/nodes.ts";
 import { startSimulator, type Simulator, type SimulatorOptions } from "../../src/simulator/server.ts";
 import { tempDir } from "../helpers/env.ts";
+import { endpointSpec } from "../helpers/opcua.ts";
 import { placeSimulatorCertificate, type TestCert } from "./certs.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -78,18 +79,10 @@ export async function simulator(b: Bench, cleanups: ReturnType<typeof cleanupLis
 }
 
 export function spec(sim: Pick<Simulator, "endpointUrl">, extra: Partial<EndpointSpec> = {}): EndpointSpec {
-  return {
-    machine: "saw",
-    endpointUrl: sim.endpointUrl,
-    securityMode: "SignAndEncrypt",
-    securityPolicy: "Basic256Sha256",
-    allowDeprecated: false,
-    user: { type: "anonymous" },
-    connectTimeoutMs: 5000,
-    sessionTimeoutMs: 20000,
+  return endpointSpec(sim, {
     groups: [{ name: "g", publishingInterval: 100, nodes: [{ key: "spindle", node: SIM_NODES.spindleSpeed, samplingInterval: 100, queueSize: 10, discardOldest: true }] }],
     ...extra,
-  };
+  });
 }
 
 /**
