@@ -123,6 +123,8 @@ export async function writeDemoConfig(o: {
       samplingInterval: pi,
       queueSize: 10,
       nodes: map.points.map((p) => ({ key: p.key, node: p.node, ...(p.unit ? { unit: p.unit } : {}) })),
+      // The dust-extraction alarm, as events (AlarmConditionType and subtypes).
+      events: map.events.map((e) => ({ key: e.key, notifier: e.notifier, eventType: "i=2915" })),
     },
   ];
   if (o.load) {
