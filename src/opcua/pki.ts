@@ -1,6 +1,6 @@
 import { X509Certificate } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import type { Logger } from "../log.ts";
@@ -43,4 +43,30 @@ export async function openClientPki(options: { dir: string; instance: string; lo
   }
   const certificateDer = new X509Certificate(await readFile(certificateFile)).raw;
   return { certificateManager, applicationUri, certificateFile, privateKeyFile, certificateDer };
+}
+
+/**
+ * A connect attempt that was refused while the operator trusted the certificate can write its
+ * copy into rejected/ again after the move, and node-opcua refuses a certificate that is in both
+ * folders. The operator's decision wins: re-trust any rejected certificate that is also trusted.
+ */
+export async function reconcileTrust(certificateManager: OPCUACertificateManager): Promise<void> {
+  const thumbprints = async (dir: string) => {
+    const out = new Map<string, Buffer>();
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      try {
+        const cert = new X509Certificate(await readFile(path.join(dir, name)));
+        out.set(cert.fingerprint, cert.raw);
+      } catch {
+        // not a certificate file
+      }
+    }
+    return out;
+  };
+  const rejected = await thumbprints(certificateManager.rejectedFolder);
+  if (rejected.size === 0) return;
+  const trusted = await thumbprints(certificateManager.trustedFolder);
+  for (const [fingerprint, der] of rejected) {
+    if (trusted.has(fingerprint)) await certificateManager.trustCertificate(der);
+  }
 }

@@ -18,7 +18,7 @@ import { checkServerCertificate } from "./cert-checks.ts";
 import { describeConnectFailure, trustOnFirstUse } from "./trust.ts";
 import { clientTransportLimits } from "./limits.ts";
 import { checkNoDowngrade, checkUserCertificateKey, checkUserToken, DEPRECATED, selectBest } from "./security.ts";
-import type { ClientPki } from "./pki.ts";
+import { reconcileTrust, type ClientPki } from "./pki.ts";
 import { keepAliveCount, SubscriptionSet } from "./subscriptions.ts";
 import type { EndpointSpec, GroupSpec, SecurityModeName, SecurityPolicyName, SessionState } from "./types.ts";
 
@@ -151,6 +151,7 @@ export class MachineSession extends EventEmitter {
     const spec = this.#spec;
     this.#abortReason = undefined;
     checkUserCertificateKey(spec.user);
+    await reconcileTrust(this.#pki.certificateManager);
     const { mode, policy } = spec.securityMode === "best" ? await this.#pickBest() : { mode: spec.securityMode, policy: spec.securityPolicy };
     if (spec.trustOnFirstUse) await trustOnFirstUse(this.#pki, spec, this.#log);
     if (DEPRECATED.has(policy)) {
