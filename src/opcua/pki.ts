@@ -1,6 +1,6 @@
 import { X509Certificate } from "node:crypto";
 import { existsSync } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import type { Logger } from "../log.ts";
@@ -51,22 +51,24 @@ export async function openClientPki(options: { dir: string; instance: string; lo
  * folders. The operator's decision wins: re-trust any rejected certificate that is also trusted.
  */
 export async function reconcileTrust(certificateManager: OPCUACertificateManager): Promise<void> {
-  const thumbprints = async (dir: string) => {
-    const out = new Map<string, Buffer>();
+  const certificates = async (dir: string) => {
+    const out: { file: string; fingerprint: string; der: Buffer }[] = [];
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       try {
         const cert = new X509Certificate(await readFile(path.join(dir, name)));
-        out.set(cert.fingerprint, cert.raw);
+        out.push({ file: path.join(dir, name), fingerprint: cert.fingerprint, der: cert.raw });
       } catch {
         // not a certificate file
       }
     }
     return out;
   };
-  const rejected = await thumbprints(certificateManager.rejectedFolder);
-  if (rejected.size === 0) return;
-  const trusted = await thumbprints(certificateManager.trustedFolder);
-  for (const [fingerprint, der] of rejected) {
-    if (trusted.has(fingerprint)) await certificateManager.trustCertificate(der);
+  const rejected = await certificates(certificateManager.rejectedFolder);
+  if (rejected.length === 0) return;
+  const trusted = new Set((await certificates(certificateManager.trustedFolder)).map((c) => c.fingerprint));
+  for (const r of rejected) {
+    if (!trusted.has(r.fingerprint)) continue;
+    await certificateManager.trustCertificate(r.der);
+    await unlink(r.file).catch(() => undefined);
   }
 }
