@@ -4,7 +4,7 @@
  * Same contract as CloudStore, minus durability across a restart.
  */
 import { itemCount, type Message } from "../types.ts";
-import type { BatchListener, BatchRecord, CloudCounts, StoredItem } from "./store.ts";
+import { notify, type BatchListener, type BatchRecord, type CloudCounts, type StoredItem } from "./store.ts";
 
 export class MemoryStore {
   readonly #batches = new Set<string>();
@@ -48,15 +48,7 @@ export class MemoryStore {
       this.#counts.batches++;
       this.#counts.items += items;
     }
-    const record: BatchRecord = { connector, batch, idempotencyKey, messages, items, duplicate };
-    for (const listener of this.#listeners) {
-      try {
-        listener(record);
-      } catch {
-        // A listener must not break ingestion.
-      }
-    }
-    return record;
+    return notify(this.#listeners, { connector, batch, idempotencyKey, messages, items, duplicate });
   }
 
   items(machine: string, key: string): StoredItem[] {

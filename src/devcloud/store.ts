@@ -42,6 +42,18 @@ export interface BatchRecord {
 
 export type BatchListener = (batch: BatchRecord) => void;
 
+/** Tells every listener about a batch; a listener's failure never breaks ingestion. */
+export function notify(listeners: Iterable<BatchListener>, record: BatchRecord): BatchRecord {
+  for (const listener of listeners) {
+    try {
+      listener(record);
+    } catch {
+      // a test's or the benchmark's listener is not the ingest path's concern
+    }
+  }
+  return record;
+}
+
 const schema = `
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS batches (
@@ -123,15 +135,7 @@ export class CloudStore {
       this.#db.exec("ROLLBACK");
       throw err;
     }
-    const record: BatchRecord = { connector, batch, idempotencyKey, messages, items, duplicate };
-    for (const listener of this.#listeners) {
-      try {
-        listener(record);
-      } catch {
-        // A test's listener must not break ingestion.
-      }
-    }
-    return record;
+    return notify(this.#listeners, { connector, batch, idempotencyKey, messages, items, duplicate });
   }
 
   /** All stored items of one key, in source-timestamp order. */

@@ -1,13 +1,14 @@
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log.ts";
-import { openClientPki, type ClientPki } from "../../src/opcua/pki.ts";
+import { openClientPki } from "../../src/opcua/pki.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
 import type { EndpointSpec } from "../../src/opcua/types.ts";
 import { loadNodeId, SIM_NODES } from "../../src/simulator/nodes.ts";
 import { startSimulator, type Simulator } from "../../src/simulator/server.ts";
 import type { Item, Message } from "../../src/types.ts";
 import { checkSeries, tempDir, waitFor } from "../helpers/env.ts";
+import { simulatorAndPki } from "../helpers/opcua.ts";
 import { startProxy } from "../helpers/proxy.ts";
 
 const COUNTERS = 5;
@@ -96,14 +97,9 @@ describe("sessions that survive a server restart", () => {
   it("a broken channel is repaired on the same session: what the server queued meanwhile is republished, no value lost", { timeout: 60_000 }, async () => {
     const tmp = await tempDir();
     cleanups.push(tmp.cleanup);
-    const sim = await startSimulator({ pkiDir: path.join(tmp.dir, "sim"), logger: silentLogger(), load: { count: COUNTERS, periodMs: PERIOD } });
-    cleanups.push(() => sim.stop());
+    const { sim, pki } = await simulatorAndPki(tmp.dir, cleanups, { load: { count: COUNTERS, periodMs: PERIOD } });
     const proxy = await startProxy(sim.port);
     cleanups.push(() => proxy.close());
-    const pki = await openClientPki({ dir: path.join(tmp.dir, "pki"), instance: "repair-test", logger: silentLogger() });
-    cleanups.push(() => pki.certificateManager.dispose());
-    await pki.certificateManager.trustCertificate(sim.certificateDer);
-    await sim.trustClientCertificate(pki.certificateDer);
 
     const c = collector();
     // The server keeps what changes during the break in each item's queue: 100 × 100 ms covers it.
@@ -130,12 +126,7 @@ describe("sessions that survive a server restart", () => {
   it("a group without data for its watchdog time makes the session reconnect", { timeout: 60_000 }, async () => {
     const tmp = await tempDir();
     cleanups.push(tmp.cleanup);
-    const sim = await startSimulator({ pkiDir: path.join(tmp.dir, "sim"), logger: silentLogger() });
-    cleanups.push(() => sim.stop());
-    const pki = await openClientPki({ dir: path.join(tmp.dir, "pki"), instance: "watchdog-test", logger: silentLogger() });
-    cleanups.push(() => pki.certificateManager.dispose());
-    await pki.certificateManager.trustCertificate(sim.certificateDer);
-    await sim.trustClientCertificate(pki.certificateDer);
+    const { sim, pki } = await simulatorAndPki(tmp.dir, cleanups);
     const c = collector();
     // The serial number never changes: after its first value the group goes quiet.
     const quiet: EndpointSpec = {
@@ -153,12 +144,7 @@ describe("sessions that survive a server restart", () => {
   it("one failing machine never stalls another", { timeout: 60_000 }, async () => {
     const tmp = await tempDir();
     cleanups.push(tmp.cleanup);
-    const sim = await startSimulator({ pkiDir: path.join(tmp.dir, "sim"), logger: silentLogger(), load: { count: COUNTERS, periodMs: PERIOD } });
-    cleanups.push(() => sim.stop());
-    const pki: ClientPki = await openClientPki({ dir: path.join(tmp.dir, "pki"), instance: "two-machines", logger: silentLogger() });
-    cleanups.push(() => pki.certificateManager.dispose());
-    await pki.certificateManager.trustCertificate(sim.certificateDer);
-    await sim.trustClientCertificate(pki.certificateDer);
+    const { sim, pki } = await simulatorAndPki(tmp.dir, cleanups, { load: { count: COUNTERS, periodMs: PERIOD } });
 
     const c = collector();
     // A machine whose address swallows packets (nothing answers) and one that refuses at once.
