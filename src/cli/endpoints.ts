@@ -12,7 +12,7 @@ import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { certificateInfo, formatValidity, type CertificateInfo } from "../opcua/cert-checks.ts";
 import { openClientPki, type ClientPki } from "../opcua/pki.ts";
 import { DEPRECATED, modeName, policyName } from "../opcua/security.ts";
-import { getEndpoints, readTrustStore } from "../opcua/trust.ts";
+import { getEndpoints, keepRejected } from "../opcua/trust.ts";
 import { intOption, parseCli } from "./args.ts";
 
 const usage = `usage: kerf endpoints URL [--state-dir DIR] [--timeout MS] [--json]
@@ -144,9 +144,8 @@ async function trustVerdicts(pki: ToolPki, endpoints: EndpointDescription[], sta
     const status = String(await pki.certificateManager.verifyCertificate(e.serverCertificate, { acceptCertificateWithValidIssuerChain: true }));
     if (status === "Good") verdicts.set(info.thumbprint, "trusted");
     else if (status === "BadCertificateUntrusted") {
-      const store = await readTrustStore(pki.certificateManager.rootDir);
-      if (!store.certificates.some((c) => c.store === "rejected" && c.info.thumbprint === info.thumbprint)) await pki.certificateManager.rejectCertificate(e.serverCertificate);
-      verdicts.set(info.thumbprint, `not trusted; kept in rejected/ (kerf trust accept ${info.thumbprint} --state-dir ${stateDir} trusts it)`);
+      const kept = await keepRejected(pki.certificateManager, e.serverCertificate, info.thumbprint);
+      verdicts.set(info.thumbprint, kept === "trusted" ? "trusted" : `not trusted; kept in rejected/ (kerf trust accept ${info.thumbprint} --state-dir ${stateDir} trusts it)`);
     } else verdicts.set(info.thumbprint, `refused: ${status}`);
   }
   return (thumbprint) => verdicts.get(thumbprint) ?? "?";

@@ -275,6 +275,19 @@ export async function getEndpoints(endpointUrl: string, pki: Pick<ClientPki, "ce
   }
 }
 
+/**
+ * After a BadCertificateUntrusted verdict, make sure the certificate is in rejected/ (node-opcua
+ * keeps what it refuses there) so that `kerf trust accept` can take it. When it is in trusted/ on
+ * disk, an operator accepted it after the verdict: moving it back would silently undo that, so
+ * leave it and report "trusted"; the next attempt connects.
+ */
+export async function keepRejected(cm: OPCUACertificateManager, chain: Buffer, thumbprint: string): Promise<"rejected" | "trusted"> {
+  const onDisk = (await readTrustStore(cm.rootDir)).certificates.filter((c) => c.info.thumbprint === thumbprint);
+  if (onDisk.some((c) => c.store === "trusted")) return "trusted";
+  if (!onDisk.some((c) => c.store === "rejected")) await cm.rejectCertificate(chain);
+  return "rejected";
+}
+
 // ---------------------------------------------------------------------------------------------
 // Explaining a refused server
 
@@ -316,9 +329,7 @@ export async function describeUntrustedServer(pki: ClientPki, spec: EndpointSpec
     case "Good":
       return undefined;
     case "BadCertificateUntrusted": {
-      // node-opcua keeps what it refuses in rejected/; make sure this one is there, so the command below works.
-      const stored = await readTrustStore(root);
-      if (!stored.certificates.some((c) => c.store === "rejected" && c.info.thumbprint === info.thumbprint)) await pki.certificateManager.rejectCertificate(chain);
+      if ((await keepRejected(pki.certificateManager, chain, info.thumbprint)) === "trusted") return undefined;
       const tofu = (await readTofu(root))[spec.endpointUrl];
       const changed = tofu && tofu.thumbprint !== info.thumbprint ? ` It is NOT the certificate trusted on first use for this endpoint on ${tofu.at} (${tofu.thumbprint}): make sure the machine's certificate really changed before you trust it.` : "";
       const dates = validityProblem(info);

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log.ts";
 import { describeConnectError } from "../../src/opcua/connect-errors.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
-import { describeConnectFailure, describeUntrustedServer } from "../../src/opcua/trust.ts";
+import { describeConnectFailure, describeUntrustedServer, keepRejected } from "../../src/opcua/trust.ts";
 import type { Message } from "../../src/types.ts";
 import { waitFor } from "../helpers/env.ts";
 import { bench, cleanupList, connectAndCheck, kerf, simulator, spec } from "./helpers.ts";
@@ -71,6 +71,22 @@ describe("a refused server certificate", () => {
     expect(r.stdout).toMatch(/trusted already; removed its stale copy from rejected/);
     expect(rejectedFiles(root)).toEqual([]);
     await waitFor("trusted in the running manager", async () => String(await b.pki.certificateManager.verifyCertificate(sim.certificateDer)) === "Good", 5_000);
+  });
+
+  it("an accept that lands between a refused attempt and its explanation is not undone", async () => {
+    const b = await bench(cleanups);
+    const sim = await simulator(b, cleanups, "a");
+    await connectAndCheck(spec(sim), b.pki); // lands in rejected/
+    const root = b.pki.certificateManager.rootDir;
+    // Another process (kerf trust accept) moves the file while this one still holds the old verdict.
+    const file = rejectedFiles(root)[0]!;
+    const { rename } = await import("node:fs/promises");
+    await rename(path.join(root, "rejected", file), path.join(root, "trusted/certs", file));
+    await waitFor("the running manager sees it trusted", () => b.pki.certificateManager.getTrustedCertificateCount() === 1, 5_000);
+
+    expect(await keepRejected(b.pki.certificateManager, sim.certificateDer, sim.thumbprint)).toBe("trusted");
+    expect(trustedFiles(root)).toEqual([file]);
+    expect(rejectedFiles(root)).toEqual([]);
   });
 
   it("list, reject and bad input: clear output, non-zero exit without a stack trace", async () => {
