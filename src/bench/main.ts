@@ -10,7 +10,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { copyFileSync, mkdirSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -136,7 +136,9 @@ async function runScenario(s: Scenario) {
     copyFileSync(barePki.certificateFile, path.join(trusted, "bench-bare.pem"));
 
     // The simulator is a process of its own, so that the OS can give it a core of its own.
-    const sim = spawn(path.join(repo, "bin/kerf.js"), ["simulate", "--port", "0", "--load", String(s.nodes), "--period", String(s.periodMs), "--state-dir", simDir], { stdio: ["ignore", "pipe", "inherit"] });
+    // Not through bin/kerf.js: the connector's 1 GB heap cap is too small for a server holding
+    // 100k variables and the queues of 100k monitored items (it peaks near 2.4 GB).
+    const sim = spawn(process.execPath, ["--max-old-space-size=6144", path.join(repo, "src/main.ts"), "simulate", "--port", "0", "--load", String(s.nodes), "--period", String(s.periodMs), "--state-dir", simDir], { stdio: ["ignore", "pipe", "inherit"] });
     children.push(sim);
     const lines = await readLines(sim, (l) => l.startsWith("started in"), 120_000);
     const endpointUrl = /^endpoint\s+(\S+)/m.exec(lines)![1]!;
@@ -175,8 +177,9 @@ async function runScenario(s: Scenario) {
 
     const spawnedAt = Date.now();
     // Started through its shebang line, as `npx kerf run` starts it (with its V8 flags).
+    const connectorLog = path.join(dir, "connector.log");
     const connector = spawn(path.join(repo, "bin/kerf.js"), ["run", "--config", demo.configFile, "--state-dir", demo.connectorStateDir], {
-      stdio: ["ignore", "ignore", "inherit"],
+      stdio: ["ignore", openSync(connectorLog, "w"), "inherit"],
       env: { ...process.env, ...(values["node-options"] ? { NODE_OPTIONS: values["node-options"] } : {}) },
     });
     children.push(connector);
@@ -205,8 +208,8 @@ async function runScenario(s: Scenario) {
     latencies.length = 0;
     const memTimer = setInterval(() => {
       try {
-        const h = JSON.parse(readFileSync(path.join(demo.connectorStateDir, "health.json"), "utf8")) as { memory: unknown };
-        process.stderr.write(`bench: connector memory ${JSON.stringify(h.memory)}\n`);
+        const h = JSON.parse(readFileSync(path.join(demo.connectorStateDir, "health.json"), "utf8")) as { memory: unknown; buffer: unknown };
+        process.stderr.write(`bench: connector memory ${JSON.stringify(h.memory)} buffer ${JSON.stringify(h.buffer)}\n`);
       } catch {
         // not written yet
       }
@@ -248,6 +251,14 @@ async function runScenario(s: Scenario) {
     latencies.sort((a, b) => a - b);
     connector.kill("SIGTERM");
     await new Promise((r) => connector.once("exit", r));
+    // What the connector complained about (level warn and up), once per message.
+    const complaints = new Map<string, number>();
+    for (const line of readFileSync(connectorLog, "utf8").split("\n")) {
+      if (!line) continue;
+      const msg = (JSON.parse(line) as { msg?: string }).msg ?? line;
+      complaints.set(msg, (complaints.get(msg) ?? 0) + 1);
+    }
+    for (const [msg, n] of complaints) process.stderr.write(`bench: connector logged ${n}× ${msg}\n`);
     return {
       scenario: s.name,
       nodes: s.nodes,
