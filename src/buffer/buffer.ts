@@ -61,7 +61,7 @@
 import type { Logger } from "../log.ts";
 import { itemCount, type Message } from "../types.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { decode, encode, type Encoded } from "./codec.ts";
+import { decodeBytes, encode, parseMessages, type Encoded } from "./codec.ts";
 import { DropLog } from "./drop-log.ts";
 import { COUNTER_NAMES, ioError, openDatabase, type CounterName } from "./schema.ts";
 
@@ -69,7 +69,10 @@ export type DropReason = "buffer_full" | "rejected" | "too_large";
 
 export interface StoredBatch {
   id: number;
-  messages: Message[];
+  /** The messages as stored: a JSON array, UTF-8. */
+  json: Buffer;
+  /** The same, parsed on first use (the sender only needs `json`). */
+  readonly messages: Message[];
   items: number;
   /** Stored payload bytes (after compression); what counts against `maxBytes`. */
   bytes: number;
@@ -242,14 +245,14 @@ export class DurableBuffer {
     for (const row of rows) {
       if (out.length === limit) break;
       if (exclude.has(row.id)) continue;
-      let messages: Message[];
+      let json: Buffer;
       try {
-        messages = decode(row.format, row.payload);
+        json = decodeBytes(row.format, row.payload);
       } catch (err) {
         unreadable.push({ id: row.id, error: err instanceof Error ? err.message : String(err) });
         continue;
       }
-      out.push({ id: row.id, messages, items: row.items, bytes: row.bytes, createdAt: row.created_at });
+      out.push(storedBatch(row, json));
     }
     if (unreadable.length > 0) {
       // Stopping the sender forever on one damaged row would lose everything behind it.
@@ -465,4 +468,18 @@ export class DurableBuffer {
   #assertOpen(): void {
     if (this.#closed) throw new Error(`buffer ${this.#path} is closed`);
   }
+}
+
+function storedBatch(row: Row, json: Buffer): StoredBatch {
+  let messages: Message[] | undefined;
+  return {
+    id: row.id,
+    json,
+    items: row.items,
+    bytes: row.bytes,
+    createdAt: row.created_at,
+    get messages() {
+      return (messages ??= parseMessages(json));
+    },
+  };
 }

@@ -37,11 +37,18 @@ export function encode(messages: readonly Message[], compress: boolean): Encoded
   return { format: Format.json, payload: json };
 }
 
-export function decode(format: number, payload: Uint8Array): Message[] {
+/** The stored JSON array's UTF-8 bytes, checked only for its brackets: the sender forwards them as they are. */
+export function decodeBytes(format: number, payload: Uint8Array): Buffer {
   let json: Buffer;
   if (format === Format.json) json = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
   else if (format === Format.zstd) json = zstdDecompressSync(payload);
   else throw new Error(`unknown payload format ${format} (expected 0 = json or 1 = zstd)`);
+  // JSON.stringify of an array: no whitespace around it
+  if (json[0] !== 0x5b || json[json.length - 1] !== 0x5d) throw new Error("payload is not a JSON array of messages");
+  return json;
+}
+
+export function parseMessages(json: Buffer): Message[] {
   const value: unknown = JSON.parse(json.toString("utf8"));
   if (!Array.isArray(value)) throw new Error("payload is not a JSON array of messages");
   return value as Message[];

@@ -6,14 +6,28 @@
 import { itemCount, type Message } from "../types.ts";
 import { notify, type BatchListener, type BatchRecord, type CloudCounts, type StoredItem } from "./store.ts";
 
+export interface MemoryStoreOptions {
+  /**
+   * Which data points keep their full history (and are checked item by item for duplicates);
+   * the others only count. At 100k items/s a history of everything costs the benchmark more
+   * memory and CPU than the connector it measures. Default: all.
+   */
+  keep?: (key: string) => boolean;
+}
+
 export class MemoryStore {
+  readonly #keep: (key: string) => boolean;
   readonly #batches = new Set<string>();
-  readonly #items = new Map<string, StoredItem[]>();
+  readonly #items = new Map<string, (StoredItem & { ms: number })[]>();
   readonly #seen = new Set<string>();
-  readonly #latest = new Map<string, Map<string, StoredItem>>();
+  readonly #latest = new Map<string, Map<string, StoredItem & { ms: number }>>();
   readonly #events = new Map<string, Message[]>();
   readonly #listeners = new Set<BatchListener>();
   readonly #counts: CloudCounts = { requests: 0, batches: 0, duplicateBatches: 0, items: 0, duplicateItems: 0 };
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.#keep = options.keep ?? (() => true);
+  }
 
   countRequest(): void {
     this.#counts.requests++;
@@ -33,16 +47,17 @@ export class MemoryStore {
         let latest = this.#latest.get(m.machine);
         if (!latest) this.#latest.set(m.machine, (latest = new Map()));
         for (const item of m.items) {
+          const stored = { v: item.v ?? null, q: item.q, t: item.t, ms: Date.parse(item.t) };
+          const prev = latest.get(item.key);
+          if (!prev || stored.ms >= prev.ms) latest.set(item.key, stored);
+          if (!this.#keep(item.key)) continue;
           const id = `${m.machine}\u0000${item.key}`;
-          const stored: StoredItem = { v: item.v ?? null, q: item.q, t: item.t };
           const fingerprint = `${id}\u0000${item.t}\u0000${JSON.stringify(stored.v)}`;
           if (this.#seen.has(fingerprint)) this.#counts.duplicateItems++;
           this.#seen.add(fingerprint);
           const list = this.#items.get(id);
           if (list) list.push(stored);
           else this.#items.set(id, [stored]);
-          const prev = latest.get(item.key);
-          if (!prev || Date.parse(item.t) >= Date.parse(prev.t)) latest.set(item.key, stored);
         }
       }
       this.#counts.batches++;
@@ -52,11 +67,13 @@ export class MemoryStore {
   }
 
   items(machine: string, key: string): StoredItem[] {
-    return [...(this.#items.get(`${machine}\u0000${key}`) ?? [])].sort((a, b) => Date.parse(a.t) - Date.parse(b.t));
+    return [...(this.#items.get(`${machine}\u0000${key}`) ?? [])].sort((a, b) => a.ms - b.ms).map(({ v, q, t }) => ({ v, q, t }));
   }
 
   latest(machine: string): Record<string, StoredItem> {
-    return Object.assign(Object.create(null) as Record<string, StoredItem>, Object.fromEntries(this.#latest.get(machine) ?? []));
+    const out = Object.create(null) as Record<string, StoredItem>;
+    for (const [key, { v, q, t }] of this.#latest.get(machine) ?? []) out[key] = { v, q, t };
+    return out;
   }
 
   events(machine: string): Message[] {

@@ -41,6 +41,8 @@ export interface DevCloudOptions {
   faults?: DevCloudFaults;
   /** "memory" for the benchmark: no SQLite, nothing kept across a restart. Default "sqlite". */
   storage?: "sqlite" | "memory";
+  /** With storage "memory": which data points keep their history (default all). */
+  keep?: (key: string) => boolean;
   /** Largest request body, compressed and decompressed. Default 16 MiB. */
   maxBodyBytes?: number;
 }
@@ -66,7 +68,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   mkdirSync(options.dir, { recursive: true, mode: 0o700 });
   const ca = await createDevCa(options.dir, "CN=Kerf Devcloud CA");
   const server = await serverCertificate(ca, options.dir, host);
-  const store = options.storage === "memory" ? new MemoryStore() : new CloudStore(join(options.dir, "devcloud.db"));
+  const store = options.storage === "memory" ? new MemoryStore(options.keep ? { keep: options.keep } : {}) : new CloudStore(join(options.dir, "devcloud.db"));
   const faults: DevCloudFaults = options.faults ?? {};
 
   const https: Server = createServer(

@@ -10,7 +10,7 @@ import {
   type UserIdentityInfo,
 } from "node-opcua-client";
 import type { Logger } from "../log.ts";
-import type { MessageSink } from "../types.ts";
+import type { Item, MessageSink } from "../types.ts";
 import { backoff } from "../backoff.ts";
 import { withTimeout } from "../timeout.ts";
 import { KerfError } from "../errors.ts";
@@ -64,7 +64,7 @@ export class MachineSession extends EventEmitter {
   #lastDataAt: number | null = null;
   #connects = 0;
   #online = false;
-  #lastDelivered = new Map<string, string>();
+  #lastDelivered = new Map<string, Item>();
   #lastStatus = "";
 
   constructor(options: MachineSessionOptions) {

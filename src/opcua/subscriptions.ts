@@ -49,7 +49,7 @@ export interface SubscriptionSetOptions {
    * notification of a new monitored item repeats the server's current value, and a value
    * that has not changed since the previous connection must not reach the cloud twice.
    */
-  lastDelivered: Map<string, string>;
+  lastDelivered: Map<string, Item>;
 }
 
 /** What `apply` changed, by data point and event key. */
@@ -355,19 +355,20 @@ export class SubscriptionSet {
     }
     const item: Item = { key: spec.key, v, q: encoded.q, t: dataValueTime(dataValue) };
     if (spec.unit !== undefined) item.u = spec.unit;
-    const fingerprint = `${item.t}|${item.q}|${JSON.stringify(item.v)}`;
     if (state.first) {
       state.first = false;
       // a skipped first value is not repeated by heartbeats either
       if (spec.skipFirst) return;
-      if (this.#o.lastDelivered.get(spec.key) === fingerprint) {
+      const before = this.#o.lastDelivered.get(spec.key);
+      if (before && sameItem(before, item)) {
         state.last = item;
         this.#heartbeats.sent(spec.key, item, Date.now());
         return;
       }
     }
     state.last = item;
-    this.#o.lastDelivered.set(spec.key, fingerprint);
+    // the same object as state.last: remembering it costs a map entry, not a copy
+    this.#o.lastDelivered.set(spec.key, item);
     this.#heartbeats.sent(spec.key, item, Date.now());
     this.#pending.push(item);
     this.#scheduleFlush();
@@ -510,6 +511,11 @@ const TRIGGERS: Record<DataChangeTriggerName, DataChangeTrigger> = {
   statusValue: DataChangeTrigger.StatusValue,
   statusValueTimestamp: DataChangeTrigger.StatusValueTimestamp,
 };
+
+/** The same value at the same time, as the cloud would see it (unit and key aside). */
+function sameItem(a: Item, b: Item): boolean {
+  return a.t === b.t && a.q === b.q && (a.v === b.v || JSON.stringify(a.v) === JSON.stringify(b.v));
+}
 
 function monitoringParameters(spec: NodeSpec): MonitoringParametersOptions {
   return { samplingInterval: spec.samplingInterval, queueSize: spec.queueSize, discardOldest: spec.discardOldest, filter: dataChangeFilter(spec) };

@@ -17,10 +17,13 @@ import { toUplinkError } from "./client.ts";
 import { backoff, classify, defaultRetryOptions, type Decision, type RetryOptions } from "./retry.ts";
 
 const gzip = promisify(gzipCallback);
+const CLOSE_BRACE = Buffer.from("}");
 
 export interface StoredBatch {
   id: number;
-  messages: Message[];
+  /** `messages` as a JSON array, UTF-8: sent as it is. */
+  json: Buffer;
+  readonly messages: Message[];
   items: number;
   bytes: number;
   createdAt: number;
@@ -236,7 +239,9 @@ export class Sender extends EventEmitter<SenderEvents> {
   }
 
   async #post(batch: StoredBatch): Promise<{ decision: Decision; status: number; body: string }> {
-    const payload = await gzip(JSON.stringify({ connector: this.#o.instance, batch: batch.id, messages: batch.messages }));
+    // The stored JSON goes out as it is: parsing and re-serialising 100k items/s would cost more than the rest of the uplink.
+    const head = Buffer.from(`{"connector":${JSON.stringify(this.#o.instance)},"batch":${batch.id},"messages":`);
+    const payload = await gzip(Buffer.concat([head, batch.json, CLOSE_BRACE]));
     this.#stats.sentItems += batch.items;
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#o.requestTimeoutMs)]);
     try {

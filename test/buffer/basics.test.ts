@@ -209,6 +209,28 @@ describe("compression", () => {
   });
 });
 
+describe("stored JSON goes out as stored", () => {
+  it("serves the stored bytes, parses them only on demand, and drops an uncompressed payload that is not a JSON array", () => {
+    const { logger, lines } = captureLogger();
+    const path = join(dir, "state", "buffer.db");
+    let b = openBuffer({ logger, compress: false });
+    b.append(batch(3, 1));
+    b.append(batch(3, 2));
+    const [first] = b.next(1);
+    expect(first!.json.toString("utf8")).toBe(JSON.stringify(batch(3, 1)));
+    expect(first!.messages).toEqual(batch(3, 1));
+    b.close();
+    const db = new DatabaseSync(path);
+    db.exec(`UPDATE batches SET payload = CAST('{"kind":"data"}' AS BLOB) WHERE id = 1`);
+    db.close();
+    b = openBuffer({ logger });
+    expect(b.next(10).map((x) => x.id)).toEqual([2]);
+    expect(b.stats()).toMatchObject({ batches: 1, dropped: { rejected: 3 } });
+    expect(lines.some((l) => l.event === "buffer_unreadable" && l.id === 1 && /not a JSON array/.test(String(l.error)))).toBe(true);
+    b.close();
+  });
+});
+
 describe("open errors are KerfError BUFFER_IO naming the path", () => {
   function expectBufferIo(fn: () => unknown, pattern: RegExp): void {
     try {

@@ -74,7 +74,7 @@ export interface Harness {
 }
 
 /** A SubscriptionSet on the bench's session whose sink collects what it writes. */
-export async function subscribe(bench: Bench, groups: GroupSpec[], lastDelivered = new Map<string, string>()): Promise<Harness> {
+export async function subscribe(bench: Bench, groups: GroupSpec[], lastDelivered = new Map<string, Item>()): Promise<Harness> {
   const messages: Message[] = [];
   const { logger, lines } = recordingLogger();
   const set = new SubscriptionSet({
