@@ -17,6 +17,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
 import { startDevCloud } from "../devcloud/index.ts";
+import type { MemoryStore } from "../devcloud/memory-store.ts";
 import { DEMO_INSTANCE, DEMO_MACHINE, writeDemoConfig } from "../demo/setup.ts";
 import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
@@ -191,6 +192,12 @@ async function runScenario(s: Scenario) {
     children.push(connector);
     while (!firstAckAt) await new Promise((r) => setTimeout(r, 20));
     const coldStartMs = firstAckAt - spawnedAt;
+    // Every item subscribed and its value in the cloud at least once (the load keys plus the machine's own).
+    const store = devcloud.store as MemoryStore;
+    let everyItemSeenMs = NaN;
+    const seenTimer = setInterval(() => {
+      if (Number.isNaN(everyItemSeenMs) && store.keyCount(DEMO_MACHINE) >= s.nodes) everyItemSeenMs = Date.now() - spawnedAt;
+    }, 100);
     // Let subscription creation finish (large scenarios) before the window opens.
     const countAll = () => Object.values(cloudBuckets).reduce((a, b) => a + b, 0);
     let subscribedMs = NaN;
@@ -254,6 +261,7 @@ async function runScenario(s: Scenario) {
       }
     }
     latencies.sort((a, b) => a - b);
+    clearInterval(seenTimer);
     connector.kill("SIGTERM");
     await new Promise((r) => connector.once("exit", r));
     // What the connector complained about (level warn and up), once per message.
@@ -285,6 +293,7 @@ async function runScenario(s: Scenario) {
       connectorPeakRssMb: cpuAfter.peakRssMb,
       connectorCpuPercent: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / s.seconds) * 1000) / 10,
       coldStartToFirstAckMs: coldStartMs,
+      everyItemSeenMs,
       allSubscribedMs: subscribedMs,
     };
   } finally {

@@ -76,6 +76,11 @@ export class MemoryStore {
     return out;
   }
 
+  /** How many data points of `machine` have arrived at least once. */
+  keyCount(machine: string): number {
+    return this.#latest.get(machine)?.size ?? 0;
+  }
+
   events(machine: string): Message[] {
     return [...(this.#events.get(machine) ?? [])];
   }
