@@ -268,7 +268,12 @@ async function runScenario(s: Scenario) {
     const complaints = new Map<string, number>();
     for (const line of readFileSync(connectorLog, "utf8").split("\n")) {
       if (!line) continue;
-      const msg = (JSON.parse(line) as { msg?: string }).msg ?? line;
+      let msg = line;
+      try {
+        msg = (JSON.parse(line) as { msg?: string }).msg ?? line;
+      } catch {
+        // not a pino line: count it as it is
+      }
       complaints.set(msg, (complaints.get(msg) ?? 0) + 1);
     }
     for (const [msg, n] of complaints) process.stderr.write(`bench: connector logged ${n}× ${msg}\n`);
