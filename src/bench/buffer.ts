@@ -7,11 +7,11 @@
  * DIR defaults to the OS temp dir; point it at the disk the state dir will live on,
  * since fsync cost decides the small-batch figures.
  */
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { DurableBuffer } from "../buffer/buffer.ts";
+import { DurableBuffer, diskBytes } from "../buffer/buffer.ts";
 import { silentLogger } from "../log.ts";
 import type { Message } from "../types.ts";
 
@@ -36,17 +36,6 @@ function batch(items: number, seq: number): Message[] {
   ];
 }
 
-function fileBytes(path: string): number {
-  let n = 0;
-  for (const suffix of ["", "-wal"]) {
-    try {
-      n += statSync(path + suffix).size;
-    } catch {
-      // no WAL right after a TRUNCATE checkpoint
-    }
-  }
-  return n;
-}
 
 function run(items: number, compress: boolean): void {
   const path = join(base, `b-${items}-${compress}.db`);
@@ -74,7 +63,7 @@ function run(items: number, compress: boolean): void {
   for (let i = 0; i < count; i++) buffer.append(pool[i % pool.length]!);
   const stored = buffer.stats().bytes;
   buffer.close();
-  const onDisk = fileBytes(path);
+  const onDisk = diskBytes(path);
   console.log(
     `${String(items).padStart(5)} items/batch  compress=${String(compress).padEnd(5)}  ` +
       `${Math.round(rate).toLocaleString("en").padStart(10)} items/s append+next+ack  ` +

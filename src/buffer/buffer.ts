@@ -58,6 +58,7 @@
  * Between those, SQLite's auto-checkpoint (1000 pages) and `journal_size_limit` (4 MiB)
  * bound the WAL.
  */
+import { statSync } from "node:fs";
 import type { Logger } from "../log.ts";
 import { itemCount, type Message } from "../types.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
@@ -482,4 +483,17 @@ function storedBatch(row: Row, json: Buffer): StoredBatch {
       return (messages ??= parseMessages(json));
     },
   };
+}
+
+/** What a buffer file takes on disk now: the database plus its WAL (absent right after a checkpoint or close). */
+export function diskBytes(path: string): number {
+  let n = 0;
+  for (const suffix of ["", "-wal"]) {
+    try {
+      n += statSync(path + suffix).size;
+    } catch {
+      // no such file
+    }
+  }
+  return n;
 }

@@ -3,9 +3,8 @@
  * shrinks after a backlog drains.
  */
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { statSync } from "node:fs";
 import { join } from "node:path";
-import { DurableBuffer } from "../../src/buffer/buffer.ts";
+import { DurableBuffer, diskBytes } from "../../src/buffer/buffer.ts";
 import { silentLogger } from "../../src/log.ts";
 import { batch, tempDir } from "./helpers.ts";
 
@@ -14,17 +13,6 @@ let dir: string;
 let cleanup: () => Promise<void>;
 let buffer: DurableBuffer | undefined;
 
-function fileBytes(path: string): number {
-  let n = 0;
-  for (const suffix of ["", "-wal"]) {
-    try {
-      n += statSync(path + suffix).size;
-    } catch {
-      // no WAL after a TRUNCATE checkpoint or close
-    }
-  }
-  return n;
-}
 
 beforeEach(async () => {
   ({ dir, cleanup } = await tempDir());
@@ -47,7 +35,7 @@ it("keeps db + WAL under a fixed bound for a steady flow", () => {
     // The sender keeps a backlog of about ten batches.
     if (buffer.stats().batches > 10) buffer.ack(buffer.next(1)[0]!.id);
     written += buffer.next(1)[0]!.bytes;
-    largest = Math.max(largest, fileBytes(path));
+    largest = Math.max(largest, diskBytes(path));
   }
   expect(written).toBeGreaterThan(25 * MB);
   // Backlog ~0.8 MB, plus a WAL of at most ~1000 pages between checkpoints.
@@ -58,12 +46,12 @@ it("shrinks the file after a backlog drains, while open and at close", () => {
   const path = join(dir, "buffer.db");
   buffer = DurableBuffer.open({ path, maxBytes: 1 << 30, logger: silentLogger(), compress: false });
   for (let i = 0; i < 600; i++) buffer.append(batch(100, i + 1));
-  const full = fileBytes(path);
+  const full = diskBytes(path);
   expect(full).toBeGreaterThan(4 * MB);
   const sizes: number[] = [];
   for (const b of buffer.next(1000)) {
     buffer.ack(b.id);
-    sizes.push(fileBytes(path));
+    sizes.push(diskBytes(path));
   }
   expect(buffer.stats().batches).toBe(0);
   // Maintenance after 500 acks vacuumed the free pages and truncated the WAL
@@ -71,7 +59,7 @@ it("shrinks the file after a backlog drains, while open and at close", () => {
   expect(sizes[499]).toBeLessThan(1.5 * MB);
   buffer.close();
   buffer = undefined;
-  expect(fileBytes(path)).toBeLessThan(100 * 1024);
+  expect(diskBytes(path)).toBeLessThan(100 * 1024);
 
   // Space is reused after reopen, and ids go on.
   buffer = DurableBuffer.open({ path, maxBytes: 1 << 30, logger: silentLogger(), compress: false });
