@@ -19,6 +19,7 @@ import { describeConnectFailure, trustOnFirstUse } from "./trust.ts";
 import { clientTransportLimits } from "./limits.ts";
 import { checkNoDowngrade, checkUserCertificateKey, checkUserToken, DEPRECATED, selectBest } from "./security.ts";
 import { reconcileTrust, type ClientPki } from "./pki.ts";
+import type { SequenceCounters } from "./sequence.ts";
 import { keepAliveCount, SubscriptionSet } from "./subscriptions.ts";
 import type { EndpointSpec, GroupSpec, SecurityModeName, SecurityPolicyName, SessionState } from "./types.ts";
 
@@ -36,6 +37,8 @@ export interface SessionHealth {
   lastDataAt: number | null;
   lastError: string | null;
   connects: number;
+  /** Notification messages since start: dropped as duplicates, fetched again, or lost in transit. */
+  notifications: SequenceCounters;
 }
 
 /**
@@ -65,6 +68,7 @@ export class MachineSession extends EventEmitter {
   #connects = 0;
   #online = false;
   #lastDelivered = new Map<string, Item>();
+  readonly #sequence: SequenceCounters = { duplicates: 0, recovered: 0, lost: 0 };
   #lastStatus = "";
 
   constructor(options: MachineSessionOptions) {
@@ -82,7 +86,7 @@ export class MachineSession extends EventEmitter {
   }
 
   health(): SessionHealth {
-    return { state: this.#state, since: this.#since, lastDataAt: this.#lastDataAt, lastError: this.#lastError, connects: this.#connects };
+    return { state: this.#state, since: this.#since, lastDataAt: this.#lastDataAt, lastError: this.#lastError, connects: this.#connects, notifications: { ...this.#sequence } };
   }
 
   /**
@@ -234,6 +238,7 @@ export class MachineSession extends EventEmitter {
       onGroupData: (group) => this.#onGroupData(group),
       onFailure: (reason) => settle(reason),
       lastDelivered: this.#lastDelivered,
+      sequence: this.#sequence,
     });
     await this.#subscriptions.create();
     this.#watchPublishing(client, settle);

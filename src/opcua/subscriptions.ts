@@ -24,6 +24,7 @@ import { Heartbeats } from "./heartbeat.ts";
 import { diffMapping, monitoring, type GroupChange } from "./mapping-diff.ts";
 import { resolveNodes } from "./resolve.ts";
 import { scaleValue } from "./scale.ts";
+import { guardSequence, type SequenceCounters, type SequenceGuard } from "./sequence.ts";
 import type { DataChangeTriggerName, EventSpec, GroupSpec, NodeSpec } from "./types.ts";
 
 /** Used when the server does not state MaxMonitoredItemsPerCall: small enough for any server we met. */
@@ -50,6 +51,8 @@ export interface SubscriptionSetOptions {
    * that has not changed since the previous connection must not reach the cloud twice.
    */
   lastDelivered: Map<string, Item>;
+  /** Notification messages dropped as duplicates, recovered or lost in transit; kept by the session. */
+  sequence: SequenceCounters;
 }
 
 /** What `apply` changed, by data point and event key. */
@@ -103,6 +106,7 @@ export class SubscriptionSet {
   #values: ValueEncoder;
   #heartbeatTimer: NodeJS.Timeout | null = null;
   #closed = false;
+  readonly #guards = new Map<ClientSubscription, SequenceGuard>();
   /** create and apply run one at a time. */
   #queue: Promise<unknown> = Promise.resolve();
   itemCount = 0;
@@ -153,6 +157,8 @@ export class SubscriptionSet {
 
   /** Stops the heartbeats; the subscriptions end with the session. */
   close(): void {
+    // messages held back for a republish that can no longer come still carry values
+    for (const guard of this.#guards.values()) guard.flush();
     this.#closed = true;
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
     this.#heartbeatTimer = null;
@@ -187,7 +193,7 @@ export class SubscriptionSet {
    */
   async #subscriptionFor(spec: GroupSpec): Promise<ClientSubscription> {
     try {
-      return await this.#o.session.createSubscription2({
+      const subscription = await this.#o.session.createSubscription2({
         requestedPublishingInterval: spec.publishingInterval,
         requestedMaxKeepAliveCount: keepAliveCount(spec.publishingInterval),
         requestedLifetimeCount: 3 * keepAliveCount(spec.publishingInterval) * 10,
@@ -196,6 +202,8 @@ export class SubscriptionSet {
         publishingEnabled: true,
         priority: 10,
       });
+      this.#guards.set(subscription, guardSequence(subscription, this.#o.session, this.#o.logger, this.#o.sequence));
+      return subscription;
     } catch (err) {
       const host = [...this.#groups.values()].sort(
         (a, b) => Math.abs(a.spec.publishingInterval - spec.publishingInterval) - Math.abs(b.spec.publishingInterval - spec.publishingInterval),
@@ -226,6 +234,7 @@ export class SubscriptionSet {
       e.monitored = null;
     }
     if (!shared) {
+      this.#guards.delete(group.subscription);
       await group.subscription.terminate();
       return;
     }
@@ -355,16 +364,20 @@ export class SubscriptionSet {
     }
     const item: Item = { key: spec.key, v, q: encoded.q, t: dataValueTime(dataValue) };
     if (spec.unit !== undefined) item.u = spec.unit;
+    let before = state.last;
     if (state.first) {
       state.first = false;
       // a skipped first value is not repeated by heartbeats either
       if (spec.skipFirst) return;
-      const before = this.#o.lastDelivered.get(spec.key);
-      if (before && sameItem(before, item)) {
-        state.last = item;
-        this.#heartbeats.sent(spec.key, item, Date.now());
-        return;
-      }
+      before = this.#o.lastDelivered.get(spec.key) ?? null;
+    }
+    // The same value with the same timestamp and status is no change. The first notification of a
+    // new monitored item repeats the current value, and a server may send a value a second time in
+    // the next notification message after a broken channel (node-opcua's does).
+    if (before && sameItem(before, item)) {
+      state.last = item;
+      this.#heartbeats.sent(spec.key, item, Date.now());
+      return;
     }
     state.last = item;
     // the same object as state.last: remembering it costs a map entry, not a copy

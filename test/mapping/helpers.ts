@@ -88,6 +88,7 @@ export async function subscribe(bench: Bench, groups: GroupSpec[], lastDelivered
     onData: () => undefined,
     onFailure: (reason) => lines.push({ level: 60, msg: `onFailure: ${reason}` }),
     lastDelivered,
+    sequence: { duplicates: 0, recovered: 0, lost: 0 },
   });
   await set.create();
   return {

@@ -94,7 +94,7 @@ describe("sessions that survive a server restart", () => {
     expect(statuses.at(-1)).toBe("online");
   });
 
-  it("a broken channel is repaired on the same session: what the server queued meanwhile is republished, no value lost", { timeout: 60_000 }, async () => {
+  it("broken channels are repaired on the same session: what the server queued meanwhile is republished, no value lost or doubled", { timeout: 90_000 }, async () => {
     const tmp = await tempDir();
     cleanups.push(tmp.cleanup);
     const { sim, pki } = await simulatorAndPki(tmp.dir, cleanups, { load: { count: COUNTERS, periodMs: PERIOD } });
@@ -110,10 +110,15 @@ describe("sessions that survive a server restart", () => {
       throw new Error(`${err.message}: ${session.health().lastError}`);
     });
     const connects = session.health().connects;
-    const lastBefore = Math.max(...c.items("c0").map((i) => Number(i.v)));
 
-    proxy.cut(2000);
-    await waitFor("30 ticks after the break", () => c.items("c0").filter((i) => Number(i.v) > lastBefore).length >= 30, 20_000);
+    // One break rarely hits the races between node-opcua's Republish loop and the resumed Publish
+    // requests (a message twice, then later ones never asked for); several breaks of different
+    // lengths, each in the middle of the flow, hit them most runs.
+    for (let cut = 0; cut < 6; cut++) {
+      const before = c.items("c0").length;
+      proxy.cut(400 + cut * 250);
+      await waitFor(`20 ticks after break ${cut + 1}`, () => c.items("c0").length >= before + 20, 20_000);
+    }
     // node-opcua reactivated the same session: our loop did not reconnect from scratch.
     expect(session.health().connects).toBe(connects);
     for (let i = 0; i < COUNTERS; i++) {
@@ -121,6 +126,7 @@ describe("sessions that survive a server restart", () => {
       expect(s.gaps, `c${i}`).toEqual([]);
       expect(s.duplicates, `c${i}`).toBe(0);
     }
+    expect(session.health().notifications.lost).toBe(0);
   });
 
   it("a group without data for its watchdog time makes the session reconnect", { timeout: 60_000 }, async () => {
