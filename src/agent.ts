@@ -213,6 +213,7 @@ export function groupSpecs(groups: readonly MappingGroup[]): GroupSpec[] {
   return groups.map((g) => ({
     name: g.name,
     publishingInterval: g.publishingInterval,
+    ...(g.priority !== undefined ? { priority: g.priority } : {}),
     ...(g.watchdogSeconds ? { watchdogSeconds: g.watchdogSeconds } : {}),
     nodes: g.nodes.map((n) => ({
       key: n.key,

@@ -408,6 +408,10 @@ const group = strict({
   dataChangeTrigger: describe(dataChangeTrigger.optional(), "What counts as a change: status, statusValue or statusValueTimestamp. Default statusValue."),
   heartbeatSeconds: describe(heartbeatSeconds.optional(), "Resend the last value every N s while it does not change, marked hb: true. Default 0 (off)."),
   skipFirst: describe(z.boolean().optional(), "Drop the value each node reports when it is first subscribed. Default false."),
+  priority: describe(
+    z.int().min(0).max(255).optional(),
+    "OPC UA subscription priority 0..255: when several of the machine's subscriptions are due, the server serves the higher first. Default: higher for groups that carry more values per second.",
+  ),
   watchdogSeconds: describe(
     z.int().min(1).max(86_400).optional(),
     "Reconnect when this group has had no data for this many seconds (a server that answers but is stuck). Pair it with a heartbeat or with nodes that change. Default: off.",

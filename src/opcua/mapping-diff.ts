@@ -1,4 +1,5 @@
 import type { EventSpec, GroupSpec, NodeSpec } from "./types.ts";
+import { subscriptionPriority } from "./priority.ts";
 
 /** What changes within a group that exists before and after. */
 export interface GroupChange {
@@ -68,7 +69,7 @@ function diffGroup(old: GroupSpec, now: GroupSpec): GroupChange | null {
   const change: GroupChange = {
     name: now.name,
     group: now,
-    publishingChanged: old.publishingInterval !== now.publishingInterval,
+    publishingChanged: old.publishingInterval !== now.publishingInterval || subscriptionPriority(old) !== subscriptionPriority(now),
     add: [],
     remove: [],
     modify: [],

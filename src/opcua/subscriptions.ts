@@ -23,6 +23,7 @@ import { conditionRefreshRequest, prepareEvent, type PreparedEvent } from "./eve
 import { Heartbeats } from "./heartbeat.ts";
 import { diffMapping, monitoring, type GroupChange } from "./mapping-diff.ts";
 import { resolveNodes } from "./resolve.ts";
+import { subscriptionPriority } from "./priority.ts";
 import { scaleValue } from "./scale.ts";
 import { guardSequence, type SequenceCounters, type SequenceGuard } from "./sequence.ts";
 import type { DataChangeTriggerName, EventSpec, GroupSpec, NodeSpec } from "./types.ts";
@@ -200,7 +201,7 @@ export class SubscriptionSet {
         // 0 = no limit: many small publish responses cost the server CPU and lose values under load.
         maxNotificationsPerPublish: 0,
         publishingEnabled: true,
-        priority: 10,
+        priority: subscriptionPriority(spec),
       });
       this.#guards.set(subscription, guardSequence(subscription, this.#o.session, this.#o.logger, this.#o.sequence));
       return subscription;
@@ -257,7 +258,7 @@ export class SubscriptionSet {
         requestedMaxKeepAliveCount: keepAliveCount(interval),
         requestedLifetimeCount: 3 * keepAliveCount(interval) * 10,
         maxNotificationsPerPublish: 0,
-        priority: 10,
+        priority: subscriptionPriority(change.group),
       });
     }
     // Deletes first, so that a key recreated at a new address never flows twice.

@@ -64,6 +64,8 @@ export interface EventSpec {
 export interface GroupSpec {
   name: string;
   publishingInterval: number;
+  /** The subscription's priority, 0..255; absent: derived from its rate (subscriptionPriority). */
+  priority?: number;
   /** Reconnect when the group has had no data for this long (a server that answers but is stuck). */
   watchdogSeconds?: number;
   nodes: NodeSpec[];

@@ -1,3 +1,4 @@
+import { AttributeIds } from "node-opcua-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { GroupSpec } from "../../src/opcua/types.ts";
 import { loadNodeId, SIM_NODES } from "../../src/simulator/nodes.ts";
@@ -23,6 +24,13 @@ afterAll(async () => {
 async function serverItems(subscriptionId: number | undefined): Promise<number> {
   const session = bench.session as unknown as { getMonitoredItems(id: number): Promise<{ serverHandles: Uint32Array | number[] }> };
   return (await session.getMonitoredItems(subscriptionId!)).serverHandles.length;
+}
+
+/** The priority of each subscription as the server holds it (its SubscriptionDiagnosticsArray). */
+async function serverPriorities(): Promise<Map<number, number>> {
+  const dv = await bench.session.read({ nodeId: "i=2290", attributeId: AttributeIds.Value });
+  const list = (dv.value.value ?? []) as { subscriptionId: number; priority: number }[];
+  return new Map(list.map((d) => [d.subscriptionId, d.priority]));
 }
 
 describe("SubscriptionSet.apply", () => {
@@ -109,5 +117,22 @@ describe("SubscriptionSet.apply", () => {
     expect(result.changed).toEqual(["late"]);
     await waitFor("values of the fixed path", () => h!.items("late").length >= 3, 5_000);
     expect(h.set.itemCount).toBe(2);
+  });
+
+  it("asks for a higher priority for a group with more values per second, or for the mapping's, and changes it live", async () => {
+    const many = { name: "many", publishingInterval: 100, nodes: [0, 1, 2, 3].map((i) => point(`m${i}`, loadNodeId(i))) };
+    const few = { name: "few", publishingInterval: 1000, nodes: [point("f", loadNodeId(4))] };
+    h = await subscribe(bench, [few, many]);
+    let server = await serverPriorities();
+    const [manyId, fewId] = [h.set.subscriptionId("many")!, h.set.subscriptionId("few")!];
+    // 40 values/s against 1 value/s
+    expect(server.get(manyId)).toBe(16);
+    expect(server.get(fewId)).toBe(3);
+
+    const result = await h.set.apply([{ ...few, priority: 200 }, many]);
+    expect(result).toEqual({ added: [], removed: [], changed: [] });
+    server = await serverPriorities();
+    expect(server.get(h.set.subscriptionId("few")!)).toBe(200);
+    expect(h.set.subscriptionId("few")).toBe(fewId);
   });
 });

@@ -23,6 +23,7 @@ describe("mapping features in the schema", () => {
         dataChangeTrigger: statusValueTimestamp
         heartbeatSeconds: 10
         skipFirst: true
+        priority: 7
         nodes:
           - key: a
             node: "i=1"
@@ -47,6 +48,7 @@ describe("mapping features in the schema", () => {
 `,
     );
     const [g] = groupSpecs(loaded.mapping.machines["saw-1"]!.groups);
+    expect(g!.priority).toBe(7);
     expect(g!.nodes[0]).toMatchObject({ key: "a", deadband: { type: "absolute", value: 2 }, dataChangeTrigger: "statusValueTimestamp", heartbeatSeconds: 10, skipFirst: true });
     expect(g!.nodes[1]).toMatchObject({
       key: "b",
@@ -93,6 +95,7 @@ describe("mapping features in the schema", () => {
           - key: a
             select: [Message, Message, "/<HasComponent>X"]
       - name: empty
+        priority: 256
 `,
     );
     expect(lines(err, t.dir)).toEqual([
@@ -111,6 +114,7 @@ describe("mapping features in the schema", () => {
       `mapping.yaml:21:31: machines.saw-1.groups[0].events[0].select[1]: duplicate select field (found "Message" twice; expected each field once)`,
       `mapping.yaml:21:40: machines.saw-1.groups[0].events[0].select[2]: browse path "/<HasComponent>X": found <HasComponent> (expected <nsu=<namespace uri>> before a name; reference types are not supported, use '/' or '.')`,
       `mapping.yaml:22:9: machines.saw-1.groups[1]: an empty group (found no nodes and no events; expected at least one of them)`,
+      `mapping.yaml:23:19: machines.saw-1.groups[1].priority: too large (found 256; expected ≤ 255)`,
     ]);
   });
 });
