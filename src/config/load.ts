@@ -156,9 +156,10 @@ async function loadMapping(file: string, display: string, cfgSource: YamlSource,
 
   const parsed = MappingSchema.safeParse(source.data, { error: errorMap, reportInput: true });
   if (!parsed.success) for (const p of flattenIssues(parsed.error.issues)) report.add(source, 1, p, "mapping");
+  const mapping = parsed.success ? parsed.data : undefined;
 
   // Cross-check against the machine ids that the config declares, as far as it could be read.
-  if (!Array.isArray(rawConfig.machines)) return parsed.success ? parsed.data : undefined;
+  if (!Array.isArray(rawConfig.machines)) return mapping;
   const ids = new Set(rawConfig.machines.map((m) => (isRecord(m) ? m.id : undefined)).filter((id): id is string => typeof id === "string"));
   const mapped = isRecord(source.data) && isRecord(source.data.machines) ? Object.keys(source.data.machines) : [];
   for (const id of mapped) {
@@ -167,7 +168,7 @@ async function loadMapping(file: string, display: string, cfgSource: YamlSource,
       report.add(source, 1, { path: ["machines", id], at: "key", message: `not a machine of the config (found ${found(id)}; expected one of the config's machine ids: ${known})` }, "mapping");
     }
   }
-  return parsed.success ? parsed.data : undefined;
+  return mapping;
 }
 
 /** A top-level string value read from the YAML tree itself, for documents that did not parse. */

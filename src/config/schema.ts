@@ -398,6 +398,21 @@ const eventSubscription = strict({
   queueSize: describe(queueSize.default(1000), "Events the server queues between publishes, 1..10000. Default 1000."),
 });
 
+/**
+ * A data point's settings as kept while the mapping is in force, 100,000 of them in a large one:
+ * without undefined fields, and with strings of their own. V8 makes the strings parsed from the
+ * file slices of its text, so that a kept key or node id would keep the whole file alive (9 MB
+ * for 100,000 data points).
+ */
+function compactNode<T extends object>(o: T): T {
+  // A new object, not `delete`: deleting a property turns an object into a dictionary, 3× larger.
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (v !== undefined) out[k] = typeof v === "string" ? Buffer.from(v, "utf8").toString("utf8") : v;
+  }
+  return out as T;
+}
+
 const group = strict({
   name: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, bad("not a valid group name", "1-64 letters, digits, '_', '.' or '-'")),
   publishingInterval: describe(z.int().min(10).max(3_600_000).default(1000), "Milliseconds between publish responses (one subscription per group). Default 1000, minimum 10."),
@@ -431,16 +446,18 @@ const group = strict({
     return {
       ...g,
       samplingInterval: sampling,
-      nodes: g.nodes.map((n) => ({
-        ...n,
-        samplingInterval: n.samplingInterval ?? sampling,
-        queueSize: n.queueSize ?? g.queueSize,
-        discardOldest: n.discardOldest ?? g.discardOldest,
-        deadband: n.deadband ?? g.deadband,
-        dataChangeTrigger: n.dataChangeTrigger ?? g.dataChangeTrigger,
-        heartbeatSeconds: n.heartbeatSeconds ?? g.heartbeatSeconds,
-        skipFirst: n.skipFirst ?? g.skipFirst,
-      })),
+      nodes: g.nodes.map((n) =>
+        compactNode({
+          ...n,
+          samplingInterval: n.samplingInterval ?? sampling,
+          queueSize: n.queueSize ?? g.queueSize,
+          discardOldest: n.discardOldest ?? g.discardOldest,
+          deadband: n.deadband ?? g.deadband,
+          dataChangeTrigger: n.dataChangeTrigger ?? g.dataChangeTrigger,
+          heartbeatSeconds: n.heartbeatSeconds ?? g.heartbeatSeconds,
+          skipFirst: n.skipFirst ?? g.skipFirst,
+        }),
+      ),
     };
   });
 
