@@ -16,6 +16,10 @@ grep -q '^USER ' "$df" && ! grep -q '^USER root' "$df"
 grep -q '^HEALTHCHECK ' "$df"
 grep -q '^VOLUME \["/var/lib/kerf"\]' "$df"
 ! grep -q '^EXPOSE' "$df"
+# The image starts node with the same V8 flags as bin/kerf.js's shebang line, and so do we here.
+flags=$(sed -n '1s/^#!\/usr\/bin\/env -S node //p' "$repo/bin/kerf.js")
+entry=$(sed -n 's/^ENTRYPOINT \["node", \(.*\), "bin\/kerf.js"\]$/\1/p' "$df" | tr -d '",')
+[ -n "$flags" ] && [ "$flags" = "$entry" ] || { echo "Dockerfile ENTRYPOINT flags ($entry) differ from bin/kerf.js ($flags)"; exit 1; }
 
 # deps stage
 mkdir -p "$work/app"
@@ -26,7 +30,9 @@ cp -r "$repo/bin" "$repo/src" "$repo/config" "$work/app/"
 test ! -e "$work/app/node_modules/vitest" || { echo "dev dependencies leaked into the production install"; exit 1; }
 
 cd "$work/app"
-"$node24" bin/kerf.js validate --config config/kerf.example.yaml
-"$node24" bin/kerf.js demo --seconds 4 --state-dir "$work/state" --quiet | tail -n 1 | tee "$work/summary.json"
+# shellcheck disable=SC2086 # word splitting of the flag list is intended
+"$node24" $flags bin/kerf.js validate --config config/kerf.example.yaml
+# shellcheck disable=SC2086
+"$node24" $flags bin/kerf.js demo --seconds 4 --state-dir "$work/state" --quiet | tail -n 1 | tee "$work/summary.json"
 "$node24" -e 'const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")); if (!(s.acknowledged > 0 && s.dropped === 0 && s.duplicates === 0)) { console.error("production install: demo summary not clean", s); process.exit(1); }' "$work/summary.json"
 echo "image steps: ok"

@@ -88,7 +88,7 @@ export class Agent {
     for (const spec of endpointSpecs(this.#o.loaded, secrets)) {
       const session = new MachineSession({ spec, pki, sink, logger: this.#log.child({ component: "opcua" }) });
       // Subscribing a large mapping allocates far more than it keeps.
-      session.on("state", (state) => state === "connected" && this.#memory.schedule(`${session.machine} subscribed`));
+      session.on("subscribed", () => this.#memory.schedule(`${session.machine} subscribed`));
       this.sessions.push(session);
       session.start();
     }

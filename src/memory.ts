@@ -17,7 +17,12 @@ export function releaseFreedMemory(log: Logger, reason: string): void {
   if (!gcFunction) {
     // Node documents this way to reach V8's gc() without starting the process with --expose-gc.
     v8.setFlagsFromString("--expose-gc");
-    gcFunction = vm.runInNewContext("gc") as GcFunction;
+    const gc: unknown = vm.runInNewContext("gc");
+    if (typeof gc !== "function") {
+      log.warn("this Node offers no gc(); freed memory stays with V8 until it is idle");
+      return;
+    }
+    gcFunction = gc as GcFunction;
   }
   const before = process.memoryUsage.rss();
   const started = performance.now();
@@ -26,13 +31,25 @@ export function releaseFreedMemory(log: Logger, reason: string): void {
   log.info({ reason, rssBeforeMb: Math.round(before / 1e6), rssAfterMb: Math.round(after / 1e6), pauseMs: Math.round(performance.now() - started) }, "returned freed memory to the system");
 }
 
-/** Runs releaseFreedMemory once, `delayMs` after the last of a burst of calls. */
-export function releaseAfterBurst(log: Logger, delayMs = 2_000): { schedule(reason: string): void; cancel(): void } {
+/**
+ * Runs releaseFreedMemory once, `delayMs` after the last of a burst of calls, and at most once
+ * per `minIntervalMs`: a machine whose connection flaps must not pause the connector every time.
+ */
+export function releaseAfterBurst(log: Logger, delayMs = 2_000, minIntervalMs = 60_000): { schedule(reason: string): void; cancel(): void } {
   let timer: NodeJS.Timeout | undefined;
+  let lastRun = -Infinity;
   return {
     schedule(reason) {
       clearTimeout(timer);
-      timer = setTimeout(() => releaseFreedMemory(log, reason), delayMs);
+      const wait = Math.max(delayMs, lastRun + minIntervalMs - performance.now());
+      timer = setTimeout(() => {
+        lastRun = performance.now();
+        try {
+          releaseFreedMemory(log, reason);
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, "could not return freed memory");
+        }
+      }, wait);
       timer.unref();
     },
     cancel() {

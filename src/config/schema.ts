@@ -408,7 +408,7 @@ function compactNode<T extends object>(o: T): T {
   // A new object, not `delete`: deleting a property turns an object into a dictionary, 3× larger.
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) {
-    if (v !== undefined) out[k] = typeof v === "string" ? Buffer.from(v, "utf8").toString("utf8") : v;
+    if (v !== undefined) out[k] = typeof v === "string" ? Buffer.from(v, "utf16le").toString("utf16le") : v;
   }
   return out as T;
 }

@@ -59,6 +59,12 @@ export class SequenceTracker {
       return { deliver: true, gap: [] };
     }
     const d = ahead(this.#highest, last);
+    if (d < -MAX_GAP) {
+      // far behind: the server started a new numbering (or wrapped early); start over from here
+      this.#missing.clear();
+      this.#highest = last;
+      return { deliver: true, gap: [] };
+    }
     if (d <= 0) {
       if (keepAlive) return { deliver: true, gap: [] };
       const fills = this.#missing.delete(seq);
@@ -89,6 +95,40 @@ export class SequenceTracker {
   }
 }
 
+/**
+ * Messages received after a skipped one wait for it, so that values reach the cloud in order:
+ * node-opcua's server sends what a lost response carried once more in its next message, and
+ * only in order does that repeat follow the original, where the subscription set drops it.
+ * Pure, like the tracker.
+ */
+export class HeldMessages<M> {
+  readonly #held = new Map<number, M>();
+
+  get size(): number {
+    return this.#held.size;
+  }
+
+  hold(seq: number, message: M): void {
+    this.#held.set(seq, message);
+  }
+
+  /** Removes and returns, oldest first, the messages that no missing number comes before. */
+  ready(firstMissing: number | undefined): M[] {
+    const out: M[] = [];
+    for (const seq of [...this.#held.keys()].sort(compareSeq)) {
+      if (firstMissing !== undefined && compareSeq(firstMissing, seq) < 0) break;
+      out.push(this.#held.get(seq)!);
+      this.#held.delete(seq);
+    }
+    return out;
+  }
+
+  /** Removes and returns all, oldest first. */
+  drain(): M[] {
+    return this.ready(undefined);
+  }
+}
+
 interface SubscriptionInternals {
   subscriptionId: number;
   lastSequenceNumber: number;
@@ -113,88 +153,116 @@ export interface SequenceCounters {
   lost: number;
 }
 
-
-/** How long received messages wait for an older one that is being republished. */
+/** How long received messages wait for an older one that is being republished; later it is still asked for, and handed on when it comes. */
 const HOLD_MS = 5_000;
+/** More held messages than this are handed on without waiting (5 s of a 100,000-item group is 500 messages). */
+const MAX_HELD = 200;
+/** A number whose Republish failed this often (not BadMessageNotAvailable) is given up. */
+const MAX_ATTEMPTS = 3;
 
 export interface SequenceGuard {
-  /** Hands on every message still held back, giving up on what is missing before them. */
-  flush(): void;
+  /** Hands on every held message and counts what is still missing as lost; the guard then only passes messages through. */
+  dispose(): void;
 }
 
 /**
  * Puts a SequenceTracker in front of a subscription's notification handling: every
  * NotificationMessage, from Publish or Republish, passes it once, and in order. A message seen
- * before is dropped. When numbers were skipped, they are asked for with Republish, one at a time,
- * and the messages after them wait (at most HOLD_MS): node-opcua's server sends what a lost
- * response carried a second time in its next message, and only in order does that repeat follow
- * the original, where the subscription set drops it. node-opcua keeps driving the subscription;
- * only what it hands on is checked.
+ * before is dropped. Skipped numbers are asked for with Republish, one at a time, until the
+ * server has them no more; the messages after them wait (HeldMessages). node-opcua keeps driving
+ * the subscription; only what it hands on is checked.
  */
 export function guardSequence(subscription: ClientSubscription, session: ClientSession, log: Logger, counters: SequenceCounters): SequenceGuard {
   const sub = subscription as unknown as SubscriptionInternals;
   const deliver = sub.onNotificationMessage.bind(sub);
+  const republish = session as unknown as SessionInternals;
   let id = sub.subscriptionId;
   let tracker = new SequenceTracker();
-  const held = new Map<number, NotificationMessage>();
+  const held = new HeldMessages<NotificationMessage>();
+  const attempts = new Map<number, number>();
   let holdTimer: NodeJS.Timeout | undefined;
   let filling = false;
+  let disposed = false;
 
-  const giveUp = (seqs: number[]): void => {
-    for (const seq of seqs) tracker.forget(seq);
+  const giveUp = (seqs: number[], why: string): void => {
+    if (seqs.length === 0) return;
+    for (const seq of seqs) {
+      tracker.forget(seq);
+      attempts.delete(seq);
+    }
     counters.lost += seqs.length;
-    log.warn({ subscriptionId: id, messages: seqs.length, first: seqs[0] }, "notification messages skipped in transit are no longer on the server: their values are lost");
+    log.warn({ subscriptionId: id, messages: seqs.length, first: seqs[0] }, `notification messages skipped in transit are lost: ${why}`);
   };
 
-  /** Hands on the held messages that no missing number comes before, oldest first. */
+  const handOn = (messages: NotificationMessage[]): void => {
+    for (const m of messages) deliver(m);
+  };
+
   const release = (): void => {
-    const firstMissing = tracker.missing()[0];
-    for (const seq of [...held.keys()].sort(compareSeq)) {
-      if (firstMissing !== undefined && compareSeq(firstMissing, seq) < 0) break;
-      const message = held.get(seq)!;
-      held.delete(seq);
-      deliver(message);
-    }
+    handOn(held.size > MAX_HELD ? held.drain() : held.ready(tracker.missing()[0]));
     if (held.size === 0) {
       clearTimeout(holdTimer);
       holdTimer = undefined;
     } else if (!holdTimer) {
+      // armed once when waiting starts: messages that keep arriving do not push it back
       holdTimer = setTimeout(() => {
         holdTimer = undefined;
-        if (tracker.hasMissing()) giveUp(tracker.missing());
-        release();
+        // Stop waiting, not asking: a message that comes later is still handed on.
+        handOn(held.drain());
       }, HOLD_MS);
       holdTimer.unref();
     }
+  };
+
+  const reset = (): void => {
+    handOn(held.drain());
+    giveUp(tracker.missing(), "the subscription was recreated");
+    clearTimeout(holdTimer);
+    holdTimer = undefined;
+    tracker = new SequenceTracker();
+    id = sub.subscriptionId;
   };
 
   const fill = async (): Promise<void> => {
     if (filling) return;
     filling = true;
     try {
-      for (const seq of tracker.missing()) {
-        // node-opcua's own Republish loop may have brought it meanwhile.
-        if (!tracker.isMissing(seq)) continue;
-        const subscriptionId = id;
-        let message: NotificationMessage | undefined;
-        try {
-          const response = await (session as unknown as SessionInternals).republish({ subscriptionId, retransmitSequenceNumber: seq });
-          if (response.responseHeader.serviceResult.isGood()) message = response.notificationMessage;
-        } catch (err) {
-          const status = (err as { response?: { responseHeader?: { serviceResult?: { value: number } } } }).response?.responseHeader?.serviceResult?.value;
-          const notAvailable = status === StatusCodes.BadMessageNotAvailable.value || /BadMessageNotAvailable/.test((err as Error).message);
-          // Any other failure (the channel broke again) leaves the number to ask for on the next message.
-          if (!notAvailable) return;
+      // Numbers found missing while this runs are asked for in the next round.
+      for (let round = tracker.missing(); round.length > 0 && !disposed; round = tracker.missing()) {
+        let progressed = false;
+        for (const seq of round) {
+          if (disposed || !tracker.isMissing(seq)) continue;
+          const subscriptionId = id;
+          let message: NotificationMessage | undefined;
+          let notAvailable = false;
+          try {
+            const response = await republish.republish({ subscriptionId, retransmitSequenceNumber: seq });
+            if (response.responseHeader.serviceResult.isGood()) message = response.notificationMessage;
+            else notAvailable = true;
+          } catch (err) {
+            const status = (err as { response?: { responseHeader?: { serviceResult?: { value: number } } } }).response?.responseHeader?.serviceResult?.value;
+            notAvailable = status === StatusCodes.BadMessageNotAvailable.value || /BadMessageNotAvailable/.test((err as Error).message);
+            if (!notAvailable) {
+              const n = (attempts.get(seq) ?? 0) + 1;
+              attempts.set(seq, n);
+              if (n >= MAX_ATTEMPTS) giveUp([seq], `Republish failed ${n} times (${(err as Error).message})`);
+              // The channel may have broken again: the next message starts another round.
+              return;
+            }
+          }
+          if (disposed || subscriptionId !== id || !tracker.isMissing(seq)) continue;
+          progressed = true;
+          if (message?.sequenceNumber === seq) {
+            attempts.delete(seq);
+            counters.recovered++;
+            sub.onNotificationMessage(message);
+            republish.getPublishEngine?.().acknowledge_notification?.(subscriptionId, seq);
+          } else {
+            giveUp([seq], "the server no longer has them");
+            release();
+          }
         }
-        if (subscriptionId !== id || !tracker.isMissing(seq)) continue;
-        if (message?.sequenceNumber === seq) {
-          counters.recovered++;
-          sub.onNotificationMessage(message);
-          (session as unknown as SessionInternals).getPublishEngine?.().acknowledge_notification?.(subscriptionId, seq);
-        } else {
-          giveUp([seq]);
-          release();
-        }
+        if (!progressed) return;
       }
     } finally {
       filling = false;
@@ -202,30 +270,33 @@ export function guardSequence(subscription: ClientSubscription, session: ClientS
   };
 
   sub.onNotificationMessage = (message: NotificationMessage) => {
-    if (sub.subscriptionId !== id) {
-      // node-opcua recreated the subscription on the server: a new numbering starts.
-      id = sub.subscriptionId;
-      tracker = new SequenceTracker();
-      held.clear();
-    }
+    if (disposed) return deliver(message);
+    // node-opcua recreated the subscription on the server: a new numbering starts.
+    if (sub.subscriptionId !== id) reset();
     const keepAlive = !message.notificationData?.length;
     const verdict = tracker.accept(message.sequenceNumber, keepAlive);
     if (verdict.gap.length > 0) log.warn({ subscriptionId: id, skipped: verdict.gap.length, first: verdict.gap[0] }, "notification messages skipped in transit; asking the server to republish them");
     if (!verdict.deliver) counters.duplicates++;
     else if (keepAlive) deliver(message);
     else {
-      held.set(message.sequenceNumber, message);
+      held.hold(message.sequenceNumber, message);
       release();
     }
-    // node-opcua republishes after a break from the number after this one: never go back.
-    if (tracker.highest !== null) sub.lastSequenceNumber = tracker.highest;
+    // node-opcua republishes after a break from the number after this one (it does not wrap:
+    // after 4294967295 it must be told 0, so that it asks for 1). Never go back.
+    const highest = tracker.highest;
+    if (highest !== null) sub.lastSequenceNumber = highest === MAX_SEQ ? 0 : highest;
     if (tracker.hasMissing()) void fill();
   };
 
   return {
-    flush() {
-      if (tracker.hasMissing()) giveUp(tracker.missing());
-      release();
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      clearTimeout(holdTimer);
+      holdTimer = undefined;
+      handOn(held.drain());
+      giveUp(tracker.missing(), "the subscription ended before they came");
     },
   };
 }

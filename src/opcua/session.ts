@@ -128,6 +128,8 @@ export class MachineSession extends EventEmitter {
         attempt = 0;
         this.#connects++;
         this.#setState("connected");
+        // a new session with every item subscribed (not a repaired channel)
+        this.emit("subscribed");
         this.#reportStatus("online");
         reason = await lost;
       } catch (err) {

@@ -159,7 +159,8 @@ export class SubscriptionSet {
   /** Stops the heartbeats; the subscriptions end with the session. */
   close(): void {
     // messages held back for a republish that can no longer come still carry values
-    for (const guard of this.#guards.values()) guard.flush();
+    for (const guard of this.#guards.values()) guard.dispose();
+    this.#guards.clear();
     this.#closed = true;
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
     this.#heartbeatTimer = null;
@@ -235,6 +236,7 @@ export class SubscriptionSet {
       e.monitored = null;
     }
     if (!shared) {
+      this.#guards.get(group.subscription)?.dispose();
       this.#guards.delete(group.subscription);
       await group.subscription.terminate();
       return;
@@ -251,7 +253,9 @@ export class SubscriptionSet {
       return;
     }
     group.spec = change.group;
-    if (change.publishingChanged) {
+    // A subscription shared after BadTooManySubscriptions keeps its host group's settings.
+    const shared = [...this.#groups.values()].some((g) => g !== group && g.subscription === group.subscription);
+    if (change.publishingChanged && !shared) {
       const interval = change.group.publishingInterval;
       await group.subscription.modify({
         requestedPublishingInterval: interval,

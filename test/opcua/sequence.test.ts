@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { SequenceTracker } from "../../src/opcua/sequence.ts";
+import { HeldMessages, SequenceTracker } from "../../src/opcua/sequence.ts";
 
 /** Feeds [seq, keepAlive] pairs; returns which were handed on and the gaps each one showed. */
 function feed(tracker: SequenceTracker, messages: [number, boolean?][]): { delivered: number[]; gaps: number[][] } {
@@ -58,5 +58,32 @@ describe("notification sequence numbers", () => {
     const t = new SequenceTracker();
     expect(feed(t, [[3], [50_000], [50_001]])).toEqual({ delivered: [3, 50_000, 50_001], gaps: [] });
     expect(t.hasMissing()).toBe(false);
+  });
+
+  it("takes a number far behind the highest as a new numbering, not as a duplicate", () => {
+    const t = new SequenceTracker();
+    feed(t, [[40_000], [40_002]]);
+    expect(feed(t, [[1], [2]])).toEqual({ delivered: [1, 2], gaps: [] });
+    expect(t.hasMissing()).toBe(false);
+  });
+});
+
+describe("messages held for a skipped one", () => {
+  it("go out oldest first once nothing missing comes before them", () => {
+    const h = new HeldMessages<string>();
+    h.hold(66, "m66");
+    h.hold(69, "m69");
+    h.hold(67, "m67");
+    expect(h.ready(65)).toEqual([]);
+    expect(h.ready(68)).toEqual(["m66", "m67"]);
+    expect(h.size).toBe(1);
+    expect(h.ready(undefined)).toEqual(["m69"]);
+  });
+
+  it("all go out, in order, when waiting ends", () => {
+    const h = new HeldMessages<number>();
+    for (const n of [3, 0xffffffff, 1, 2]) h.hold(n, n);
+    expect(h.drain()).toEqual([0xffffffff, 1, 2, 3]);
+    expect(h.size).toBe(0);
   });
 });
