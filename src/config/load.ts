@@ -90,7 +90,7 @@ export async function loadConfig(file: string): Promise<LoadedConfig> {
   if (cfgSource.errors.length === 0) {
     const parsed = ConfigSchema.safeParse(raw, { error: errorMap, reportInput: true });
     if (parsed.success) config = parsed.data;
-    else for (const p of flattenIssues(parsed.error.issues)) report.add(cfgSource, 0, p, "config");
+    else for (const p of flattenIssues(parsed.error.issues, true)) report.add(cfgSource, 0, p, "config");
   }
 
   const secrets: Secrets = { machines: Object.create(null) as Secrets["machines"] };

@@ -35,6 +35,32 @@ ${cloud}`,
     ]);
   });
 
+  it("unknown fields named like secrets or like Object's own members are reported too (found by the fuzz test)", async () => {
+    const err = await loadError(
+      t,
+      `instance: kerf-test
+mapping: ./mapping.yaml
+machines:
+  - id: saw-1
+    endpoint: opc.tcp://127.0.0.1:4840
+    toString: x
+${cloud}`,
+      `machines:
+  saw-1:
+    groups:
+      - name: fast
+        nodes:
+          - key: spindle.speed
+            node: "ns=2;s=Spindle.Speed"
+            password: x
+`,
+    );
+    expect(lines(err, t.dir)).toEqual([
+      expect.stringMatching(/^kerf\.yaml:6:5: machines\[0\]\.toString: unknown field toString /),
+      expect.stringMatching(/^mapping\.yaml:8:13: machines\.saw-1\.groups\[0\]\.nodes\[0\]\.password: unknown field password /),
+    ]);
+  });
+
   it("wrong type: the expected type and the value found, truncated", async () => {
     const long = "x".repeat(500);
     const err = await loadError(
