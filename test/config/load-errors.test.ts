@@ -45,15 +45,7 @@ machines:
     endpoint: opc.tcp://127.0.0.1:4840
     toString: x
 ${cloud}`,
-      `machines:
-  saw-1:
-    groups:
-      - name: fast
-        nodes:
-          - key: spindle.speed
-            node: "ns=2;s=Spindle.Speed"
-            password: x
-`,
+      `${GOOD_MAPPING}            password: x\n`,
     );
     expect(lines(err, t.dir)).toEqual([
       expect.stringMatching(/^kerf\.yaml:6:5: machines\[0\]\.toString: unknown field toString /),
