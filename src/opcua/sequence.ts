@@ -6,12 +6,12 @@ const MAX_SEQ = 0xffffffff;
 /** A jump larger than this is a new numbering (the server recreated the subscription), not a gap to fill. */
 const MAX_GAP = 10_000;
 
-export function nextSeq(n: number): number {
+function nextSeq(n: number): number {
   return n >= MAX_SEQ ? 1 : n + 1;
 }
 
 /** Orders sequence numbers oldest first, across a wrap. */
-export function compareSeq(a: number, b: number): number {
+function compareSeq(a: number, b: number): number {
   return -ahead(a, b);
 }
 

@@ -224,7 +224,7 @@ export class SubscriptionSet {
     if (!group) return;
     this.#groups.delete(name);
     // A subscription shared with another group (see #subscriptionFor) stays for that group.
-    const shared = [...this.#groups.values()].some((g) => g.subscription === group.subscription);
+    const shared = this.#sharesSubscription(group);
     const monitored = [...group.items.values(), ...group.events.values()].flatMap((x) => (x.monitored ? [x.monitored] : []));
     for (const [key, s] of group.items) {
       if (s.monitored) this.itemCount--;
@@ -245,6 +245,11 @@ export class SubscriptionSet {
     for (let i = 0; i < monitored.length; i += perCall) await deleteMonitoredItems(group.subscription, monitored.slice(i, i + perCall));
   }
 
+  /** Another group uses this group's subscription (see #subscriptionFor). */
+  #sharesSubscription(group: GroupState): boolean {
+    return [...this.#groups.values()].some((g) => g !== group && g.subscription === group.subscription);
+  }
+
   async #changeGroup(change: GroupChange): Promise<void> {
     const group = this.#groups.get(change.name);
     if (!group) {
@@ -254,7 +259,7 @@ export class SubscriptionSet {
     }
     group.spec = change.group;
     // A subscription shared after BadTooManySubscriptions keeps its host group's settings.
-    const shared = [...this.#groups.values()].some((g) => g !== group && g.subscription === group.subscription);
+    const shared = this.#sharesSubscription(group);
     if (change.publishingChanged && !shared) {
       const interval = change.group.publishingInterval;
       await group.subscription.modify({
