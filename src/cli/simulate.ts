@@ -6,7 +6,7 @@ import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { validateLoad } from "../simulator/load-options.ts";
 import { intOption, parseCli } from "./args.ts";
 
-const usage = "kerf simulate [--port N] [--host H] [--load N [--period MS]] [--alarm-period MS] [--state-dir DIR] [--user NAME --password-file FILE] [--rogue]";
+const usage = "kerf simulate [--port N] [--host H] [--load N [--period MS]] [--alarm-period MS] [--max-notifications-per-publish N] [--state-dir DIR] [--user NAME --password-file FILE] [--rogue]";
 
 /**
  * `kerf simulate`: the simulated woodworking machine in the foreground until SIGINT or SIGTERM.
@@ -21,6 +21,7 @@ export async function run(argv: string[]): Promise<number> {
       load: { type: "string" },
       period: { type: "string" },
       "alarm-period": { type: "string" },
+      "max-notifications-per-publish": { type: "string" },
       "state-dir": { type: "string" },
       user: { type: "string" },
       "password-file": { type: "string" },
@@ -39,6 +40,8 @@ export async function run(argv: string[]): Promise<number> {
   if (load) validateLoad(load);
   const alarmPeriodMs = values["alarm-period"] === undefined ? undefined : intOption(values["alarm-period"], "alarm-period", 60_000);
   if (alarmPeriodMs !== undefined && alarmPeriodMs < 100) throw new KerfError("USAGE", `--alarm-period must be ≥ 100 ms, got ${alarmPeriodMs}`);
+  const perPublish = values["max-notifications-per-publish"] === undefined ? undefined : intOption(values["max-notifications-per-publish"], "max-notifications-per-publish", 1000);
+  if (perPublish !== undefined && perPublish < 1) throw new KerfError("USAGE", `--max-notifications-per-publish must be ≥ 1, got ${perPublish}`);
   const users = await readUsers(values.user, values["password-file"]);
   const stateDir = path.resolve(values["state-dir"] ?? process.env.KERF_STATE_DIR ?? ".kerf");
   const pkiDir = path.join(stateDir, "simulator-pki");
@@ -54,6 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     load,
     users,
     alarmPeriodMs,
+    maxNotificationsPerPublish: perPublish,
     rogue: values.rogue === true,
     logger,
     watchTrustStore: true,

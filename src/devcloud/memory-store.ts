@@ -46,8 +46,15 @@ export class MemoryStore {
         }
         let latest = this.#latest.get(m.machine);
         if (!latest) this.#latest.set(m.machine, (latest = new Map()));
+        // items of one batch mostly share their timestamp: parse each one once
+        let lastT = "";
+        let lastMs = NaN;
         for (const item of m.items) {
-          const stored = { v: item.v ?? null, q: item.q, t: item.t, ms: Date.parse(item.t) };
+          if (item.t !== lastT) {
+            lastT = item.t;
+            lastMs = Date.parse(item.t);
+          }
+          const stored = { v: item.v ?? null, q: item.q, t: item.t, ms: lastMs };
           const prev = latest.get(item.key);
           if (!prev || stored.ms >= prev.ms) latest.set(item.key, stored);
           if (!this.#keep(item.key)) continue;

@@ -101,9 +101,19 @@ export class ValueEncoder {
   }
 }
 
+// Values of one publish response mostly share their timestamp: one string for all of them
+// saves formatting time and memory (each item keeps its last value).
+let lastMs = NaN;
+let lastIso = "";
+
 export function dataValueTime(dv: DataValue): string {
   const t = dv.sourceTimestamp ?? dv.serverTimestamp;
-  return (t && !Number.isNaN(t.getTime()) ? t : new Date()).toISOString();
+  const ms = t ? t.getTime() : NaN;
+  if (ms === lastMs) return lastIso;
+  if (Number.isNaN(ms)) return new Date().toISOString();
+  lastMs = ms;
+  lastIso = t!.toISOString();
+  return lastIso;
 }
 
 class Overflow {

@@ -7,8 +7,6 @@ import {
   TimestampsToReturn,
   type ClientMonitoredItemBase,
   type ClientSession,
-  type ModifyMonitoredItemsRequestOptions,
-  type ModifyMonitoredItemsResponse,
   type ClientSubscription,
   type DataValue,
   type MonitoringParametersOptions,
@@ -18,6 +16,7 @@ import {
 } from "node-opcua-client";
 import type { Logger } from "../log.ts";
 import type { EventMessage, Item, MessageSink } from "../types.ts";
+import { createItems, deleteItems, HandleTable, modifyItems, onDataChanges } from "./data-items.ts";
 import { dataValueTime, ValueEncoder } from "./encode.ts";
 import { conditionRefreshRequest, prepareEvent, type PreparedEvent } from "./events.ts";
 import { Heartbeats } from "./heartbeat.ts";
@@ -63,10 +62,14 @@ export interface ApplyResult {
   changed: string[];
 }
 
-/** One data point's monitored item; `monitored` is null while it is not subscribed. */
+/** One data point's monitored item. */
 interface ItemState {
   spec: NodeSpec;
-  monitored: ClientMonitoredItemBase | null;
+  group: GroupState;
+  /** Its client handle, the key of its values in notifications (see HandleTable). */
+  handle: number;
+  /** The server's monitored item id; 0 while it is not subscribed. */
+  id: number;
   /** No notification seen yet since the item was created. */
   first: boolean;
   /** The newest value, also when it was not sent (for a heartbeat switched on later). */
@@ -108,6 +111,11 @@ export class SubscriptionSet {
   #heartbeatTimer: NodeJS.Timeout | null = null;
   #closed = false;
   readonly #guards = new Map<ClientSubscription, SequenceGuard>();
+  /** Stops a subscription's data changes from reaching #onValue. */
+  readonly #dispatchers = new Map<ClientSubscription, () => void>();
+  readonly #handles = new HandleTable<ItemState>();
+  /** Groups that had values since the last flush, for the session's per-group watchdog. */
+  readonly #withData = new Set<string>();
   /** create and apply run one at a time. */
   #queue: Promise<unknown> = Promise.resolve();
   itemCount = 0;
@@ -161,6 +169,8 @@ export class SubscriptionSet {
     // messages held back for a republish that can no longer come still carry values
     for (const guard of this.#guards.values()) guard.dispose();
     this.#guards.clear();
+    for (const stop of this.#dispatchers.values()) stop();
+    this.#dispatchers.clear();
     this.#closed = true;
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
     this.#heartbeatTimer = null;
@@ -199,12 +209,14 @@ export class SubscriptionSet {
         requestedPublishingInterval: spec.publishingInterval,
         requestedMaxKeepAliveCount: keepAliveCount(spec.publishingInterval),
         requestedLifetimeCount: 3 * keepAliveCount(spec.publishingInterval) * 10,
-        // 0 = no limit: many small publish responses cost the server CPU and lose values under load.
+        // 0 = as many as the server allows (node-opcua's: 1,000): many small publish responses
+        // cost the server CPU and lose values under load.
         maxNotificationsPerPublish: 0,
         publishingEnabled: true,
         priority: subscriptionPriority(spec),
       });
       this.#guards.set(subscription, guardSequence(subscription, this.#o.session, this.#o.logger, this.#o.sequence));
+      this.#dispatchers.set(subscription, onDataChanges(subscription, this.#o.session, (handle, value) => this.#onNotification(handle, value), (err) => this.#promoteFailed(err)));
       return subscription;
     } catch (err) {
       const host = [...this.#groups.values()].sort(
@@ -225,24 +237,25 @@ export class SubscriptionSet {
     this.#groups.delete(name);
     // A subscription shared with another group (see #subscriptionFor) stays for that group.
     const shared = this.#sharesSubscription(group);
-    const monitored = [...group.items.values(), ...group.events.values()].flatMap((x) => (x.monitored ? [x.monitored] : []));
-    for (const [key, s] of group.items) {
-      if (s.monitored) this.itemCount--;
-      s.monitored = null;
-      this.#heartbeats.delete(key);
-    }
-    for (const e of group.events.values()) {
-      if (e.monitored) this.itemCount--;
-      e.monitored = null;
-    }
+    for (const key of group.items.keys()) this.#heartbeats.delete(key);
+    const events = [...group.events.values()].flatMap((e) => (e.monitored ? [e.monitored] : []));
+    for (const e of group.events.values()) e.monitored = null;
+    this.itemCount -= events.length;
     if (!shared) {
+      for (const s of group.items.values()) {
+        if (s.id !== 0) this.itemCount--;
+        s.id = 0;
+        this.#forget(s);
+      }
       this.#guards.get(group.subscription)?.dispose();
       this.#guards.delete(group.subscription);
+      this.#dispatchers.get(group.subscription)?.();
+      this.#dispatchers.delete(group.subscription);
       await group.subscription.terminate();
       return;
     }
-    const perCall = this.#perCall();
-    for (let i = 0; i < monitored.length; i += perCall) await deleteMonitoredItems(group.subscription, monitored.slice(i, i + perCall));
+    await this.#deleteItems(group, [...group.items.values()]);
+    for (const mi of events) await mi.terminate();
   }
 
   /** Another group uses this group's subscription (see #subscriptionFor). */
@@ -284,8 +297,9 @@ export class SubscriptionSet {
     const now = Date.now();
     for (const spec of [...change.modify, ...change.update]) {
       const s = group.items.get(spec.key);
-      if (!s || !s.monitored) {
+      if (!s || s.id === 0) {
         // not subscribed before (did not resolve, or the server refused it): try again
+        if (s) this.#forget(s);
         group.items.delete(spec.key);
         retry.push(spec);
         continue;
@@ -318,7 +332,9 @@ export class SubscriptionSet {
     if (nodes.length === 0) return;
     const now = Date.now();
     for (const spec of nodes) {
-      group.items.set(spec.key, { spec, monitored: null, first: true, last: null, warnedScale: false });
+      const state: ItemState = { spec, group, handle: 0, id: 0, first: true, last: null, warnedScale: false };
+      state.handle = this.#handles.add(state);
+      group.items.set(spec.key, state);
       this.#heartbeats.set(spec.key, spec.heartbeatSeconds, now);
     }
     const ids = await resolveNodes(this.#o.session, nodes, this.#o.namespaceArray, this.#o.logger);
@@ -335,29 +351,35 @@ export class SubscriptionSet {
   }
 
   async #monitor(group: GroupState, batch: { state: ItemState; item: ReadValueIdOptions }[]): Promise<void> {
-    const states = batch.map((b) => b.state);
-    const monitored = await group.subscription.monitorItems(
-      batch.map((b) => b.item),
-      monitoringParameters(states[0]!.spec),
-      TimestampsToReturn.Both,
+    // The handles are in the table already: a value may come before the response does.
+    const results = await createItems(
+      this.#o.session,
+      group.subscription.subscriptionId,
+      batch.map((b) => ({ handle: b.state.handle, item: b.item })),
+      monitoringParameters(batch[0]!.state.spec),
     );
-    monitored.monitoredItems.forEach((mi: ClientMonitoredItemBase, i: number) => {
-      const state = states[i]!;
-      if (mi.statusCode.isNotGood()) {
-        this.#refused(group, state.spec, mi.statusCode, "the server refused to monitor this node");
+    results.forEach((r, i) => {
+      const state = batch[i]!.state;
+      if (r.status.isNotGood()) {
+        this.#refused(group, state.spec, r.status, "the server refused to monitor this node");
       } else if (group.items.get(state.spec.key) === state) {
-        state.monitored = mi;
+        state.id = r.id;
         this.itemCount++;
       }
     });
-    monitored.on("changed", (mi: ClientMonitoredItemBase, dataValue: DataValue, index: number) => {
-      const state = states[index]!;
-      // a deleted or replaced item may still have values in flight
-      if (state.monitored === mi) {
-        this.#o.onGroupData?.(group.spec.name);
-        this.#onValue(state, dataValue);
-      }
-    });
+  }
+
+  /** A data change from the server; a deleted or replaced item's values still in flight find no handle. */
+  #onNotification(handle: number, value: DataValue): void {
+    const state = this.#handles.get(handle);
+    if (!state) return;
+    this.#withData.add(state.group.spec.name);
+    this.#onValue(state, value);
+    this.#scheduleFlush();
+  }
+
+  #promoteFailed(err: Error): void {
+    this.#o.logger.warn({ err: err.message }, "could not decode a structure value with the server's type definitions; it is sent as it came");
   }
 
   #onValue(state: ItemState, dataValue: DataValue): void {
@@ -386,48 +408,48 @@ export class SubscriptionSet {
     // the next notification message after a broken channel (node-opcua's does).
     if (before && sameItem(before, item)) {
       state.last = item;
-      this.#heartbeats.sent(spec.key, item, Date.now());
+      if (this.#heartbeats.size > 0) this.#heartbeats.sent(spec.key, item, Date.now());
       return;
     }
     state.last = item;
     // the same object as state.last: remembering it costs a map entry, not a copy
     this.#o.lastDelivered.set(spec.key, item);
-    this.#heartbeats.sent(spec.key, item, Date.now());
+    if (this.#heartbeats.size > 0) this.#heartbeats.sent(spec.key, item, Date.now());
     this.#pending.push(item);
-    this.#scheduleFlush();
   }
 
   async #modifyItems(group: GroupState, states: ItemState[]): Promise<void> {
     const perCall = this.#perCall();
-    for (let i = 0; i < states.length; i += perCall) {
-      const batch = states.slice(i, i + perCall);
-      // ClientSession's type leaves out the raw subscription services its implementation has
-      const session = this.#o.session as unknown as { modifyMonitoredItems(r: ModifyMonitoredItemsRequestOptions): Promise<ModifyMonitoredItemsResponse> };
-      const response = await session.modifyMonitoredItems({
-        subscriptionId: group.subscription.subscriptionId,
-        timestampsToReturn: TimestampsToReturn.Both,
-        itemsToModify: batch.map((s) => ({
-          monitoredItemId: s.monitored!.monitoredItemId,
-          requestedParameters: { ...monitoringParameters(s.spec), clientHandle: s.monitored!.monitoringParameters.clientHandle },
-        })),
-      });
-      (response.results ?? []).forEach((r, j) => {
-        if (r.statusCode.isNotGood()) this.#refused(group, batch[j]!.spec, r.statusCode, "the server refused the new monitoring parameters; the old ones stay");
+    for (const batch of batchesByParameters(states.map((state) => ({ state })), perCall)) {
+      const statuses = await modifyItems(
+        this.#o.session,
+        group.subscription.subscriptionId,
+        batch.map((b) => ({ id: b.state.id, handle: b.state.handle })),
+        monitoringParameters(batch[0]!.state.spec),
+      );
+      statuses.forEach((status, j) => {
+        if (status.isNotGood()) this.#refused(group, batch[j]!.state.spec, status, "the server refused the new monitoring parameters; the old ones stay");
       });
     }
   }
 
   /** Deletes monitored items in calls that fit the server's limit; their values in flight are dropped. */
   async #deleteItems(group: GroupState, states: ItemState[]): Promise<void> {
-    const items: ClientMonitoredItemBase[] = [];
+    const ids: number[] = [];
     for (const s of states) {
-      if (!s.monitored) continue;
-      items.push(s.monitored);
-      s.monitored = null;
+      this.#forget(s);
+      if (s.id === 0) continue;
+      ids.push(s.id);
+      s.id = 0;
       this.itemCount--;
     }
     const perCall = this.#perCall();
-    for (let i = 0; i < items.length; i += perCall) await deleteMonitoredItems(group.subscription, items.slice(i, i + perCall));
+    for (let i = 0; i < ids.length; i += perCall) await deleteItems(this.#o.session, group.subscription.subscriptionId, ids.slice(i, i + perCall));
+  }
+
+  /** The item is gone for good: its handle may name another. */
+  #forget(state: ItemState): void {
+    this.#handles.delete(state.handle);
   }
 
   #refused(group: GroupState, spec: NodeSpec, status: StatusCode, what: string): void {
@@ -491,6 +513,8 @@ export class SubscriptionSet {
     this.#flushScheduled = true;
     setImmediate(() => {
       this.#flushScheduled = false;
+      for (const group of this.#withData) this.#o.onGroupData?.(group);
+      this.#withData.clear();
       const items = this.#pending;
       const events = this.#pendingEvents;
       this.#pending = [];
@@ -580,19 +604,3 @@ function batchesByParameters<T extends { state: ItemState }>(nodes: T[], perCall
   }
   return out;
 }
-
-interface SubscriptionInternals {
-  _delete_monitored_items?: (items: ClientMonitoredItemBase[], callback: (err?: Error) => void) => void;
-}
-
-/**
- * node-opcua deletes monitored items one call each (`terminate`) unless they are a whole
- * group; its subscription's own batch delete also forgets them client-side, so that they are
- * neither dispatched nor recreated later. It is internal, hence the fallback.
- */
-function deleteMonitoredItems(subscription: ClientSubscription, items: ClientMonitoredItemBase[]): Promise<void> {
-  const internals = subscription as unknown as SubscriptionInternals;
-  if (typeof internals._delete_monitored_items !== "function") return Promise.all(items.map((mi) => mi.terminate())).then(() => undefined);
-  return new Promise((resolve, reject) => internals._delete_monitored_items!.call(subscription, items, (err) => (err ? reject(err) : resolve())));
-}
-

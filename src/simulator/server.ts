@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import { nodesets } from "node-opcua-nodesets";
 import { SecurityPolicy } from "node-opcua-secure-channel";
-import { OPCUAServer } from "node-opcua-server";
+import { OPCUAServer, Subscription } from "node-opcua-server";
 import { MessageSecurityMode } from "node-opcua-service-secure-channel";
 import { KerfError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -42,6 +42,11 @@ export interface SimulatorOptions {
   maxMonitoredItems?: number;
   /** Monitored items per subscription; more get BadTooManyMonitoredItems, item by item. */
   maxMonitoredItemsPerSubscription?: number;
+  /**
+   * Most notifications in one publish response, whatever a client asks for; node-opcua's default
+   * is 1,000. Process-wide in node-opcua: every server in this process gets it.
+   */
+  maxNotificationsPerPublish?: number;
   /** Rogue mode: hostile values under Objects/Rogue (`ROGUE_NODES`); off by default. */
   rogue?: boolean | RogueOptions;
   /** How often the machine's process values move; default 100 ms. */
@@ -104,6 +109,10 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   const started = performance.now();
   const log = options.logger.child({ component: "simulator" });
   if (options.load) validateLoad(options.load);
+  const perPublishBefore = Subscription.maxNotificationPerPublishHighLimit;
+  const restorePerPublish = () => {
+    if (options.maxNotificationsPerPublish !== undefined) Subscription.maxNotificationPerPublishHighLimit = perPublishBefore;
+  };
   const host = options.host ?? "127.0.0.1";
   const wildcard = host === "0.0.0.0" || host === "::";
 
@@ -114,6 +123,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   let rogue: RunningRogue | undefined;
   let server: OPCUAServer | undefined;
   try {
+    if (options.maxNotificationsPerPublish !== undefined) Subscription.maxNotificationPerPublishHighLimit = options.maxNotificationsPerPublish;
     server = new OPCUAServer({
       port: options.port ?? 0,
       host,
@@ -166,6 +176,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     load?.stop();
     rogue?.stop();
     await server?.shutdown().catch(() => undefined);
+    restorePerPublish();
     await disposeQuietly(pki.certificateManager);
     await disposeQuietly(pki.userCertificateManager);
     throw listenError(err, host, options.port ?? 0);
@@ -197,6 +208,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
         load?.stop();
         rogue?.stop();
         await running.shutdown();
+        restorePerPublish();
         await disposeQuietly(pki.certificateManager);
         await disposeQuietly(pki.userCertificateManager);
         log.info("simulator stopped");

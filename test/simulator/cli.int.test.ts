@@ -88,6 +88,7 @@ describe("kerf simulate", () => {
       [["--bogus"], /simulate: Unknown option/],
       [["extra"], /unexpected argument 'extra'/],
       [["--load", "0", "--state-dir", dir], /load count must be a whole number in 1\.\.100000, got 0/],
+      [["--max-notifications-per-publish", "0"], /--max-notifications-per-publish must be ≥ 1, got 0/],
     ];
     for (const [argv, message] of cases) {
       const err = await run(argv).then(

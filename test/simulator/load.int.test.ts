@@ -134,3 +134,39 @@ describe("server limits", () => {
     }
   });
 });
+
+describe("notifications per publish", () => {
+  it("sends at most maxNotificationsPerPublish notifications in one publish response", async () => {
+    const { dir, cleanup: done } = await tempDir();
+    const small = await startTestSimulator(dir, { load: { count: 30, periodMs: 200 }, maxNotificationsPerPublish: 7 });
+    const client = await makeClientPki(dir, "cap-client");
+    let conn: Connected | undefined;
+    try {
+      await client.certificateManager.trustCertificate(small.certificateDer);
+      await small.trustClientCertificate(client.certificateDer);
+      conn = await connect(small, client);
+      const namespaces = await conn.session.readNamespaceArray();
+      const index = namespaces.indexOf(small.namespaceUri);
+      const sub = await conn.session.createSubscription2({ requestedPublishingInterval: 200, publishingEnabled: true, maxNotificationsPerPublish: 0 });
+      const sizes: number[] = [];
+      sub.on("raw_notification", (message: { notificationData?: { monitoredItems?: unknown[] }[] }) => {
+        for (const n of message.notificationData ?? []) if (n.monitoredItems) sizes.push(n.monitoredItems.length);
+      });
+      await sub.monitorItems(
+        Array.from({ length: 30 }, (_, i) => ({ nodeId: loadNodeId(i).replace(`nsu=${small.namespaceUri};`, `ns=${index};`), attributeId: AttributeIds.Value })),
+        { samplingInterval: 0, queueSize: 10, discardOldest: true },
+        TimestampsToReturn.Both,
+      );
+      await sleep(1500);
+      await sub.terminate();
+      // 30 changes per period: without the cap they would come as one response of 30
+      expect(sizes.length).toBeGreaterThan(10);
+      expect(Math.max(...sizes)).toBe(7);
+    } finally {
+      await conn?.close();
+      await small.stop();
+      await client.dispose();
+      await done();
+    }
+  });
+});
