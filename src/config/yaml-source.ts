@@ -1,12 +1,14 @@
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
 import { formatPath, truncate } from "./describe.ts";
+import { readPlainYaml } from "./yaml-quick.ts";
 
 /** A parsed YAML file that can say where any path in its data was written. */
 export interface YamlSource {
   /** The file name as shown in messages. */
   display: string;
-  doc: Document.Parsed;
-  lines: LineCounter;
+  /** The document with source positions; read on first use after a plain file's quick read. */
+  readonly doc: Document.Parsed;
+  readonly lines: LineCounter;
   /** Syntax errors, one per problem; when there are any, `data` is undefined. */
   errors: YamlProblem[];
   data: unknown;
@@ -23,6 +25,25 @@ export interface YamlProblem {
 const MAX_ALIAS_COUNT = 100;
 
 export function parseYaml(display: string, text: string): YamlSource {
+  const data = readPlainYaml(text);
+  if (data === null) return parseFully(display, text);
+  let full: YamlSource | undefined;
+  const positions = () => (full ??= parseFully(display, text));
+  return {
+    display,
+    errors: [],
+    data,
+    get doc() {
+      return positions().doc;
+    },
+    get lines() {
+      return positions().lines;
+    },
+  };
+}
+
+/** Every node with its source range: what messages that name a line need. */
+export function parseFully(display: string, text: string): YamlSource {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, strict: true });
   const source: YamlSource = { display, doc, lines, errors: [], data: undefined };
