@@ -2,8 +2,9 @@
 // V8 sizes its heap from the machine's memory: on a 24 GiB host a steady stream of small
 // messages let the connector's RSS swell to ~270 MB around ~50 MB of live data. A small young
 // generation and a stated old-space limit keep it near 185 MB (npm run bench measures it).
-// --heap-growing-percent=30 held a 100,000-item connector at 400-440 MB instead of ~470, but its
-// extra GC work left too little CPU on the 2-core bench: 1 of 3 runs fell behind and lost values.
+// A 100,000-item connector runs at about 300 MB with these flags. --heap-growing-percent=30
+// cut it further (measured before monitored items went raw), but its extra GC work left too
+// little CPU on the 2-core bench: 1 of 3 runs fell behind and lost values.
 // NODE_OPTIONS can raise the limit for very large mappings. The Dockerfile repeats these flags.
 // Node 24 runs the TypeScript sources directly (type stripping); there is no build step.
 const [major] = process.versions.node.split(".").map(Number);
