@@ -242,11 +242,8 @@ export class SubscriptionSet {
     for (const e of group.events.values()) e.monitored = null;
     this.itemCount -= events.length;
     if (!shared) {
-      for (const s of group.items.values()) {
-        if (s.id !== 0) this.itemCount--;
-        s.id = 0;
-        this.#forget(s);
-      }
+      // terminating the subscription deletes its items on the server
+      this.#release([...group.items.values()]);
       this.#guards.get(group.subscription)?.dispose();
       this.#guards.delete(group.subscription);
       this.#dispatchers.get(group.subscription)?.();
@@ -299,7 +296,7 @@ export class SubscriptionSet {
       const s = group.items.get(spec.key);
       if (!s || s.id === 0) {
         // not subscribed before (did not resolve, or the server refused it): try again
-        if (s) this.#forget(s);
+        if (s) this.#release([s]);
         group.items.delete(spec.key);
         retry.push(spec);
         continue;
@@ -435,21 +432,22 @@ export class SubscriptionSet {
 
   /** Deletes monitored items in calls that fit the server's limit; their values in flight are dropped. */
   async #deleteItems(group: GroupState, states: ItemState[]): Promise<void> {
+    const ids = this.#release(states);
+    const perCall = this.#perCall();
+    for (let i = 0; i < ids.length; i += perCall) await deleteItems(this.#o.session, group.subscription.subscriptionId, ids.slice(i, i + perCall));
+  }
+
+  /** The items are gone for good: their handles may name others. Returns the ids the server had. */
+  #release(states: ItemState[]): number[] {
     const ids: number[] = [];
     for (const s of states) {
-      this.#forget(s);
+      this.#handles.delete(s.handle);
       if (s.id === 0) continue;
       ids.push(s.id);
       s.id = 0;
       this.itemCount--;
     }
-    const perCall = this.#perCall();
-    for (let i = 0; i < ids.length; i += perCall) await deleteItems(this.#o.session, group.subscription.subscriptionId, ids.slice(i, i + perCall));
-  }
-
-  /** The item is gone for good: its handle may name another. */
-  #forget(state: ItemState): void {
-    this.#handles.delete(state.handle);
+    return ids;
   }
 
   #refused(group: GroupState, spec: NodeSpec, status: StatusCode, what: string): void {
