@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Agent as UndiciAgent } from "undici";
 import { DurableBuffer, type BufferStats } from "./buffer/buffer.ts";
+import { BufferWriter } from "./buffer/writer.ts";
 import { watchMapping } from "./mapping-reload.ts";
 import { HEALTH_INTERVAL_MS, memorySnapshot, writeHealth } from "./health.ts";
 import { ensureIdentity, type Enroller } from "./certs/identity.ts";
@@ -13,7 +14,7 @@ import { releaseAfterBurst } from "./memory.ts";
 import { MachineSession } from "./opcua/session.ts";
 import type { MappingGroup } from "./config/schema.ts";
 import type { EndpointSpec, GroupSpec } from "./opcua/types.ts";
-import type { Message, MessageSink } from "./types.ts";
+import type { MessageSink } from "./types.ts";
 import { createUplinkAgent } from "./uplink/agent.ts";
 import { Sender, type SenderStats } from "./uplink/sender.ts";
 
@@ -31,6 +32,7 @@ export interface AgentOptions {
  */
 export class Agent {
   readonly buffer: DurableBuffer;
+  readonly #writer: BufferWriter;
   #o: AgentOptions;
   #log: Logger;
   #dispatcher: UndiciAgent | null = null;
@@ -50,6 +52,12 @@ export class Agent {
       path: path.join(options.stateDir, "buffer.db"),
       maxBytes: config.buffer.maxBytes,
       logger: options.logger.child({ component: "buffer" }),
+    });
+    this.#writer = new BufferWriter({
+      buffer: this.buffer,
+      maxItems: config.cloud.batch.maxItems,
+      logger: options.logger.child({ component: "buffer" }),
+      onCommit: () => this.sender?.wake(),
     });
   }
 
@@ -84,7 +92,7 @@ export class Agent {
     this.sender.start();
 
     const pki = await openClientPki({ dir: path.join(this.#o.stateDir, "pki"), instance: config.instance, logger: this.#log.child({ component: "pki" }) });
-    const sink = this.#sink(config.cloud.batch.maxItems);
+    const sink: MessageSink = { write: (messages) => this.#writer.write(messages) };
     for (const spec of endpointSpecs(this.#o.loaded, secrets)) {
       const session = new MachineSession({ spec, pki, sink, logger: this.#log.child({ component: "opcua" }) });
       // Subscribing a large mapping allocates far more than it keeps.
@@ -130,6 +138,8 @@ export class Agent {
     this.#memory.cancel();
     this.#mappingWatch?.close();
     await Promise.all(this.sessions.map((s) => s.stop()));
+    this.#writer.commit();
+    this.#writer.close();
     if (this.sender) {
       if (options.drainMs) await this.sender.drain(options.drainMs);
       await this.sender.stop();
@@ -150,42 +160,9 @@ export class Agent {
       sessions: this.sessions.map((s) => ({ machine: s.machine, ...s.health() })),
       uplink: this.sender?.health() ?? null,
       buffer: this.buffer.stats(),
+      writer: this.#writer.health(),
     };
   }
-
-  /** Appends each publish response to the buffer (durable on return), cut to the uplink's batch size. */
-  #sink(maxItems: number): MessageSink {
-    return {
-      write: (messages: Message[]) => {
-        for (const chunk of chunkMessages(messages, maxItems)) this.buffer.append(chunk);
-        this.sender?.wake();
-      },
-    };
-  }
-}
-
-export function chunkMessages(messages: Message[], maxItems: number): Message[][] {
-  const out: Message[][] = [];
-  let current: Message[] = [];
-  let count = 0;
-  const push = (m: Message, n: number) => {
-    if (count + n > maxItems && current.length > 0) {
-      out.push(current);
-      current = [];
-      count = 0;
-    }
-    current.push(m);
-    count += n;
-  };
-  for (const m of messages) {
-    if (m.kind !== "data") push(m, 1);
-    else for (let i = 0; i < m.items.length; i += maxItems) {
-      const items = m.items.slice(i, i + maxItems);
-      push({ ...m, items }, items.length);
-    }
-  }
-  if (current.length > 0) out.push(current);
-  return out;
 }
 
 export function endpointSpecs(loaded: LoadedConfig, secrets: LoadedConfig["secrets"]): EndpointSpec[] {

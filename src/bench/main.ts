@@ -6,8 +6,14 @@
  *   npm run bench [-- --nodes 1000 --period 100 --seconds 20 --mode SignAndEncrypt --policy Basic256Sha256]
  *   npm run bench -- --scenario all      the issue targets: 10k/s, 50k/s and 100k items
  *   npm run bench -- --per-publish N     the simulator's cap on notifications per publish response
+ *                                         (node-opcua's default, 1,000, when absent)
+ *   npm run bench -- --fsync-delay-ms N  every fsync of the connector takes N ms longer (strace):
+ *                                         an edge PC's slow eMMC or SD card
+ *   npm run bench -- --node-options=...  V8/Node flags for the connector (NODE_OPTIONS)
  *
- * Prints a table and one JSON line per scenario.
+ * The bare client's ceiling runs beside the connector, or alone before it against the same
+ * simulator where one server on these cores cannot serve both (100k items). Prints a table and
+ * one JSON line per scenario.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
@@ -24,11 +30,15 @@ import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { openClientPki } from "../opcua/pki.ts";
 import type { SecurityModeName, SecurityPolicyName } from "../opcua/types.ts";
+import { LatencyHistogram } from "./histogram.ts";
 
 interface Scenario {
   name: string;
-  /** Run the bare-client ceiling beside the connector (off where the simulator cannot serve two). */
-  ceiling?: boolean;
+  /**
+   * How the bare client's ceiling is measured: beside the connector, or alone before it against
+   * the same simulator (where one server on these cores cannot serve both at once).
+   */
+  ceiling: "beside" | "before";
   /** The simulator's cap on notifications per publish response; node-opcua's default (1,000) when absent. */
   perPublish?: number;
   nodes: number;
@@ -49,17 +59,18 @@ const { values } = parseArgs({
     policy: { type: "string", default: "Basic256Sha256" },
     "node-options": { type: "string" },
     "per-publish": { type: "string" },
+    "fsync-delay-ms": { type: "string" },
   },
 });
 
+// The simulator runs at node-opcua's defaults (1,000 notifications per publish response) in every
+// scenario that carries a target: that is what the field runs.
 const presets: Record<string, Omit<Scenario, "mode" | "policy">> = {
-  "10k": { name: "10k changes/s (1,000 nodes × 100 ms)", nodes: 1000, periodMs: 100, seconds: 20 },
-  "50k": { name: "50k changes/s (5,000 nodes × 100 ms)", nodes: 5000, periodMs: 100, seconds: 20 },
-  // One node-opcua server on these 2 cores cannot feed 100k items to two clients at once.
-  // At node-opcua's 1,000 notifications per publish the simulator has to send 100 responses a
-  // second; beside the connector and this harness on 2 cores it then falls behind in most runs
-  // (measured; --per-publish 1000 repeats it). Servers of real machines cap by message size.
-  "100k-items": { name: "100,000 items × 1 s", nodes: 100_000, periodMs: 1000, seconds: 30, ceiling: false, perPublish: 10_000 },
+  "10k": { name: "10k changes/s (1,000 nodes × 100 ms)", nodes: 1000, periodMs: 100, seconds: 20, ceiling: "beside" },
+  "50k": { name: "50k changes/s (5,000 nodes × 100 ms)", nodes: 5000, periodMs: 100, seconds: 20, ceiling: "beside" },
+  // One node-opcua server on these 2 cores cannot feed 100k items to two clients at once: the
+  // bare client gets the simulator to itself first, then the connector does.
+  "100k-items": { name: "100,000 items × 1 s", nodes: 100_000, periodMs: 1000, seconds: 30, ceiling: "before" },
 };
 
 function scenarios(): Scenario[] {
@@ -68,7 +79,8 @@ function scenarios(): Scenario[] {
   if (values.nodes || values.period) {
     const nodes = Number(values.nodes ?? 1000);
     const periodMs = Number(values.period ?? 100);
-    return [{ name: `${nodes} nodes × ${periodMs} ms`, nodes, periodMs, seconds: Number(values.seconds ?? 20), ...sec, ...perPublish }];
+    const ceiling = nodes * (1000 / periodMs) > 50_000 ? "before" : "beside";
+    return [{ name: `${nodes} nodes × ${periodMs} ms`, nodes, periodMs, seconds: Number(values.seconds ?? 20), ceiling, ...sec, ...perPublish }];
   }
   const names = values.scenario === "all" ? Object.keys(presets) : values.scenario!.split(",");
   return names.map((n) => {
@@ -81,11 +93,6 @@ function scenarios(): Scenario[] {
 /** Counters whose every value the cloud keeps, to count gaps and duplicates. */
 const SAMPLED = 200;
 const loadKey = (i: number) => `load.${String(i).padStart(5, "0")}`;
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 /** Peak RSS (VmHWM) and CPU seconds of a process, from /proc. */
 function procStats(pid: number): { peakRssMb: number; cpuSeconds: number } {
@@ -113,22 +120,76 @@ function readLines(child: ChildProcess, done: (line: string) => boolean, timeout
   });
 }
 
-function waitLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    const timer = setTimeout(() => reject(new Error(`no expected output within ${timeoutMs} ms`)), timeoutMs);
-    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
-      buf += chunk;
-      for (const line of buf.split("\n").slice(0, -1)) {
-        if (match(line)) {
-          clearTimeout(timer);
-          resolve(line);
-        }
-      }
-      buf = buf.slice(buf.lastIndexOf("\n") + 1);
-    });
-    child.once("exit", () => reject(new Error("process exited early")));
+/** The bare client: spawned, subscribed ("ready"), then told its window; SIGTERM ends it with its figures. */
+interface Bare {
+  child: ChildProcess;
+  ready: Promise<string>;
+  window(start: number, end: number): void;
+  finish(): Promise<{ buckets: Record<number, number>; latency: { p50Ms: number; p99Ms: number; maxMs: number }; everyItemSeenMs: number | null }>;
+}
+
+function startBare(s: Scenario, endpointUrl: string, pkiDir: string): Bare {
+  const options = { endpointUrl, pkiDir, nodes: s.nodes, periodMs: s.periodMs, mode: s.mode, policy: s.policy, spawnedAt: Date.now() };
+  const child = spawn(process.execPath, [path.join(repo, "src/bench/bare-client.ts"), JSON.stringify(options)], { stdio: ["pipe", "pipe", "inherit"] });
+  const lines: string[] = [];
+  const waiters: { match: (l: string) => boolean; resolve: (l: string) => void }[] = [];
+  let buf = "";
+  child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    buf += chunk;
+    const parts = buf.split("\n");
+    buf = parts.pop()!;
+    for (const line of parts) {
+      lines.push(line);
+      for (const w of waiters) if (w.match(line)) w.resolve(line);
+    }
   });
+  const wait = (match: (l: string) => boolean, timeoutMs: number) =>
+    new Promise<string>((resolve, reject) => {
+      const found = lines.find(match);
+      if (found) return resolve(found);
+      const timer = setTimeout(() => reject(new Error(`bare client: no expected output within ${timeoutMs} ms`)), timeoutMs);
+      waiters.push({ match, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+      child.once("exit", () => reject(new Error("bare client exited early")));
+    });
+  return {
+    child,
+    ready: wait((l) => l === "ready", 180_000),
+    window: (start, end) => child.stdin!.write(`window ${start} ${end}\n`),
+    async finish() {
+      child.kill("SIGTERM");
+      const result = JSON.parse(await wait((l) => l.startsWith("{"), 15_000));
+      return { ...result, everyItemSeenMs: result.everyItemSeenMs ?? null };
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+const sumWindow = (b: Record<number, number>, start: number, end: number) => {
+  let n = 0;
+  for (let sec = start; sec < end; sec++) n += b[sec] ?? 0;
+  return n;
+};
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+
+/** The bare client alone against the simulator, for one window: the ceiling where both cannot run at once. */
+async function measureBareAlone(s: Scenario, endpointUrl: string, pkiDir: string) {
+  const bare = startBare(s, endpointUrl, pkiDir);
+  try {
+    await bare.ready;
+    const cpuBefore = procStats(bare.child.pid!);
+    const start = Math.ceil(Date.now() / 1000) + 2;
+    const end = start + s.seconds;
+    bare.window(start, end);
+    await sleep(end * 1000 - Date.now());
+    const cpuAfter = procStats(bare.child.pid!);
+    await sleep(3000);
+    const peak = procStats(bare.child.pid!).peakRssMb;
+    const result = await bare.finish();
+    return { delivered: sumWindow(result.buckets, start, end), latency: result.latency, everyItemSeenMs: result.everyItemSeenMs, peakRssMb: peak, cpuPercent: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / s.seconds) * 1000) / 10 };
+  } finally {
+    if (bare.child.exitCode === null) bare.child.kill("SIGKILL");
+    await new Promise((r) => (bare.child.exitCode === null ? bare.child.once("exit", r) : r(null)));
+  }
 }
 
 async function runScenario(s: Scenario) {
@@ -136,6 +197,7 @@ async function runScenario(s: Scenario) {
   const logger = createLogger({ level: "error" });
   routeOpcuaLogging(logger);
   const children: ChildProcess[] = [];
+  let pid = 0;
   // History only for the counters the loss check samples (below).
   const sampled = new Set(Array.from({ length: Math.min(s.nodes, SAMPLED) }, (_, i) => loadKey(Math.floor((i * s.nodes) / Math.min(s.nodes, SAMPLED)))));
   const devcloud = await startDevCloud({ dir: path.join(dir, "devcloud"), logger, storage: "memory", keep: (key) => sampled.has(key) });
@@ -146,7 +208,8 @@ async function runScenario(s: Scenario) {
     const trusted = path.join(simDir, "simulator-pki", "trusted", "certs");
     mkdirSync(trusted, { recursive: true });
     const connectorPki = await openClientPki({ dir: path.join(connectorStateDir, "pki"), instance: DEMO_INSTANCE, logger });
-    const barePki = await openClientPki({ dir: path.join(dir, "bare-pki"), instance: "bench-bare", logger });
+    const barePkiDir = path.join(dir, "bare-pki");
+    const barePki = await openClientPki({ dir: barePkiDir, instance: "bench-bare", logger });
     copyFileSync(connectorPki.certificateFile, path.join(trusted, "kerf.pem"));
     copyFileSync(barePki.certificateFile, path.join(trusted, "bench-bare.pem"));
 
@@ -165,16 +228,21 @@ async function runScenario(s: Scenario) {
     }
     const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
     await ensureIdentity({ dir: path.join(connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: new DevCaEnroller(devcloud.ca), logger });
-    const demo = { devcloud, configFile, connectorStateDir, simulator: { endpointUrl } };
+
+    const alone = s.ceiling === "before" ? await measureBareAlone(s, endpointUrl, barePkiDir) : null;
+    if (alone) process.stderr.write(`bench: bare client alone ${JSON.stringify(alone)}\n`);
+
     // The cloud side: per item, latency from source timestamp to storage, and counts per source second.
-    const latencies: number[] = [];
+    const latency = new LatencyHistogram();
+    let latencyWindow = { start: Infinity, end: -Infinity };
     const cloudBuckets: Record<number, number> = {};
     let firstAckAt = 0;
-    demo.devcloud.store.onBatch((b) => {
+    devcloud.store.onBatch((b) => {
       const now = Date.now();
       firstAckAt ||= now;
       let lastT = "";
       let t = NaN;
+      let sec = NaN;
       for (const m of b.messages) {
         if (m.kind !== "data") continue;
         for (const item of m.items) {
@@ -183,29 +251,39 @@ async function runScenario(s: Scenario) {
           if (item.t !== lastT) {
             lastT = item.t;
             t = Date.parse(item.t);
+            sec = Math.floor(t / 1000);
           }
-          if (latencies.length < 2_000_000) latencies.push(now - t);
-          const sec = Math.floor(t / 1000);
+          if (sec >= latencyWindow.start && sec < latencyWindow.end) latency.add(now - t);
           cloudBuckets[sec] = (cloudBuckets[sec] ?? 0) + 1;
         }
       }
     });
 
-    const bare = s.ceiling === false ? null : spawn(process.execPath, [path.join(repo, "src/bench/bare-client.ts"), JSON.stringify({ endpointUrl: demo.simulator.endpointUrl, pkiDir: path.join(dir, "bare-pki"), nodes: s.nodes, periodMs: s.periodMs, mode: s.mode, policy: s.policy })], { stdio: ["ignore", "pipe", "inherit"] });
+    const bare = alone ? null : startBare(s, endpointUrl, barePkiDir);
     if (bare) {
-      children.push(bare);
-      await waitLine(bare, (l) => l === "ready", 120_000);
+      children.push(bare.child);
+      await bare.ready;
     }
 
     const spawnedAt = Date.now();
     // Started through its shebang line, as `npx kerf run` starts it (with its V8 flags).
     const connectorLog = path.join(dir, "connector.log");
-    const connector = spawn(path.join(repo, "bin/kerf.js"), ["run", "--config", demo.configFile, "--state-dir", demo.connectorStateDir], {
+    const command = [path.join(repo, "bin/kerf.js"), "run", "--config", configFile, "--state-dir", connectorStateDir];
+    // A slow disk (an edge PC's eMMC or SD card): strace delays every fsync of the connector.
+    const delayUs = Math.round(Number(values["fsync-delay-ms"] ?? 0) * 1000);
+    if (delayUs > 0) command.unshift("strace", "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=fsync,fdatasync", "-e", `inject=fsync,fdatasync:delay_exit=${delayUs}`, "--");
+    const connector = spawn(command[0]!, command.slice(1), {
       stdio: ["ignore", openSync(connectorLog, "w"), "inherit"],
       env: { ...process.env, ...(values["node-options"] ? { NODE_OPTIONS: values["node-options"] } : {}) },
     });
     children.push(connector);
-    while (!firstAckAt) await new Promise((r) => setTimeout(r, 20));
+    // Under strace the connector is strace's child: signals and /proc figures go to it.
+    pid = connector.pid!;
+    if (delayUs > 0) {
+      for (let child = ""; !child; await sleep(20)) child = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
+      pid = Number(readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(" ")[0]);
+    }
+    while (!firstAckAt) await sleep(20);
     const coldStartMs = firstAckAt - spawnedAt;
     // Every item subscribed and its value in the cloud at least once (the load keys plus the machine's own).
     const store = devcloud.store as MemoryStore;
@@ -214,70 +292,56 @@ async function runScenario(s: Scenario) {
       if (Number.isNaN(everyItemSeenMs) && store.keyCount(DEMO_MACHINE) >= s.nodes) everyItemSeenMs = Date.now() - spawnedAt;
     }, 100);
     // Let subscription creation finish (large scenarios) before the window opens.
-    const countAll = () => Object.values(cloudBuckets).reduce((a, b) => a + b, 0);
     let subscribedMs = NaN;
-    for (let last = -1; ; ) {
-      await new Promise((r) => setTimeout(r, 1000));
+    for (;;) {
+      await sleep(1000);
       const secNow = Math.floor(Date.now() / 1000) - 2;
       if ((cloudBuckets[secNow] ?? 0) >= s.nodes * (1000 / s.periodMs) * 0.9) {
         subscribedMs = Date.now() - spawnedAt;
         break;
       }
       if (Date.now() - spawnedAt > 120_000) break;
-      last = countAll();
-      void last;
     }
 
-    const rssAtWindowStart = procStats(connector.pid!).peakRssMb;
+    const rssAtWindowStart = procStats(pid).peakRssMb;
     process.stderr.write(`bench: peak RSS before the window ${rssAtWindowStart} MB\n`);
-    const cpuBefore = procStats(connector.pid!);
+    const cpuBefore = procStats(pid);
     const windowStart = Math.ceil(Date.now() / 1000) + 1;
     const windowEnd = windowStart + s.seconds;
-    latencies.length = 0;
+    latencyWindow = { start: windowStart, end: windowEnd };
+    bare?.window(windowStart, windowEnd);
     const memTimer = setInterval(() => {
       try {
-        const h = JSON.parse(readFileSync(path.join(demo.connectorStateDir, "health.json"), "utf8")) as { memory: unknown; buffer: unknown };
+        const h = JSON.parse(readFileSync(path.join(connectorStateDir, "health.json"), "utf8")) as { memory: unknown; buffer: unknown };
         process.stderr.write(`bench: connector memory ${JSON.stringify(h.memory)} buffer ${JSON.stringify(h.buffer)}\n`);
       } catch {
         // not written yet
       }
     }, 10_000);
-    await new Promise((r) => setTimeout(r, (windowEnd - Date.now() / 1000) * 1000));
+    await sleep(windowEnd * 1000 - Date.now());
     clearInterval(memTimer);
-    const cpuAfter = procStats(connector.pid!);
+    const cpuAfter = procStats(pid);
     // Give the pipeline time to deliver what was published inside the window.
-    await new Promise((r) => setTimeout(r, 3000));
+    await sleep(3000);
 
-    let bareBuckets: Record<number, number> = {};
-    if (bare) {
-      bare.kill("SIGTERM");
-      const bareLine = await waitLine(bare, (l) => l.startsWith("{"), 15_000);
-      bareBuckets = (JSON.parse(bareLine) as { buckets: Record<number, number> }).buckets;
-    }
-    const sum = (b: Record<number, number>) => {
-      let n = 0;
-      for (let sec = windowStart; sec < windowEnd; sec++) n += b[sec] ?? 0;
-      return n;
-    };
-    const delivered = sum(cloudBuckets);
-    const ceiling = sum(bareBuckets);
+    const beside = bare ? await bare.finish() : null;
+    const ceiling = alone ?? (beside && { delivered: sumWindow(beside.buckets, windowStart, windowEnd), latency: beside.latency, everyItemSeenMs: beside.everyItemSeenMs, peakRssMb: procStats(bare!.child.pid!).peakRssMb, cpuPercent: null });
+    const delivered = sumWindow(cloudBuckets, windowStart, windowEnd);
     const offered = s.nodes * s.seconds * (1000 / s.periodMs);
 
     // Loss and duplicates, counter by counter, over everything the cloud has.
     let gaps = 0;
     let duplicates = 0;
-    const sample = sampled.size;
     for (const key of sampled) {
-      const vals = demo.devcloud.store.items(DEMO_MACHINE, key).map((x) => Number(x.v)).sort((a, b) => a - b);
+      const vals = devcloud.store.items(DEMO_MACHINE, key).map((x) => Number(x.v)).sort((a, b) => a - b);
       for (let j = 1; j < vals.length; j++) {
         const d = vals[j]! - vals[j - 1]!;
         if (d === 0) duplicates++;
         else if (d > 1) gaps += d - 1;
       }
     }
-    latencies.sort((a, b) => a - b);
     clearInterval(seenTimer);
-    connector.kill("SIGTERM");
+    process.kill(pid, "SIGTERM");
     await new Promise((r) => connector.once("exit", r));
     // What the connector complained about (level warn and up), once per message.
     const complaints = new Map<string, number>();
@@ -292,6 +356,7 @@ async function runScenario(s: Scenario) {
       complaints.set(msg, (complaints.get(msg) ?? 0) + 1);
     }
     for (const [msg, n] of complaints) process.stderr.write(`bench: connector logged ${n}× ${msg}\n`);
+    const tail = latency.summary();
     return {
       scenario: s.name,
       nodes: s.nodes,
@@ -299,26 +364,44 @@ async function runScenario(s: Scenario) {
       security: `${s.mode}/${s.policy}`,
       serverNotificationsPerPublish: s.perPublish ?? 1000,
       windowSeconds: s.seconds,
+      ceilingMeasured: s.ceiling === "before" ? "alone, before the connector" : "beside the connector",
       offeredPerSec: Math.round(offered / s.seconds),
       deliveredPerSec: Math.round(delivered / s.seconds),
-      ceilingPerSec: bare ? Math.round(ceiling / s.seconds) : null,
-      ratioToCeiling: bare ? Math.round((delivered / Math.max(1, ceiling)) * 1000) / 1000 : null,
-      ratioToOffered: Math.round((delivered / offered) * 1000) / 1000,
+      ceilingPerSec: ceiling ? Math.round(ceiling.delivered / s.seconds) : null,
+      ratioToCeiling: ceiling ? round3(delivered / Math.max(1, ceiling.delivered)) : null,
+      ratioToOffered: round3(delivered / offered),
       lostInSampledCounters: gaps,
-      sampledCounters: sample,
+      sampledCounters: sampled.size,
       // a value seen twice in a sampled counter (whatever its timestamp); whole batches sent twice are counted apart
       duplicates,
-      duplicateBatches: demo.devcloud.store.counts().duplicateBatches,
-      latencyP50Ms: percentile(latencies, 50),
-      latencyP99Ms: percentile(latencies, 99),
+      duplicateBatches: devcloud.store.counts().duplicateBatches,
+      latencyP50Ms: tail.p50Ms,
+      latencyP99Ms: tail.p99Ms,
+      latencyMaxMs: tail.maxMs,
+      ceilingLatencyP50Ms: ceiling?.latency.p50Ms ?? null,
+      ceilingLatencyP99Ms: ceiling?.latency.p99Ms ?? null,
+      ceilingLatencyMaxMs: ceiling?.latency.maxMs ?? null,
+      p99OverCeilingMs: ceiling ? tail.p99Ms - ceiling.latency.p99Ms : null,
       connectorPeakRssMb: cpuAfter.peakRssMb,
+      ceilingPeakRssMb: ceiling?.peakRssMb ?? null,
+      rssRatioToCeiling: ceiling ? round3(cpuAfter.peakRssMb / ceiling.peakRssMb) : null,
       connectorCpuPercent: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / s.seconds) * 1000) / 10,
+      ceilingCpuPercent: ceiling?.cpuPercent ?? null,
       coldStartToFirstAckMs: coldStartMs,
       everyItemSeenMs,
+      ceilingEveryItemSeenMs: ceiling?.everyItemSeenMs ?? null,
+      everyItemSeenRatio: ceiling?.everyItemSeenMs ? round3(everyItemSeenMs / ceiling.everyItemSeenMs) : null,
       allSubscribedMs: subscribedMs,
     };
   } finally {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+    if (pid) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
     await devcloud.stop();
     await rm(dir, { recursive: true, force: true });
   }

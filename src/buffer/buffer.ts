@@ -21,8 +21,11 @@
  * as too large is split by `replace` into new batches with new (higher) ids.
  *
  * ## Durability
- * - `append` (and `replace`) commit with `synchronous = FULL`: when it returns, the batch
- *   is fsynced in the WAL. A SIGKILL or power loss after that loses nothing.
+ * - `append`, `appendMany` (and `replace`) commit with `synchronous = FULL`: when they return,
+ *   the batches are fsynced in the WAL. A SIGKILL or power loss after that loses nothing.
+ *   `appendMany` puts several batches under one fsync; the connector writes through
+ *   `BufferWriter` (writer.ts), which groups writes so that commits never take more than a
+ *   fixed share of the event loop on a slow disk.
  * - `ack` and `drop` commit with `synchronous = NORMAL`, which skips their fsync and about
  *   doubles small-batch throughput. A SIGKILL still loses nothing (the OS holds the write);
  *   a power loss can undo the acks since the last fsync (the next append's or a checkpoint's),
@@ -224,14 +227,30 @@ export class DurableBuffer {
    * May evict the oldest batches first (see "When full").
    */
   append(messages: Message[]): number {
+    return this.appendMany([messages])[0]!;
+  }
+
+  /**
+   * Stores several batches in one transaction, so one fsync covers them all, and returns
+   * their ids in order. Synchronous; when it returns, every batch is on disk. `dropped` counts
+   * items that never reached the buffer (see writer.ts) as appended and dropped `buffer_full`.
+   */
+  appendMany(batches: readonly Message[][], options: { dropped?: number } = {}): number[] {
     this.#assertOpen();
-    if (!Array.isArray(messages) || messages.length === 0) throw new RangeError("append needs at least one message");
-    const items = itemCount(messages);
-    const encoded = encode(messages, this.#compress);
+    const dropped = options.dropped ?? 0;
+    if (batches.length === 0 && dropped === 0) return [];
+    for (const messages of batches) {
+      if (!Array.isArray(messages) || messages.length === 0) throw new RangeError("append needs at least one message");
+    }
+    const encoded = batches.map((messages) => ({ encoded: encode(messages, this.#compress), items: itemCount(messages) }));
     const createdAt = Date.now();
     return this.#transaction("append", "FULL", (delta) => {
-      delta.counters.appended_items += items;
-      return this.#insert(encoded, items, createdAt, delta);
+      delta.counters.appended_items += dropped;
+      delta.counters.dropped_buffer_full += dropped;
+      return encoded.map((b) => {
+        delta.counters.appended_items += b.items;
+        return this.#insert(b.encoded, b.items, createdAt, delta);
+      });
     });
   }
 

@@ -71,7 +71,13 @@ export class ValueEncoder {
 
   /** `v` and `q` for an item of `key`: the server's status, or ours when the value was refused. */
   encode(key: string, dataValue: DataValue): { v: unknown; q: number } {
-    const r = encodeBounded(dataValue.value, this.#limits);
+    const variant = dataValue.value;
+    // Most values are plain numbers or booleans, which no limit can catch: skip the walk.
+    if (variant && variant.arrayType === VariantArrayType.Scalar && PLAIN_SCALARS.has(variant.dataType)) {
+      const v: unknown = variant.value;
+      if ((typeof v === "number" && Number.isFinite(v)) || typeof v === "boolean") return { v, q: dataValue.statusCode.value };
+    }
+    const r = encodeBounded(variant, this.#limits);
     if (r.ok) return { v: r.v, q: dataValue.statusCode.value };
     this.#report(key, r);
     return { v: null, q: r.status };
@@ -100,6 +106,19 @@ export class ValueEncoder {
     );
   }
 }
+
+/** Types whose finite number or boolean value is its own JSON form (not Int64: that becomes a string). */
+const PLAIN_SCALARS: ReadonlySet<DataType> = new Set([
+  DataType.Boolean,
+  DataType.SByte,
+  DataType.Byte,
+  DataType.Int16,
+  DataType.UInt16,
+  DataType.Int32,
+  DataType.UInt32,
+  DataType.Float,
+  DataType.Double,
+]);
 
 // Values of one publish response mostly share their timestamp: one string for all of them
 // saves formatting time and memory (each item keeps its last value).

@@ -344,7 +344,9 @@ export class SubscriptionSet {
       if (spec.indexRange !== undefined) (item as { indexRange?: unknown }).indexRange = spec.indexRange;
       resolved.push({ state: group.items.get(spec.key)!, item });
     }
-    for (const batch of batchesByParameters(resolved, this.#perCall())) await this.#monitor(group, batch);
+    // Two calls in flight: the server creates one batch while the client encodes the next and
+    // decodes the last answer, which on a 2-core machine nearly halves the time to subscribe.
+    await inPairs(batchesByParameters(resolved, this.#perCall()), (batch) => this.#monitor(group, batch));
   }
 
   async #monitor(group: GroupState, batch: { state: ItemState; item: ReadValueIdOptions }[]): Promise<void> {
@@ -601,4 +603,22 @@ function batchesByParameters<T extends { state: ItemState }>(nodes: T[], perCall
     for (let i = 0; i < list.length; i += perCall) out.push(list.slice(i, i + perCall));
   }
   return out;
+}
+
+/** Runs `task` on each element, two at a time; after an error starts no more, and rejects with it once the running ones have ended. */
+async function inPairs<T>(elements: readonly T[], task: (e: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | null = null;
+  const worker = async () => {
+    while (next < elements.length && !failure) {
+      const e = elements[next++]!;
+      try {
+        await task(e);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all([worker(), worker()]);
+  if (failure) throw (failure as { err: unknown }).err;
 }
