@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4 --max-old-space-size=1024
+#!/usr/bin/env -S node --max-semi-space-size=16 --max-old-space-size=1024
 // V8 sizes its heap from the machine's memory: on a 24 GiB host a steady stream of small
 // messages let the connector's RSS swell to ~270 MB around ~50 MB of live data. A small young
 // generation and a stated old-space limit keep it near 185 MB (npm run bench measures it).

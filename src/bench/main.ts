@@ -9,6 +9,8 @@
  *                                         (node-opcua's default, 1,000, when absent)
  *   npm run bench -- --fsync-delay-ms N  every fsync of the connector takes N ms longer (strace):
  *                                         an edge PC's slow eMMC or SD card
+ *   npm run bench -- --cpu-hogs N        N busy-loop processes share the cores (a busy machine),
+ *                                         for the bare client's run and the connector's alike
  *   npm run bench -- --node-options=...  V8/Node flags for the connector (NODE_OPTIONS)
  *
  * The bare client's ceiling runs beside the connector, or alone before it against the same
@@ -60,6 +62,7 @@ const { values } = parseArgs({
     "node-options": { type: "string" },
     "per-publish": { type: "string" },
     "fsync-delay-ms": { type: "string" },
+    "cpu-hogs": { type: "string" },
   },
 });
 
@@ -102,6 +105,22 @@ function procStats(pid: number): { peakRssMb: number; cpuSeconds: number } {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(fields[11]) + Number(fields[12]);
   return { peakRssMb: Math.round(hwm / 1024), cpuSeconds: ticks / 100 };
+}
+
+/** CPU seconds the whole machine has been busy, and those of the processes in `ours` (this one included). */
+function machineCpu(ours: readonly number[]): { all: number; ours: number } {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const idle = fields[3]! + fields[4]!;
+  const all = (fields.reduce((a, b) => a + b, 0) - idle) / 100;
+  let own = 0;
+  for (const pid of [process.pid, ...ours]) {
+    try {
+      own += procStats(pid).cpuSeconds;
+    } catch {
+      // gone
+    }
+  }
+  return { all, ours: own };
 }
 
 /** Collects a child's stdout until a line matches; resolves to everything read so far. */
@@ -172,20 +191,31 @@ const sumWindow = (b: Record<number, number>, start: number, end: number) => {
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 
 /** The bare client alone against the simulator, for one window: the ceiling where both cannot run at once. */
-async function measureBareAlone(s: Scenario, endpointUrl: string, pkiDir: string) {
+async function measureBareAlone(s: Scenario, endpointUrl: string, pkiDir: string, others: readonly ChildProcess[]) {
   const bare = startBare(s, endpointUrl, pkiDir);
   try {
     await bare.ready;
     const cpuBefore = procStats(bare.child.pid!);
+    const ours = () => [bare.child.pid!, ...others.map((c) => c.pid!)];
+    const machineBefore = machineCpu(ours());
     const start = Math.ceil(Date.now() / 1000) + 2;
     const end = start + s.seconds;
     bare.window(start, end);
     await sleep(end * 1000 - Date.now());
     const cpuAfter = procStats(bare.child.pid!);
+    const machineAfter = machineCpu(ours());
     await sleep(3000);
     const peak = procStats(bare.child.pid!).peakRssMb;
     const result = await bare.finish();
-    return { delivered: sumWindow(result.buckets, start, end), latency: result.latency, everyItemSeenMs: result.everyItemSeenMs, peakRssMb: peak, cpuPercent: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / s.seconds) * 1000) / 10 };
+    const percent = (cpuSeconds: number) => Math.round((cpuSeconds / s.seconds) * 1000) / 10;
+    return {
+      delivered: sumWindow(result.buckets, start, end),
+      latency: result.latency,
+      everyItemSeenMs: result.everyItemSeenMs,
+      peakRssMb: peak,
+      cpuPercent: percent(cpuAfter.cpuSeconds - cpuBefore.cpuSeconds),
+      othersCpuPercent: percent(machineAfter.all - machineBefore.all - (machineAfter.ours - machineBefore.ours)),
+    };
   } finally {
     if (bare.child.exitCode === null) bare.child.kill("SIGKILL");
     await new Promise((r) => (bare.child.exitCode === null ? bare.child.once("exit", r) : r(null)));
@@ -229,7 +259,8 @@ async function runScenario(s: Scenario) {
     const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
     await ensureIdentity({ dir: path.join(connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: new DevCaEnroller(devcloud.ca), logger });
 
-    const alone = s.ceiling === "before" ? await measureBareAlone(s, endpointUrl, barePkiDir) : null;
+    for (let i = 0; i < Number(values["cpu-hogs"] ?? 0); i++) children.push(spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }));
+    const alone = s.ceiling === "before" ? await measureBareAlone(s, endpointUrl, barePkiDir, children) : null;
     if (alone) process.stderr.write(`bench: bare client alone ${JSON.stringify(alone)}\n`);
 
     // The cloud side: per item, latency from source timestamp to storage, and counts per source second.
@@ -306,6 +337,8 @@ async function runScenario(s: Scenario) {
     const rssAtWindowStart = procStats(pid).peakRssMb;
     process.stderr.write(`bench: peak RSS before the window ${rssAtWindowStart} MB\n`);
     const cpuBefore = procStats(pid);
+    const ours = () => [pid, ...children.map((c) => c.pid!)];
+    const machineBefore = machineCpu(ours());
     const windowStart = Math.ceil(Date.now() / 1000) + 1;
     const windowEnd = windowStart + s.seconds;
     latencyWindow = { start: windowStart, end: windowEnd };
@@ -321,11 +354,12 @@ async function runScenario(s: Scenario) {
     await sleep(windowEnd * 1000 - Date.now());
     clearInterval(memTimer);
     const cpuAfter = procStats(pid);
+    const machineAfter = machineCpu(ours());
     // Give the pipeline time to deliver what was published inside the window.
     await sleep(3000);
 
     const beside = bare ? await bare.finish() : null;
-    const ceiling = alone ?? (beside && { delivered: sumWindow(beside.buckets, windowStart, windowEnd), latency: beside.latency, everyItemSeenMs: beside.everyItemSeenMs, peakRssMb: procStats(bare!.child.pid!).peakRssMb, cpuPercent: null });
+    const ceiling = alone ?? (beside && { delivered: sumWindow(beside.buckets, windowStart, windowEnd), latency: beside.latency, everyItemSeenMs: beside.everyItemSeenMs, peakRssMb: procStats(bare!.child.pid!).peakRssMb, cpuPercent: null, othersCpuPercent: null });
     const delivered = sumWindow(cloudBuckets, windowStart, windowEnd);
     const offered = s.nodes * s.seconds * (1000 / s.periodMs);
 
@@ -386,7 +420,10 @@ async function runScenario(s: Scenario) {
       ceilingPeakRssMb: ceiling?.peakRssMb ?? null,
       rssRatioToCeiling: ceiling ? round3(cpuAfter.peakRssMb / ceiling.peakRssMb) : null,
       connectorCpuPercent: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / s.seconds) * 1000) / 10,
+      // CPU of processes that are not the bench's during the connector's window (another job on the machine skews a run)
+      othersCpuPercent: Math.round(((machineAfter.all - machineBefore.all - (machineAfter.ours - machineBefore.ours)) / s.seconds) * 1000) / 10,
       ceilingCpuPercent: ceiling?.cpuPercent ?? null,
+      ceilingOthersCpuPercent: alone?.othersCpuPercent ?? null,
       coldStartToFirstAckMs: coldStartMs,
       everyItemSeenMs,
       ceilingEveryItemSeenMs: ceiling?.everyItemSeenMs ?? null,

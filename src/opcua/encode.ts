@@ -120,19 +120,22 @@ const PLAIN_SCALARS: ReadonlySet<DataType> = new Set([
   DataType.Double,
 ]);
 
-// Values of one publish response mostly share their timestamp: one string for all of them
-// saves formatting time and memory (each item keeps its last value).
-let lastMs = NaN;
-let lastIso = "";
+// Values of one publish response mostly share a few timestamps (one per server sampling tick,
+// interleaved item by item when the server had queued several): one string per distinct
+// timestamp saves formatting time and memory (each item keeps its last value).
+const isoByMs = new Map<number, string>();
 
 export function dataValueTime(dv: DataValue): string {
   const t = dv.sourceTimestamp ?? dv.serverTimestamp;
   const ms = t ? t.getTime() : NaN;
-  if (ms === lastMs) return lastIso;
   if (Number.isNaN(ms)) return new Date().toISOString();
-  lastMs = ms;
-  lastIso = t!.toISOString();
-  return lastIso;
+  let iso = isoByMs.get(ms);
+  if (iso === undefined) {
+    if (isoByMs.size >= 256) isoByMs.clear();
+    iso = t!.toISOString();
+    isoByMs.set(ms, iso);
+  }
+  return iso;
 }
 
 class Overflow {
