@@ -26,5 +26,5 @@ VOLUME ["/var/lib/kerf"]
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["node", "bin/kerf.js", "health", "--state-dir", "/var/lib/kerf"]
 # The same V8 flags as bin/kerf.js's shebang line (why: see there).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "--max-old-space-size=1024", "bin/kerf.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=16", "--max-old-space-size=1024", "bin/kerf.js"]
 CMD ["run", "--config", "/etc/kerf/kerf.yaml", "--state-dir", "/var/lib/kerf"]

@@ -126,6 +126,7 @@ export class Agent {
         uplink: h.uplink && { lastAckAt: h.uplink.lastAckAt, consecutiveFailures: h.uplink.consecutiveFailures, lastError: h.uplink.lastError },
         buffer: { items: h.buffer.items, bytes: h.buffer.bytes, droppedItems: h.buffer.droppedItems },
         memory: memorySnapshot(),
+        stages: { ...this.#writer.takeStages(), ...this.sender?.takeStages() },
       });
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "cannot write the health report");

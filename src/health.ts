@@ -16,6 +16,12 @@ export interface HealthReport {
   uplink: { lastAckAt: number | null; consecutiveFailures: number; lastError: string | null } | null;
   buffer: { items: number; bytes: number; droppedItems: number };
   memory: { rssMb: number; heapUsedMb: number; heapTotalMb: number; externalMb: number; arrayBuffersMb: number };
+  /**
+   * Where values spent their time since the previous report: waiting for their commit to the
+   * buffer, the commit (fsync), waiting in the buffer for a request, compressing, the request,
+   * deleting the acknowledged batch.
+   */
+  stages?: Record<string, { count: number; p50Ms: number; p99Ms: number; maxMs: number }>;
 }
 
 export function memorySnapshot(): HealthReport["memory"] {

@@ -28,6 +28,7 @@ import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
 import { startDevCloud } from "../devcloud/index.ts";
 import type { MemoryStore } from "../devcloud/memory-store.ts";
 import { DEMO_INSTANCE, DEMO_MACHINE, writeDemoConfig } from "../demo/setup.ts";
+import type { HealthReport } from "../health.ts";
 import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { openClientPki } from "../opcua/pki.ts";
@@ -180,6 +181,13 @@ function startBare(s: Scenario, endpointUrl: string, pkiDir: string): Bare {
       return { ...result, everyItemSeenMs: result.everyItemSeenMs ?? null };
     },
   };
+}
+
+/** Per stage, the largest p99 among the health reports. */
+function worstStages(reports: Map<string, Record<string, { p99Ms: number }>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const stages of reports.values()) for (const [name, s] of Object.entries(stages)) out[name] = Math.max(out[name] ?? 0, s.p99Ms);
+  return out;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
@@ -343,20 +351,28 @@ async function runScenario(s: Scenario) {
     const windowEnd = windowStart + s.seconds;
     latencyWindow = { start: windowStart, end: windowEnd };
     bare?.window(windowStart, windowEnd);
-    const memTimer = setInterval(() => {
+    // The connector's health report: its memory, backlog, and where values spent their time (per 10 s).
+    const stageReports = new Map<string, Record<string, { p50Ms: number; p99Ms: number; maxMs: number }>>();
+    const readHealth = () => {
       try {
-        const h = JSON.parse(readFileSync(path.join(connectorStateDir, "health.json"), "utf8")) as { memory: unknown; buffer: unknown };
-        process.stderr.write(`bench: connector memory ${JSON.stringify(h.memory)} buffer ${JSON.stringify(h.buffer)}\n`);
+        const h = JSON.parse(readFileSync(path.join(connectorStateDir, "health.json"), "utf8")) as HealthReport;
+        if (h.stages && Date.parse(h.at) > windowStart * 1000 && !stageReports.has(h.at)) stageReports.set(h.at, h.stages);
+        return h;
       } catch {
-        // not written yet
+        return null; // not written yet
       }
-    }, 10_000);
+    };
+    const memTimer = setInterval(() => {
+      const h = readHealth();
+      if (h) process.stderr.write(`bench: connector memory ${JSON.stringify(h.memory)} buffer ${JSON.stringify(h.buffer)} stages ${JSON.stringify(h.stages)}\n`);
+    }, 5_000);
     await sleep(windowEnd * 1000 - Date.now());
     clearInterval(memTimer);
     const cpuAfter = procStats(pid);
     const machineAfter = machineCpu(ours());
     // Give the pipeline time to deliver what was published inside the window.
     await sleep(3000);
+    readHealth();
 
     const beside = bare ? await bare.finish() : null;
     const ceiling = alone ?? (beside && { delivered: sumWindow(beside.buckets, windowStart, windowEnd), latency: beside.latency, everyItemSeenMs: beside.everyItemSeenMs, peakRssMb: procStats(bare!.child.pid!).peakRssMb, cpuPercent: null, othersCpuPercent: null });
@@ -416,6 +432,8 @@ async function runScenario(s: Scenario) {
       ceilingLatencyP99Ms: ceiling?.latency.p99Ms ?? null,
       ceilingLatencyMaxMs: ceiling?.latency.maxMs ?? null,
       p99OverCeilingMs: ceiling ? tail.p99Ms - ceiling.latency.p99Ms : null,
+      // per stage, the worst 10-second p99 in the window: where the tail comes from
+      stageP99Ms: worstStages(stageReports),
       connectorPeakRssMb: cpuAfter.peakRssMb,
       ceilingPeakRssMb: ceiling?.peakRssMb ?? null,
       rssRatioToCeiling: ceiling ? round3(cpuAfter.peakRssMb / ceiling.peakRssMb) : null,
@@ -451,6 +469,7 @@ for (const s of scenarios()) {
 }
 const columns = Object.keys(results[0]!) as (keyof (typeof results)[number])[];
 const width = Math.max(...columns.map((c) => c.length));
-for (const c of columns) process.stdout.write(`${c.padEnd(width)}  ${results.map((r) => String(r[c]).padStart(14)).join("  ")}\n`);
+const cell = (x: unknown) => (typeof x === "object" && x !== null ? JSON.stringify(x) : String(x));
+for (const c of columns) process.stdout.write(`${c.padEnd(width)}  ${results.map((r) => cell(r[c]).padStart(14)).join("  ")}\n`);
 for (const r of results) process.stdout.write(JSON.stringify(r) + "\n");
 process.exit(0);

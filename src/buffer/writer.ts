@@ -19,6 +19,7 @@
  * `buffer_full`, in the buffer's own counters once a commit succeeds again.
  */
 import { backoff } from "../backoff.ts";
+import { DurationHistogram, type DurationSummary } from "../durations.ts";
 import type { Logger } from "../log.ts";
 import { itemCount, type Message } from "../types.ts";
 import type { DurableBuffer } from "./buffer.ts";
@@ -60,6 +61,10 @@ export class BufferWriter {
   readonly #o: Required<Omit<WriterOptions, "onCommit">> & { onCommit: () => void };
   #pending: Message[] = [];
   #pendingItems = 0;
+  /** When each pending write came, for the stage times. */
+  #writeTimes: number[] = [];
+  readonly #waitMs = new DurationHistogram();
+  readonly #commitMs = new DurationHistogram();
   /** No commit starts before this time (duty cycle or retry backoff). */
   #nextAt = 0;
   #timer: NodeJS.Timeout | null = null;
@@ -87,6 +92,7 @@ export class BufferWriter {
   write(messages: readonly Message[]): void {
     for (const m of messages) this.#pending.push(m);
     this.#pendingItems += itemCount(messages);
+    this.#writeTimes.push(this.#o.now());
     if (this.#pendingItems > this.#o.maxPendingItems) this.#shed();
     const wait = this.#nextAt - this.#o.now();
     if (wait <= 0 && this.#health.failures === 0) this.commit();
@@ -107,6 +113,9 @@ export class BufferWriter {
     }
     const now = this.#o.now();
     const took = now - started;
+    for (const t of this.#writeTimes) this.#waitMs.add(started - t);
+    this.#commitMs.add(took);
+    this.#writeTimes = [];
     if (this.#health.failures > 0) this.#o.logger.info({ failures: this.#health.failures }, "the buffer is writable again");
     this.#pending = [];
     this.#pendingItems = 0;
@@ -119,6 +128,14 @@ export class BufferWriter {
 
   health(): WriterHealth {
     return { ...this.#health, pendingItems: this.#pendingItems };
+  }
+
+  /** How long writes waited for their commit and how long commits took (fsync included), since the last call. */
+  takeStages(): { wait: DurationSummary; commit: DurationSummary } {
+    const stages = { wait: this.#waitMs.summary(), commit: this.#commitMs.summary() };
+    this.#waitMs.reset();
+    this.#commitMs.reset();
+    return stages;
   }
 
   /** Stops the timer; pending writes are lost unless `commit()` ran first. */
@@ -147,6 +164,8 @@ export class BufferWriter {
       dropped += n;
     }
     if (dropped === 0) return;
+    // the newest writes are the ones left (stage times only)
+    this.#writeTimes = this.#writeTimes.slice(-this.#pending.length);
     this.#unrecorded += dropped;
     this.#health.droppedItems += dropped;
     this.#o.logger.error({ reason: "buffer_full", items: dropped, totalDroppedItems: this.#health.droppedItems }, `the buffer has not been writable for a while: dropped the ${dropped} oldest values waiting for it`);

@@ -11,6 +11,7 @@ import { EventEmitter } from "node:events";
 import { promisify } from "node:util";
 import { gzip as gzipCallback } from "node:zlib";
 import { request, type Dispatcher } from "undici";
+import { DurationHistogram, type DurationSummary } from "../durations.ts";
 import type { Logger } from "../log.ts";
 import { itemCount, type Message } from "../types.ts";
 import { toUplinkError } from "./client.ts";
@@ -106,6 +107,8 @@ export class Sender extends EventEmitter<SenderEvents> {
   #lastFailureStart = -1;
   #health: SenderHealth = { lastAckAt: null, lastErrorAt: null, lastError: null, consecutiveFailures: 0 };
   #stats: SenderStats = { sentItems: 0, ackedItems: 0, retries: 0, rejectedItems: 0, tooLargeItems: 0, splits: 0 };
+  /** Where an acknowledged batch's time went: in the buffer before its request, compressing, the request, deleting it. */
+  readonly #stages = { queue: new DurationHistogram(), gzip: new DurationHistogram(), request: new DurationHistogram(), ack: new DurationHistogram() };
 
   constructor(options: SenderOptions) {
     super();
@@ -174,6 +177,13 @@ export class Sender extends EventEmitter<SenderEvents> {
     return { ...this.#stats };
   }
 
+  /** Stage times of the batches acknowledged since the last call. */
+  takeStages(): Record<"queue" | "gzip" | "request" | "ack", DurationSummary> {
+    const out = { queue: this.#stages.queue.summary(), gzip: this.#stages.gzip.summary(), request: this.#stages.request.summary(), ack: this.#stages.ack.summary() };
+    for (const h of Object.values(this.#stages)) h.reset();
+    return out;
+  }
+
   async #run(): Promise<void> {
     while (this.#running) {
       const pause = this.#pauseUntil - Date.now();
@@ -219,10 +229,17 @@ export class Sender extends EventEmitter<SenderEvents> {
       return;
     }
     const startedAt = Date.now();
-    const { decision, status, body } = await this.#post(batch);
+    const { decision, status, body, gzipMs } = await this.#post(batch);
     switch (decision.action) {
-      case "success":
-        return this.#acked(batch, status, body);
+      case "success": {
+        const answeredAt = Date.now();
+        this.#acked(batch, status, body);
+        this.#stages.queue.add(startedAt - batch.createdAt);
+        this.#stages.gzip.add(gzipMs);
+        this.#stages.request.add(answeredAt - startedAt - gzipMs);
+        this.#stages.ack.add(Date.now() - answeredAt);
+        return;
+      }
       case "retry":
         return this.#failed(batch, decision, startedAt);
       case "split":
@@ -238,10 +255,12 @@ export class Sender extends EventEmitter<SenderEvents> {
     }
   }
 
-  async #post(batch: StoredBatch): Promise<{ decision: Decision; status: number; body: string }> {
+  async #post(batch: StoredBatch): Promise<{ decision: Decision; status: number; body: string; gzipMs: number }> {
     // The stored JSON goes out as it is: parsing and re-serialising 100k items/s would cost more than the rest of the uplink.
     const head = Buffer.from(`{"connector":${JSON.stringify(this.#o.instance)},"batch":${batch.id},"messages":`);
+    const gzipStart = performance.now();
     const payload = await gzip(Buffer.concat([head, batch.json, CLOSE_BRACE]));
+    const gzipMs = performance.now() - gzipStart;
     this.#stats.sentItems += batch.items;
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#o.requestTimeoutMs)]);
     try {
@@ -259,10 +278,10 @@ export class Sender extends EventEmitter<SenderEvents> {
         bodyTimeout: this.#o.requestTimeoutMs,
       });
       const body = await readBounded(res.body);
-      return { decision: classify({ status: res.statusCode, headers: res.headers }, { maxRetryAfterMs: this.#retry.maxRetryAfterMs }), status: res.statusCode, body };
+      return { decision: classify({ status: res.statusCode, headers: res.headers }, { maxRetryAfterMs: this.#retry.maxRetryAfterMs }), status: res.statusCode, body, gzipMs };
     } catch (err) {
       const error = toUplinkError(err, this.#host);
-      return { decision: classify({ error }), status: 0, body: "" };
+      return { decision: classify({ error }), status: 0, body: "", gzipMs };
     }
   }
 
