@@ -8,8 +8,7 @@
  * request succeeds again, only one is in flight at a time.
  */
 import { EventEmitter } from "node:events";
-import { promisify } from "node:util";
-import { gzip as gzipCallback } from "node:zlib";
+import { gzipSync } from "node:zlib";
 import { request, type Dispatcher } from "undici";
 import { DurationHistogram, type DurationSummary } from "../durations.ts";
 import type { Logger } from "../log.ts";
@@ -17,7 +16,12 @@ import { itemCount, type Message } from "../types.ts";
 import { toUplinkError } from "./client.ts";
 import { backoff, classify, defaultRetryOptions, type Decision, type RetryOptions } from "./retry.ts";
 
-const gzip = promisify(gzipCallback);
+/**
+ * Level 1 on the event loop: 0.1 ms for a 1,000-item batch and 3 % larger than level 6, which
+ * takes three times as long. Node's asynchronous gzip queues on the libuv thread pool: it took
+ * 6–8 ms a batch at the median, and on a machine busy with other work its p99 was 490 ms.
+ */
+const GZIP = { level: 1 };
 const CLOSE_BRACE = Buffer.from("}");
 
 export interface StoredBatch {
@@ -259,7 +263,7 @@ export class Sender extends EventEmitter<SenderEvents> {
     // The stored JSON goes out as it is: parsing and re-serialising 100k items/s would cost more than the rest of the uplink.
     const head = Buffer.from(`{"connector":${JSON.stringify(this.#o.instance)},"batch":${batch.id},"messages":`);
     const gzipStart = performance.now();
-    const payload = await gzip(Buffer.concat([head, batch.json, CLOSE_BRACE]));
+    const payload = gzipSync(Buffer.concat([head, batch.json, CLOSE_BRACE]), GZIP);
     const gzipMs = performance.now() - gzipStart;
     this.#stats.sentItems += batch.items;
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#o.requestTimeoutMs)]);
