@@ -17,6 +17,7 @@ import { KerfError } from "../errors.ts";
 import { checkServerCertificate } from "./cert-checks.ts";
 import { describeConnectFailure, trustOnFirstUse } from "./trust.ts";
 import { clientTransportLimits } from "./limits.ts";
+import { deepenPublishPipeline } from "./publish-pipeline.ts";
 import { checkNoDowngrade, checkUserCertificateKey, checkUserToken, DEPRECATED, selectBest } from "./security.ts";
 import { reconcileTrust, type ClientPki } from "./pki.ts";
 import type { SequenceCounters } from "./sequence.ts";
@@ -242,6 +243,8 @@ export class MachineSession extends EventEmitter {
       lastDelivered: this.#lastDelivered,
       sequence: this.#sequence,
     });
+    // before subscribing: the first values of a large mapping are the largest backlog
+    deepenPublishPipeline(client, session);
     await this.#subscriptions.create();
     this.#watchPublishing(client, settle);
     this.#lastError = null;
