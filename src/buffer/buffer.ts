@@ -65,7 +65,7 @@ import { statSync } from "node:fs";
 import type { Logger } from "../log.ts";
 import { itemCount, type Message } from "../types.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { decodeBytes, encode, parseMessages, type Encoded } from "./codec.ts";
+import { decodeBytes, encode, encodeJson, parseMessages, type Encoded } from "./codec.ts";
 import { DropLog } from "./drop-log.ts";
 import { COUNTER_NAMES, ioError, openDatabase, type CounterName } from "./schema.ts";
 
@@ -162,9 +162,14 @@ export class DurableBuffer {
     oldest: StatementSync;
     removeUpTo: StatementSync;
     head: StatementSync;
+    all: StatementSync;
+    rewrite: StatementSync;
+    setAttempted: StatementSync;
     bump: StatementSync;
     oldestTime: StatementSync;
   };
+  /** Batches with a higher id have never been handed to a request (see markAttempted). */
+  #attemptedThrough: number;
   #deletesSinceMaintenance = 0;
   #lastMaintenance = Date.now();
   #closed = false;
@@ -197,6 +202,9 @@ export class DurableBuffer {
       oldest: db.prepare("SELECT id, items, bytes FROM batches ORDER BY id"),
       removeUpTo: db.prepare("DELETE FROM batches WHERE id <= ?"),
       head: db.prepare("SELECT id, created_at, items, bytes, format, payload FROM batches ORDER BY id LIMIT ?"),
+      all: db.prepare("SELECT id, created_at, items, bytes, format, payload FROM batches ORDER BY id"),
+      rewrite: db.prepare("UPDATE batches SET created_at = ?, items = ?, bytes = ?, format = ?, payload = ? WHERE id = ?"),
+      setAttempted: db.prepare("INSERT INTO meta (name, value) VALUES ('attempted_through', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
       bump: db.prepare("UPDATE counters SET value = value + ? WHERE name = ?"),
       oldestTime: db.prepare("SELECT min(created_at) AS t FROM batches"),
     };
@@ -208,6 +216,13 @@ export class DurableBuffer {
       if (typeof counters[name] !== "number") throw new Error(`counter ${name} is missing from the counters table`);
     }
     this.#counters = counters as Record<CounterName, number>;
+    const attempted = db.prepare("SELECT value FROM meta WHERE name = 'attempted_through'").get() as { value: string } | undefined;
+    if (attempted) this.#attemptedThrough = Number(attempted.value);
+    else {
+      // A new file, or one from before this mark existed: every batch in it may have been sent.
+      this.#attemptedThrough = Number((db.prepare("SELECT max(id) AS id FROM batches").get() as { id: number | null }).id ?? 0);
+      this.#sql.setAttempted.run(String(this.#attemptedThrough));
+    }
     this.#evictLog = new DropLog((batches, items) => {
       this.#log.warn(
         { event: "buffer_full", reason: "buffer_full", batches, items, totalDroppedItems: this.#counters.dropped_buffer_full, maxBytes: this.#maxBytes },
@@ -285,6 +300,77 @@ export class DurableBuffer {
     return out;
   }
 
+  /**
+   * Up to `limit` batches like `next`, where consecutive batches that were never handed to a
+   * request are first merged, within `limits` (JSON bytes, items), into the row of the oldest:
+   * a backlog then leaves in few large requests instead of one per publish response. A merged
+   * batch keeps the first one's id, whose idempotency key the cloud has not seen, and its
+   * creation time. The merge is committed (fsynced) before it is returned: a merge undone by a
+   * power loss after its request would bring back batches whose items the cloud already has.
+   */
+  nextMerged(limit: number, exclude: ReadonlySet<number>, limits: { maxItems: number; maxBytes: number }): StoredBatch[] {
+    this.#assertOpen();
+    if (limit <= 0) return [];
+    // Plan first, write after: no transaction while the read is still open.
+    const groups: { row: Row; json: Buffer }[][] = [];
+    const unreadable: { id: number; error: string }[] = [];
+    let group: { row: Row; json: Buffer }[] = [];
+    let items = 0;
+    let bytes = 0;
+    const close = () => {
+      if (group.length > 0) groups.push(group);
+      group = [];
+    };
+    for (const row of this.#sql.all.iterate() as Iterable<Row>) {
+      if (exclude.has(row.id)) {
+        close();
+        if (groups.length === limit) break;
+        continue;
+      }
+      let json: Buffer;
+      try {
+        json = decodeBytes(row.format, row.payload);
+      } catch (err) {
+        unreadable.push({ id: row.id, error: err instanceof Error ? err.message : String(err) });
+        continue;
+      }
+      if (group.length > 0 && items + row.items <= limits.maxItems && bytes + json.length + 1 <= limits.maxBytes) {
+        group.push({ row, json });
+        items += row.items;
+        bytes += json.length + 1;
+        continue;
+      }
+      close();
+      if (groups.length === limit) break;
+      group = [{ row, json }];
+      items = row.items;
+      bytes = json.length;
+      // a batch that may have been sent goes alone (and so do all before it: ids only grow)
+      if (row.id <= this.#attemptedThrough) close();
+      if (groups.length === limit) break;
+    }
+    close();
+    const out = groups.map((g) => (g.length === 1 ? storedBatch(g[0]!.row, g[0]!.json) : (this.#merge(g) ?? storedBatch(g[0]!.row, g[0]!.json))));
+    for (const u of unreadable) {
+      this.#log.error({ event: "buffer_unreadable", id: u.id, error: u.error }, `buffer batch ${u.id} is unreadable (${u.error}); dropping it`);
+      this.drop(u.id, "rejected", `stored payload unreadable: ${u.error}`);
+    }
+    return out;
+  }
+
+  /**
+   * Batch `id` is about to go into a request: the cloud may know its idempotency key from now
+   * on, so it is never merged. Committed without an fsync: it reaches the operating system
+   * before the request leaves, so only a power loss in the few milliseconds before the next
+   * append's fsync could forget it.
+   */
+  markAttempted(id: number): void {
+    this.#assertOpen();
+    if (id <= this.#attemptedThrough) return;
+    this.#transaction("mark", "NORMAL", () => this.#sql.setAttempted.run(String(id)));
+    this.#attemptedThrough = id;
+  }
+
   /** The cloud confirmed batch `id`: delete it. An unknown id (dropped meanwhile) is a no-op. */
   ack(id: number): void {
     this.#assertOpen();
@@ -359,6 +445,30 @@ export class DurableBuffer {
     this.#tooLargeLog.flush();
     this.#maintain(Number.MAX_SAFE_INTEGER, 1);
     this.#db.close();
+  }
+
+  /**
+   * One batch from several consecutive ones, in the first one's row (see nextMerged); null when
+   * the merged payload would not fit in maxBytes (possible after `compress` was switched off).
+   */
+  #merge(group: { row: Row; json: Buffer }[]): StoredBatch | null {
+    const parts: Buffer[] = [];
+    group.forEach((g, i) => parts.push(i === 0 ? Buffer.from("[") : Buffer.from(","), g.json.subarray(1, g.json.length - 1)));
+    parts.push(Buffer.from("]"));
+    const json = Buffer.concat(parts);
+    const encoded = encodeJson(json, this.#compress);
+    const first = group[0]!.row;
+    const items = group.reduce((n, g) => n + g.row.items, 0);
+    const createdAt = Math.min(...group.map((g) => g.row.created_at));
+    const partsBytes = group.reduce((n, g) => n + g.row.bytes, 0);
+    if (this.#stored.bytes - partsBytes + encoded.payload.byteLength > this.#maxBytes) return null;
+    this.#transaction("merge", "FULL", (delta) => {
+      for (const g of group.slice(1)) this.#remove(g.row.id, delta);
+      this.#sql.rewrite.run(createdAt, items, encoded.payload.byteLength, encoded.format, encoded.payload, first.id);
+      delta.items += items - first.items;
+      delta.bytes += encoded.payload.byteLength - first.bytes;
+    });
+    return storedBatch({ ...first, created_at: createdAt, items, bytes: encoded.payload.byteLength }, json);
   }
 
   // --- inside a transaction -------------------------------------------------

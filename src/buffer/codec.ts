@@ -28,7 +28,11 @@ const zstdOptions = {
 };
 
 export function encode(messages: readonly Message[], compress: boolean): Encoded {
-  const json = Buffer.from(JSON.stringify(messages), "utf8");
+  return encodeJson(Buffer.from(JSON.stringify(messages), "utf8"), compress);
+}
+
+/** The same for messages that are JSON already (a JSON array, UTF-8). */
+export function encodeJson(json: Buffer, compress: boolean): Encoded {
   if (compress) {
     const packed = zstdCompressSync(json, zstdOptions);
     // Tiny batches can grow; keep whichever is smaller.

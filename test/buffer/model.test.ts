@@ -25,6 +25,8 @@ interface ModelBatch {
 class Model {
   batches: ModelBatch[] = [];
   lastId = 0;
+  /** Batches up to this id may have been sent: never merged. */
+  attemptedThrough = 0;
   appended = 0;
   acked = 0;
   dropped: Record<DropReason, number> = { buffer_full: 0, rejected: 0, too_large: 0 };
@@ -57,6 +59,59 @@ class Model {
   remove(id: number): ModelBatch | undefined {
     const i = this.batches.findIndex((b) => b.id === id);
     return i < 0 ? undefined : this.batches.splice(i, 1)[0];
+  }
+
+  /** Mirrors DurableBuffer.nextMerged: consecutive never-sent batches merged within the limits. */
+  nextMerged(limit: number, exclude: ReadonlySet<number>, maxItems: number, maxBytes: number): ModelBatch[] {
+    const groups: ModelBatch[][] = [];
+    let group: ModelBatch[] = [];
+    let items = 0;
+    let bytes = 0;
+    const close = () => {
+      if (group.length > 0) groups.push(group);
+      group = [];
+    };
+    for (const b of this.batches) {
+      if (exclude.has(b.id)) {
+        close();
+        if (groups.length === limit) break;
+        continue;
+      }
+      const json = Buffer.byteLength(JSON.stringify(b.messages));
+      if (group.length > 0 && b.id > this.attemptedThrough && items + b.items <= maxItems && bytes + json + 1 <= maxBytes) {
+        group.push(b);
+        items += b.items;
+        bytes += json + 1;
+        continue;
+      }
+      close();
+      if (groups.length === limit) break;
+      group = [b];
+      items = b.items;
+      bytes = json;
+      if (b.id <= this.attemptedThrough) close();
+      if (groups.length === limit) break;
+    }
+    close();
+    return groups.map((g) => {
+      if (g.length === 1) return g[0]!;
+      const messages = g.flatMap((b) => b.messages);
+      const bytes = encode(messages, this.compress).payload.byteLength;
+      const stored = this.batches.reduce((n, b) => n + b.bytes, 0);
+      if (stored - g.reduce((n, b) => n + b.bytes, 0) + bytes > this.maxBytes) return g[0]!;
+      const merged: ModelBatch = {
+        id: g[0]!.id,
+        messages,
+        items: g.reduce((n, b) => n + b.items, 0),
+        bytes,
+        lo: Math.min(...g.map((b) => b.lo)),
+        hi: Math.min(...g.map((b) => b.hi)),
+      };
+      const at = this.batches.indexOf(g[0]!);
+      this.batches = this.batches.filter((b) => !g.includes(b));
+      this.batches.splice(at, 0, merged);
+      return merged;
+    });
   }
 
   /** An id that is stored (most picks) or one that is not (acked, dropped or never used). */
@@ -211,6 +266,53 @@ class Next implements fc.Command<Model, Real> {
   }
 }
 
+class NextMerged implements fc.Command<Model, Real> {
+  readonly limit: number;
+  readonly exclude: number[];
+  readonly maxItems: number;
+  readonly maxBytes: number;
+  constructor(limit: number, exclude: number[], maxItems: number, maxBytes: number) {
+    this.limit = limit;
+    this.exclude = exclude;
+    this.maxItems = maxItems;
+    this.maxBytes = maxBytes;
+  }
+  check(): boolean {
+    return true;
+  }
+  run(m: Model, r: Real): void {
+    const exclude = new Set(this.exclude.map((n) => m.pick(n)));
+    const expected = m.nextMerged(this.limit, exclude, this.maxItems, this.maxBytes);
+    const got = r.buffer.nextMerged(this.limit, exclude, { maxItems: this.maxItems, maxBytes: this.maxBytes });
+    expect(got.map((b) => b.id)).toEqual(expected.map((b) => b.id));
+    expect(got.map((b) => b.messages)).toEqual(expected.map((b) => b.messages));
+    expect(got.map((b) => b.items)).toEqual(expected.map((b) => b.items));
+    assertSame(m, r);
+  }
+  toString(): string {
+    return `nextMerged(${this.limit}, exclude #${this.exclude.join(",")}, ${this.maxItems} items, ${this.maxBytes} bytes)`;
+  }
+}
+
+class MarkAttempted implements fc.Command<Model, Real> {
+  readonly n: number;
+  constructor(n: number) {
+    this.n = n;
+  }
+  check(): boolean {
+    return true;
+  }
+  run(m: Model, r: Real): void {
+    const id = m.pick(this.n);
+    r.buffer.markAttempted(id);
+    m.attemptedThrough = Math.max(m.attemptedThrough, id);
+    assertSame(m, r);
+  }
+  toString(): string {
+    return `markAttempted(#${this.n})`;
+  }
+}
+
 class Reopen implements fc.Command<Model, Real> {
   readonly compress: boolean;
   constructor(compress: boolean) {
@@ -257,6 +359,9 @@ const commands = fc.commands(
     fc.tuple(pickIndex, fc.array(messages, { minLength: 1, maxLength: 3 })).map(([n, p]) => new Replace(n, p)),
     fc.tuple(fc.nat({ max: 5 }), fc.array(pickIndex, { maxLength: 3 })).map(([l, e]) => new Next(l, e)),
     fc.boolean().map((c) => new Reopen(c)),
+    // merging needs several never-sent batches in a row: asked for as often as appends come
+    ...[1, 2, 3].map(() => fc.tuple(fc.nat({ max: 4 }), fc.array(pickIndex, { maxLength: 2 }), fc.constantFrom(20, 1000, 1000), fc.constantFrom(2000, 1_000_000)).map(([l, e, i, b]) => new NextMerged(l, e, i, b))),
+    pickIndex.map((n) => new MarkAttempted(n)),
   ],
   { maxCommands: 60 },
 );
