@@ -13,6 +13,9 @@ import { VALUE_LIMITS, type ValueLimits } from "./limits.ts";
  * large copy is made, so a 10 MB string or a million-element array costs nothing beyond
  * what node-opcua already decoded. Structures become objects without a prototype, so field
  * names like `__proto__` stay plain data wherever the value goes.
+ *
+ * A value leaves whole or not at all (null with a Bad status): a matrix keeps its shape, and
+ * a structure node-opcua could not decode is refused rather than sent as `{}`.
  */
 
 /** The status a value gets when it is over a limit: 0x80080000. */
