@@ -39,7 +39,7 @@ export function buildRogue(addressSpace: AddressSpace, ns: Namespace, options: R
     hugeArray.setValueFromSource(hugeArrayValue(round), StatusCodes.Good, now);
     deepNested.setValueFromSource(nested(ROGUE_SIZES.deepNesting, round), StatusCodes.Good, now);
   });
-  logger.warn({ periodMs: options.periodMs ?? 0 }, "rogue mode: Objects/Rogue serves hostile values (huge, deep, malformed, script)");
+  logger.warn({ periodMs: options.periodMs ?? 0 }, "rogue mode: Objects/Rogue serves hostile values (huge, deep, malformed, script; undecodable under Rogue/Decoding)");
   return { stop };
 }
 
