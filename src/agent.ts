@@ -181,7 +181,7 @@ export function endpointSpecs(loaded: LoadedConfig, secrets: LoadedConfig["secre
       allowHostnameMismatch: m.allowHostnameMismatch,
       user:
         user.type === "username"
-          ? { type: "username", username: user.username, password: secrets.machines[m.id]?.password?.reveal() ?? "" }
+          ? { type: "username", username: user.username, password: secrets.machines[m.id]?.password?.reveal() ?? "", ...(user.passwordFile ? { passwordFile: user.passwordFile } : {}) }
           : user.type === "certificate"
             ? { type: "certificate", certificatePem: secrets.machines[m.id]?.userCertificatePem ?? "", privateKeyPem: secrets.machines[m.id]?.userPrivateKey?.reveal() ?? "" }
             : { type: "anonymous" },

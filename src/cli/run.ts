@@ -3,6 +3,7 @@ import { Agent } from "../agent.ts";
 import { loadConfig } from "../config/load.ts";
 import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
+import { installProcessGuard } from "../process-guard.ts";
 import { parseCli } from "./args.ts";
 
 /** `kerf run --config FILE [--state-dir DIR]`: the connector in the foreground until SIGTERM or SIGINT. */
@@ -12,6 +13,7 @@ export async function run(argv: string[]): Promise<number> {
   // Config errors throw a KerfError before anything starts; main prints them without a stack.
   const loaded = await loadConfig(configFile);
   const logger = createLogger({ level: loaded.config.log.level });
+  installProcessGuard(logger);
   routeOpcuaLogging(logger);
   const stateDir = path.resolve(values["state-dir"] ?? process.env.KERF_STATE_DIR ?? "/var/lib/kerf");
   const agent = new Agent({ loaded, stateDir, logger });

@@ -71,7 +71,9 @@ export async function run(argv: string[]): Promise<number> {
       `trust store  ${path.join(pkiDir, "trusted", "certs")} (client certificates are refused until copied here)`,
       load ? `load         ${load.count} counters, +1 every ${load.periodMs} ms` : undefined,
       users.length ? `users        ${users.map((u) => u.username).join(", ")}` : undefined,
-      values.rogue ? "rogue        Objects/Rogue serves hostile values: huge, deeply nested, malformed UTF-8, __proto__ keys, script" : undefined,
+      values.rogue
+        ? "rogue        Objects/Rogue serves hostile values: huge, deeply nested, malformed UTF-8, __proto__ keys, script; Rogue/Decoding: structures of types the client cannot learn, values node-opcua cannot decode"
+        : undefined,
       `started in ${sim.startupMs} ms; Ctrl-C stops`,
       "",
     ]

@@ -1,5 +1,7 @@
+import { OpaqueStructure } from "node-opcua-extension-object";
 import {
   DataChangeNotification,
+  DataType,
   MonitoringMode,
   promoteOpaqueStructureInNotificationData,
   TimestampsToReturn,
@@ -126,35 +128,132 @@ function checkCount(service: string, got: number, sent: number): void {
 }
 
 /**
+ * How long the messages of a subscription wait for node-opcua to learn the types of the
+ * structures in one of them from the server. A server that never answers must not stop the
+ * other values: past this, the message goes on with the structure undecoded.
+ */
+export const PROMOTE_WAIT_MS = 5_000;
+/** A type whose structures could not be decoded is not waited for again for this long. */
+const UNDECODABLE_RETRY_MS = 10 * 60_000;
+
+export interface DataChangeReport {
+  /** node-opcua could not decode structures with the server's type definitions. */
+  promoteFailed(err: Error): void;
+  /** The type definitions did not come within `waitedMs`: these items' structures go on undecoded. */
+  promoteStuck(handles: number[], waitedMs: number): void;
+  /** Handing values on threw: a bug, but the next messages must still pass. */
+  dispatchFailed(err: Error): void;
+}
+
+/**
  * Calls `onValue` for each data change the subscription receives, message by message in the
  * order node-opcua hands them on, once node-opcua has decoded structures of types it has to
  * learn from the server. Returns a function that stops the calls.
+ *
+ * Only a message with such a structure waits (and the messages after it, to keep the order),
+ * for at most `waitMs`; while one learning is still under way past that, later messages do
+ * not wait for it again, and a type that could not be decoded is not waited for again for
+ * 10 minutes. Its structures go on undecoded: encode.ts sends them as null with
+ * BadDataEncodingInvalid, and logs the data point.
  */
 export function onDataChanges(
   subscription: ClientSubscription,
   session: ClientSession,
   onValue: (handle: number, value: DataValue) => void,
-  onPromoteError: (err: Error) => void,
+  report: DataChangeReport,
+  waitMs = PROMOTE_WAIT_MS,
 ): () => void {
   let chain: Promise<void> = Promise.resolve();
+  /** Messages in the chain, not yet handed on. */
+  let queued = 0;
+  /** A learning still running past `waitMs`. */
+  let stuck: Promise<void> | null = null;
+  /** Encoding ids of types that could not be decoded, and until when they are not waited for. */
+  const undecodable = new Map<string, number>();
   let stopped = false;
   const dispatch = (changes: DataChangeNotification[]) => {
     if (stopped) return;
     for (const n of changes) for (const mi of n.monitoredItems ?? []) onValue(mi.clientHandle, mi.value);
   };
+  const promote = (changes: DataChangeNotification[]): Promise<void> => {
+    if (stuck || stopped) return Promise.resolve();
+    const learning = promoteOpaqueStructureInNotificationData(session, changes).catch((err: Error) => {
+      if (!stopped) report.promoteFailed(err);
+    });
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        stuck = learning;
+        void learning.then(() => {
+          if (stuck === learning) stuck = null;
+        });
+        if (!stopped) report.promoteStuck([...new Set(opaque(changes, "handles"))], waitMs);
+        resolve();
+      }, waitMs);
+      void learning.then(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  };
+  /** Does a structure in `changes` need node-opcua to learn its type? */
+  const waits = (changes: DataChangeNotification[]): boolean => {
+    const types = opaque(changes, "types");
+    if (types.length === 0) return false;
+    const now = Date.now();
+    return types.some((t) => (undecodable.get(t) ?? 0) <= now);
+  };
   const listener = (message: NotificationMessage) => {
     const data = message.notificationData ?? [];
-    const changes = data.filter((n): n is DataChangeNotification => n instanceof DataChangeNotification);
+    const changes: DataChangeNotification[] = [];
+    const others: typeof data = [];
+    for (const n of data) {
+      if (n instanceof DataChangeNotification) changes.push(n);
+      else others.push(n);
+    }
     if (changes.length === 0) return;
+    // node-opcua goes on to decode the structures of this message itself, for its own monitored
+    // items, and lets a failure of that (the session closing, a read timing out) go unhandled,
+    // which ends the process. Data items are not node-opcua's: their changes are ours alone.
+    message.notificationData = others;
+    if (queued === 0 && !waits(changes)) return dispatch(changes);
+    queued++;
     // chained, so that a message waiting for a structure definition does not let later ones pass it
     chain = chain
-      .then(() => promoteOpaqueStructureInNotificationData(session, changes))
-      .catch((err: Error) => onPromoteError(err))
-      .then(() => dispatch(changes));
+      .then(() => promote(changes))
+      .then(() => {
+        queued--;
+        const until = Date.now() + UNDECODABLE_RETRY_MS;
+        for (const t of opaque(changes, "types")) undecodable.set(t, until);
+        dispatch(changes);
+      })
+      .catch((err: Error) => report.dispatchFailed(err));
   };
   subscription.on("raw_notification", listener);
   return () => {
     stopped = true;
     subscription.off("raw_notification", listener);
   };
+}
+
+/** A structure node-opcua has yet to decode with the server's type definitions (what promoteOpaqueStructure looks for). */
+function opaqueOf(value: DataValue): OpaqueStructure | null {
+  const v = value.value;
+  if (!v || v.dataType !== DataType.ExtensionObject) return null;
+  const x = v.value as unknown;
+  const first = Array.isArray(x) ? (x[0] as unknown) : x;
+  return first instanceof OpaqueStructure ? first : null;
+}
+
+/** The client handles of the values with such structures, or their types' encoding ids. */
+function opaque(changes: DataChangeNotification[], what: "handles"): number[];
+function opaque(changes: DataChangeNotification[], what: "types"): string[];
+function opaque(changes: DataChangeNotification[], what: "handles" | "types"): (number | string)[] {
+  const out: (number | string)[] = [];
+  for (const n of changes) {
+    for (const mi of n.monitoredItems ?? []) {
+      const o = opaqueOf(mi.value);
+      if (o) out.push(what === "handles" ? mi.clientHandle : o.nodeId.toString());
+    }
+  }
+  return out;
 }

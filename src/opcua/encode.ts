@@ -1,4 +1,5 @@
 import { DataType, StatusCodes, VariantArrayType, type DataValue, type Variant } from "node-opcua-client";
+import { OpaqueStructure } from "node-opcua-extension-object";
 import { StatusCode } from "node-opcua-status-code";
 import type { Logger } from "../log.ts";
 import { VALUE_LIMITS, type ValueLimits } from "./limits.ts";
@@ -12,6 +13,9 @@ import { VALUE_LIMITS, type ValueLimits } from "./limits.ts";
  * large copy is made, so a 10 MB string or a million-element array costs nothing beyond
  * what node-opcua already decoded. Structures become objects without a prototype, so field
  * names like `__proto__` stay plain data wherever the value goes.
+ *
+ * A value leaves whole or not at all (null with a Bad status): a matrix keeps its shape, and
+ * a structure node-opcua could not decode is refused rather than sent as `{}`.
  */
 
 /** The status a value gets when it is over a limit: 0x80080000. */
@@ -177,14 +181,36 @@ class Walk {
   variant(variant: Variant | null | undefined, depth: number): unknown {
     if (!variant || variant.dataType === DataType.Null) return this.#null();
     if (variant.arrayType !== VariantArrayType.Scalar && variant.value != null) {
-      // a matrix arrives as its flat list of elements, as before
       const list = variant.value as ArrayLike<unknown>;
+      // a matrix keeps its shape: its flat list alone would be another value
+      if (variant.arrayType === VariantArrayType.Matrix && variant.dimensions?.length) return this.#matrix(variant.dataType, list, variant.dimensions, depth);
       this.#container(list.length, depth);
       const out = new Array<unknown>(list.length);
       for (let i = 0; i < list.length; i++) out[i] = this.scalar(variant.dataType, list[i], depth + 1);
       return out;
     }
     return this.scalar(variant.dataType, variant.value, depth);
+  }
+
+  /**
+   * Nested arrays, outermost dimension first; the flat list holds the elements with the last
+   * index varying fastest (OPC UA Part 6, 5.2.2.16). Checked before any copy: the nesting is
+   * the number of dimensions, which a server may make a million.
+   */
+  #matrix(type: DataType, list: ArrayLike<unknown>, dimensions: readonly number[], depth: number): unknown[] {
+    if (depth + dimensions.length > this.#l.maxDepth) throw new Overflow("depth", depth + dimensions.length, this.#l.maxDepth);
+    let product = 1;
+    for (const d of dimensions) product *= d;
+    if (product !== list.length) throw new Error(`a matrix whose ${dimensions.length} dimensions do not match its ${list.length} elements`);
+    let next = 0;
+    const level = (i: number, at: number): unknown[] => {
+      const n = dimensions[i]!;
+      this.#container(n, at);
+      const out = new Array<unknown>(n);
+      for (let k = 0; k < n; k++) out[k] = i === dimensions.length - 1 ? this.scalar(type, list[next++], at + 1) : level(i + 1, at + 1);
+      return out;
+    };
+    return level(0, depth);
   }
 
   scalar(type: DataType, value: unknown, depth: number): unknown {
@@ -249,6 +275,8 @@ class Walk {
       return value.map((e) => this.any(e, depth + 1));
     }
     if (value instanceof StatusCode) return this.#number(value.value);
+    // an ExtensionObject node-opcua could not decode: its fields are not known, and `{}` would be another value
+    if (value instanceof OpaqueStructure) throw new Error(`a structure of type ${String(value.nodeId).slice(0, 200)} that could not be decoded with the server's type definitions`);
     if (isVariant(value)) return this.variant(value, depth + 1);
     if (isNodeId(value)) return this.#string(String(value));
     const schema = (value as { schema?: StructureSchema }).schema;
@@ -260,7 +288,11 @@ class Walk {
   #structure(value: Record<string, unknown>, schema: StructureSchema, depth: number): unknown {
     const fields: FieldSchema[] = [];
     const chain: StructureSchema[] = [];
-    for (let s: StructureSchema | null | undefined = schema; s && chain.length <= this.#l.maxDepth; s = s.getBaseSchema?.()) chain.unshift(s);
+    for (let s: StructureSchema | null | undefined = schema; s; s = s.getBaseSchema?.()) {
+      // a longer chain of base types is not a real type (or a loop): leaving out its base fields would change the value
+      if (chain.length >= this.#l.maxDepth) throw new Overflow("depth", chain.length + 1, this.#l.maxDepth);
+      chain.unshift(s);
+    }
     for (const s of chain) fields.push(...(s.fields ?? []));
     this.#container(fields.length, depth);
     const out: Record<string, unknown> = Object.create(null);

@@ -119,8 +119,11 @@ export interface ValueLimits {
  * 64 KiB per value keeps one bad value far below the cloud's 16 MB body limit and the
  * buffer's batch sizes. The string and array limits are the same bound, checked before any
  * copy: a longer string or array cannot encode into 64 KiB. 32 levels is far beyond any real
- * structure, and below node-opcua's own decoding limit of 128 (deeper values never reach us:
- * node-opcua drops the whole notification).
+ * structure, and below node-opcua's own decoding limit of 128. A deeper value, or an array
+ * longer than node-opcua decodes (Variant.maxArrayLength, 1,048,576), empties the whole
+ * notification that carries it inside node-opcua; undecodable.ts recovers the others and sends
+ * it as null with BadEncodingLimitsExceeded, as if it had reached us. A matrix nests one level
+ * per dimension (encode.ts), so its dimensions count against the depth.
  */
 export const VALUE_LIMITS: Readonly<ValueLimits> = Object.freeze({
   maxItemBytes: 64 * 1024,

@@ -16,13 +16,15 @@ import { withTimeout } from "../timeout.ts";
 import { KerfError } from "../errors.ts";
 import { checkServerCertificate } from "./cert-checks.ts";
 import { describeConnectFailure, trustOnFirstUse } from "./trust.ts";
+import { credentialsBackoffMs, credentialsRejection, readPasswordFile, watchSecretFile } from "./credentials.ts";
 import { clientTransportLimits } from "./limits.ts";
 import { deepenPublishPipeline } from "./publish-pipeline.ts";
+import { repairUndecodableResponses, type UndecodableReport } from "./undecodable.ts";
 import { checkNoDowngrade, checkUserCertificateKey, checkUserToken, DEPRECATED, selectBest } from "./security.ts";
 import { reconcileTrust, type ClientPki } from "./pki.ts";
 import type { SequenceCounters } from "./sequence.ts";
 import { keepAliveCount, SubscriptionSet } from "./subscriptions.ts";
-import type { EndpointSpec, GroupSpec, SecurityModeName, SecurityPolicyName, SessionState } from "./types.ts";
+import type { EndpointSpec, GroupSpec, SecurityModeName, SecurityPolicyName, SessionState, UserSpec } from "./types.ts";
 
 export interface MachineSessionOptions {
   spec: EndpointSpec;
@@ -40,6 +42,14 @@ export interface SessionHealth {
   connects: number;
   /** Notification messages since start: dropped as duplicates, fetched again, or lost in transit. */
   notifications: SequenceCounters;
+  /** The last attempt failed because the server refused the user credentials (see lastError); retried after minutes, or when the password file changes. */
+  credentialsRejected: boolean;
+  /**
+   * Per group: values the server sent that node-opcua cannot decode (sent on as null with
+   * BadEncodingLimitsExceeded or BadDecodingError), and notification messages lost whole because
+   * they could not be repaired (see undecodable.ts).
+   */
+  undecodable: Record<string, { values: number; messages: number }>;
 }
 
 /**
@@ -71,6 +81,10 @@ export class MachineSession extends EventEmitter {
   #lastDelivered = new Map<string, Item>();
   readonly #sequence: SequenceCounters = { duplicates: 0, recovered: 0, lost: 0 };
   #lastStatus = "";
+  readonly #undecodable = new Map<string, { values: number; messages: number }>();
+  /** When each data point's undecodable value was last logged. */
+  readonly #undecodableLogged = new Map<string, number>();
+  #credentialsRejected = false;
 
   constructor(options: MachineSessionOptions) {
     super();
@@ -87,7 +101,16 @@ export class MachineSession extends EventEmitter {
   }
 
   health(): SessionHealth {
-    return { state: this.#state, since: this.#since, lastDataAt: this.#lastDataAt, lastError: this.#lastError, connects: this.#connects, notifications: { ...this.#sequence } };
+    return {
+      state: this.#state,
+      since: this.#since,
+      lastDataAt: this.#lastDataAt,
+      lastError: this.#lastError,
+      connects: this.#connects,
+      notifications: { ...this.#sequence },
+      credentialsRejected: this.#credentialsRejected,
+      undecodable: Object.fromEntries([...this.#undecodable].map(([group, n]) => [group, { ...n }])),
+    };
   }
 
   /**
@@ -121,12 +144,16 @@ export class MachineSession extends EventEmitter {
 
   async #run(): Promise<void> {
     let attempt = 0;
+    /** Refused credentials in a row: each doubles the wait before the next attempt. */
+    let refusals = 0;
     while (!this.#stopping) {
       this.#setState(this.#connects === 0 ? "connecting" : "reconnecting");
       let reason: string;
       try {
         const { lost } = await this.#connect();
         attempt = 0;
+        refusals = 0;
+        this.#credentialsRejected = false;
         this.#connects++;
         this.#setState("connected");
         // a new session with every item subscribed (not a repaired channel)
@@ -137,11 +164,18 @@ export class MachineSession extends EventEmitter {
         // node-opcua reports a transport-limit abort only as "Connection Break"; the real reason was kept.
         reason = this.#abortReason ?? (await describeConnectFailure(err, this.#spec, this.#pki));
         this.#lastError = reason;
-        this.#log.error({ endpoint: this.#spec.endpointUrl, attempt }, reason);
+        const refused = credentialsRejection(err);
+        this.#credentialsRejected = refused !== null;
+        if (refused) refusals++;
+        else this.#log.error({ endpoint: this.#spec.endpointUrl, attempt }, reason);
       }
       await this.#teardown();
       if (this.#stopping) break;
       this.#reportStatus("offline", reason);
+      if (this.#credentialsRejected) {
+        await this.#waitAfterRefusal(refusals, reason);
+        continue;
+      }
       const delay = backoff(++attempt, { initialDelayMs: this.#backoff.initialMs, maxDelayMs: this.#backoff.maxMs });
       this.#log.info({ delayMs: Math.round(delay) }, "reconnecting after backoff");
       await this.#sleep(delay);
@@ -190,6 +224,7 @@ export class MachineSession extends EventEmitter {
       requestedSessionTimeout: spec.sessionTimeoutMs,
       transportTimeout: spec.connectTimeoutMs,
     });
+    repairUndecodableResponses(client, (report) => this.#onUndecodable(report));
     this.#client = client;
     let settle!: (reason: string) => void;
     const lost = new Promise<string>((resolve) => (settle = resolve));
@@ -211,7 +246,7 @@ export class MachineSession extends EventEmitter {
         throw new KerfError("OPCUA_SECURITY", `${spec.machine} (${spec.endpointUrl}): the password would be encrypted for a server certificate that is not trusted (${trust}); trust the server's certificate first (kerf trust list)`);
       }
     }
-    const session = await withTimeout(client.createSession(userIdentity(spec)), spec.connectTimeoutMs, "create session");
+    const session = await withTimeout(client.createSession(userIdentity(this.#user())), spec.connectTimeoutMs, "create session");
     this.#session = session;
     const sessionId = session.sessionId.toString();
     session.on("session_closed", () => settle("session closed by the server"));
@@ -341,6 +376,42 @@ export class MachineSession extends EventEmitter {
     client.once("close", () => clearInterval(timer));
     this.#stopWatch = () => clearInterval(timer);
   }
+
+  /** Counts and logs what undecodable.ts repaired or could not: per group, by data point, each point at most every 10 min. */
+  #onUndecodable(report: UndecodableReport): void {
+    if (report.service !== "PublishResponse" && report.service !== "RepublishResponse") {
+      this.#log.warn({ service: report.service }, "the server sent a response that cannot be decoded; its request fails now rather than at its timeout");
+      return;
+    }
+    const subscriptions = this.#subscriptions;
+    const groups = report.subscriptionId === undefined ? [] : (subscriptions?.groupsOf(report.subscriptionId) ?? []);
+    const group = groups.join(",") || "?";
+    const counts = this.#undecodable.get(group) ?? { values: 0, messages: 0 };
+    this.#undecodable.set(group, counts);
+    if (!report.repaired) {
+      counts.messages++;
+      this.#log.error(
+        { group, subscriptionId: report.subscriptionId, sequenceNumber: report.sequenceNumber },
+        "a notification message from the server cannot be decoded, nor repaired value by value: its values are lost",
+      );
+      return;
+    }
+    const now = Date.now();
+    for (const value of report.values) {
+      counts.values++;
+      const where = subscriptions?.pointOf(value.handle);
+      const point = where?.point ?? `handle ${value.handle}`;
+      const last = this.#undecodableLogged.get(point);
+      if (last !== undefined && now - last < 10 * 60_000) continue;
+      this.#undecodableLogged.set(point, now);
+      this.#log.warn(
+        { point, group: where?.group ?? group, status: value.status.name, reason: value.reason.slice(0, 200) },
+        `a value of '${point}' cannot be decoded; it is sent as null with ${value.status.name}, and the other values of its message go on (logged at most every 10 min)`,
+      );
+    }
+    if (report.droppedNotifications > 0) this.#log.warn({ group, notifications: report.droppedNotifications }, "event notifications that cannot be decoded were left out of a message");
+  }
+
   #onGroupData: (group: string) => void = () => undefined;
   #stopWatch: () => void = () => undefined;
   #settle: ((reason: string) => void) | null = null;
@@ -356,6 +427,46 @@ export class MachineSession extends EventEmitter {
     this.#subscriptions = null;
     if (session) await withTimeout(session.close(true), 2_000, "close session").catch(() => undefined);
     if (client) await withTimeout(client.disconnect(), 2_000, "disconnect").catch(() => undefined);
+  }
+
+  /**
+   * Refused credentials are not retried every few seconds: machines lock an account after a few
+   * failed logins. The wait grows from 1 to 30 minutes; a change of the password file ends it.
+   */
+  async #waitAfterRefusal(refusals: number, reason: string): Promise<void> {
+    const delay = credentialsBackoffMs(refusals);
+    const user = this.#spec.user;
+    const file = user.type === "username" ? user.passwordFile : undefined;
+    this.#log.error(
+      { endpoint: this.#spec.endpointUrl, refusals, retryInMs: delay, ...(file ? { passwordFile: file } : {}) },
+      `${reason}. The server refused ${this.machine}'s credentials; the next attempt is in ${Math.round(delay / 60_000)} min (machines lock accounts after failed logins)${file ? `, or at once when ${file} changes` : ""}`,
+    );
+    const unwatch = file
+      ? watchSecretFile(file, () => {
+          this.#log.info({ passwordFile: file }, "the password file changed; connecting again now");
+          this.#wake?.();
+        })
+      : undefined;
+    try {
+      await this.#sleep(delay);
+    } finally {
+      unwatch?.();
+    }
+  }
+
+  /** The user to log in as. A password file is read again at each attempt, so a corrected one counts without a restart. */
+  #user(): UserSpec {
+    const user = this.#spec.user;
+    if (user.type !== "username" || !user.passwordFile) return user;
+    const password = readPasswordFile(user.passwordFile);
+    if (password === null) {
+      this.#log.warn({ passwordFile: user.passwordFile }, "cannot read the password file, or it is empty; using the password read before");
+      return user;
+    }
+    if (password === user.password) return user;
+    const updated: UserSpec = { ...user, password };
+    this.#spec = { ...this.#spec, user: updated };
+    return updated;
   }
 
   #sleep(ms: number): Promise<void> {
@@ -385,8 +496,7 @@ export class MachineSession extends EventEmitter {
   }
 }
 
-function userIdentity(spec: EndpointSpec): UserIdentityInfo {
-  const user = spec.user;
+function userIdentity(user: UserSpec): UserIdentityInfo {
   switch (user.type) {
     case "anonymous":
       return { type: UserTokenType.Anonymous };

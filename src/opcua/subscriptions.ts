@@ -16,7 +16,7 @@ import {
 } from "node-opcua-client";
 import type { Logger } from "../log.ts";
 import type { EventMessage, Item, MessageSink } from "../types.ts";
-import { createItems, deleteItems, HandleTable, modifyItems, onDataChanges } from "./data-items.ts";
+import { createItems, deleteItems, HandleTable, modifyItems, onDataChanges, type DataChangeReport } from "./data-items.ts";
 import { dataValueTime, ValueEncoder } from "./encode.ts";
 import { conditionRefreshRequest, prepareEvent, type PreparedEvent } from "./events.ts";
 import { Heartbeats } from "./heartbeat.ts";
@@ -216,7 +216,7 @@ export class SubscriptionSet {
         priority: subscriptionPriority(spec),
       });
       this.#guards.set(subscription, guardSequence(subscription, this.#o.session, this.#o.logger, this.#o.sequence));
-      this.#dispatchers.set(subscription, onDataChanges(subscription, this.#o.session, (handle, value) => this.#onNotification(handle, value), (err) => this.#promoteFailed(err)));
+      this.#dispatchers.set(subscription, onDataChanges(subscription, this.#o.session, (handle, value) => this.#onNotification(handle, value), this.#changeReport));
       return subscription;
     } catch (err) {
       const host = [...this.#groups.values()].sort(
@@ -377,9 +377,21 @@ export class SubscriptionSet {
     this.#scheduleFlush();
   }
 
-  #promoteFailed(err: Error): void {
-    this.#o.logger.warn({ err: err.message }, "could not decode a structure value with the server's type definitions; it is sent as it came");
-  }
+  /** What onDataChanges has to say, in the log; structures it could not decode go out as null with BadDataEncodingInvalid (encode.ts). */
+  readonly #changeReport: DataChangeReport = {
+    promoteFailed: (err) => this.#o.logger.warn({ err: err.message }, "could not decode a structure value with the server's type definitions; it is sent as null with BadDataEncodingInvalid"),
+    promoteStuck: (handles, waitedMs) => {
+      for (const handle of handles) {
+        const state = this.#handles.get(handle);
+        if (!state) continue;
+        this.#o.logger.warn(
+          { point: state.spec.key, group: state.group.spec.name, waitedMs },
+          "the server has not described this structure's type within the wait; its value is sent as null with BadDataEncodingInvalid, and the group's other values go on",
+        );
+      }
+    },
+    dispatchFailed: (err) => this.#o.logger.error({ err: err.message }, "handing on data changes failed; the next ones go on"),
+  };
 
   #onValue(state: ItemState, dataValue: DataValue): void {
     const spec = state.spec;
@@ -541,6 +553,17 @@ export class SubscriptionSet {
     if (due.length === 0) return;
     this.#pending.push(...due);
     this.#scheduleFlush();
+  }
+
+  /** The groups a subscription serves (several when they share it), for reports by subscription id. */
+  groupsOf(subscriptionId: number): string[] {
+    return [...this.#groups.values()].filter((g) => g.subscription.subscriptionId === subscriptionId).map((g) => g.spec.name);
+  }
+
+  /** The data point and group a client handle names. */
+  pointOf(handle: number): { point: string; group: string } | undefined {
+    const state = this.#handles.get(handle);
+    return state && { point: state.spec.key, group: state.group.spec.name };
   }
 
   #perCall(): number {

@@ -11,7 +11,8 @@ export type SecurityPolicyName =
 
 export type UserSpec =
   | { type: "anonymous" }
-  | { type: "username"; username: string; password: string }
+  /** `passwordFile`, when the password comes from one: read again at each connect attempt. */
+  | { type: "username"; username: string; password: string; passwordFile?: string }
   | { type: "certificate"; certificatePem: string; privateKeyPem: string };
 
 export type DataChangeTriggerName = "status" | "statusValue" | "statusValueTimestamp";

@@ -142,12 +142,32 @@ export const ROGUE_NODES = {
   overTransport: sim("Rogue.OverTransport"),
 } as const;
 
+/**
+ * Rogue mode, part two, under Objects/Rogue/Decoding: values that test the client's decoder
+ * rather than its limits (the folder is separate so that the values above stay what they were).
+ */
+export const ROGUE_DECODING_NODES = {
+  folder: sim("Rogue.Decoding"),
+  /** A structure whose fields are named `__proto__`, `constructor` and `prototype` (DataType `RogueProtoFields`). */
+  protoFields: sim("Rogue.Decoding.ProtoFields"),
+  /** A structure whose DataType (`RogueHanging`) the server never answers a Read about. */
+  hangingType: sim("Rogue.Decoding.HangingType"),
+  /** Variant arrays nested `ROGUE_SIZES.overNesting` levels deep: more than node-opcua's decoder takes. */
+  overNested: sim("Rogue.Decoding.OverNested"),
+  /** A UInt32 matrix of one element with `ROGUE_SIZES.matrixDimensions` dimensions of 1. */
+  manyDimensions: sim("Rogue.Decoding.ManyDimensions"),
+} as const;
+
 export const ROGUE_SIZES = {
   hugeStringChars: 10 * 1024 * 1024,
   hugeArrayLength: 1_000_000,
   /** Deeper than Kerf's limit (32) but within node-opcua's decoder limit (128), so it reaches Kerf. */
   deepNesting: 100,
   overTransportChars: 20 * 1024 * 1024,
+  /** Deeper than node-opcua's decoder limit (128): the message that carries it cannot be decoded. */
+  overNesting: 200,
+  /** node-opcua decodes up to 1,048,576 array dimensions. */
+  matrixDimensions: 1_048_576,
 } as const;
 
 /**

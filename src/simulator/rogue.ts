@@ -25,33 +25,38 @@ export function buildRogue(addressSpace: AddressSpace, ns: Namespace, options: R
   const add = (name: string, dataType: string, value: Variant, valueRank = -1): UAVariable =>
     ns.addVariable({ nodeId: `s=Rogue.${name}`, browseName: name, organizedBy: folder, dataType, valueRank, minimumSamplingInterval: 0, value });
 
-  let round = 0;
-  const hugeString = add("HugeString", "String", hugeStringValue(round));
-  const hugeArray = add("HugeArray", "UInt32", hugeArrayValue(round), 1);
-  const deepNested = add("DeepNested", "BaseDataType", nested(ROGUE_SIZES.deepNesting, round));
+  const hugeString = add("HugeString", "String", hugeStringValue(0));
+  const hugeArray = add("HugeArray", "UInt32", hugeArrayValue(0), 1);
+  const deepNested = add("DeepNested", "BaseDataType", nested(ROGUE_SIZES.deepNesting, 0));
   add("BadUtf8", "String", new Variant({ dataType: DataType.String, value: ROGUE_BAD_UTF8 }));
   add("BadUtf8Bytes", "ByteString", new Variant({ dataType: DataType.ByteString, value: Buffer.from(ROGUE_BAD_UTF8_BYTES) }));
   add("ProtoKeys", "String", new Variant({ dataType: DataType.String, value: ROGUE_PROTO_JSON }));
   add("Html", "String", new Variant({ dataType: DataType.String, value: ROGUE_HTML }));
   add("OverTransport", "String", new Variant({ dataType: DataType.String, value: "y".repeat(ROGUE_SIZES.overTransportChars) }));
 
-  let timer: NodeJS.Timeout | undefined;
-  if (options.periodMs && options.periodMs > 0) {
-    timer = setInterval(() => {
-      round++;
-      const now = new Date();
-      try {
-        hugeString.setValueFromSource(hugeStringValue(round), StatusCodes.Good, now);
-        hugeArray.setValueFromSource(hugeArrayValue(round), StatusCodes.Good, now);
-        deepNested.setValueFromSource(nested(ROGUE_SIZES.deepNesting, round), StatusCodes.Good, now);
-      } catch (err) {
-        logger.error({ err }, "rogue values update failed");
-      }
-    }, options.periodMs);
-    timer.unref();
-  }
-  logger.warn({ periodMs: options.periodMs ?? 0 }, "rogue mode: Objects/Rogue serves hostile values (huge, deep, malformed, script)");
-  return { stop: () => clearInterval(timer) };
+  const stop = renewEvery(options.periodMs, logger, (round, now) => {
+    hugeString.setValueFromSource(hugeStringValue(round), StatusCodes.Good, now);
+    hugeArray.setValueFromSource(hugeArrayValue(round), StatusCodes.Good, now);
+    deepNested.setValueFromSource(nested(ROGUE_SIZES.deepNesting, round), StatusCodes.Good, now);
+  });
+  logger.warn({ periodMs: options.periodMs ?? 0 }, "rogue mode: Objects/Rogue serves hostile values (huge, deep, malformed, script; undecodable under Rogue/Decoding)");
+  return { stop };
+}
+
+/** Calls `update` with the next round every `periodMs` (none when unset or 0); returns what stops it. */
+export function renewEvery(periodMs: number | undefined, logger: Logger, update: (round: number, now: Date) => void): () => void {
+  if (!periodMs || periodMs <= 0) return () => undefined;
+  let round = 0;
+  const timer = setInterval(() => {
+    round++;
+    try {
+      update(round, new Date());
+    } catch (err) {
+      logger.error({ err }, "rogue values update failed");
+    }
+  }, periodMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 function hugeStringValue(round: number): Variant {
@@ -66,7 +71,7 @@ function hugeArrayValue(round: number): Variant {
 }
 
 /** An Int32 inside `depth` single-element Variant arrays. */
-function nested(depth: number, bottom: number): Variant {
+export function nested(depth: number, bottom: number): Variant {
   let v = new Variant({ dataType: DataType.Int32, value: bottom });
   for (let i = 0; i < depth; i++) v = new Variant({ dataType: DataType.Variant, arrayType: VariantArrayType.Array, value: [v] });
   return v;

@@ -11,6 +11,7 @@ import { validateLoad, type LoadOptions } from "./load-options.ts";
 import { SIMULATOR_NAMESPACE_URI } from "./nodes.ts";
 import { disposeQuietly, openServerPki } from "./pki.ts";
 import { buildRogue, type RogueOptions, type RunningRogue } from "./rogue.ts";
+import { buildRogueDecoding, type RunningRogueDecoding } from "./rogue-decoding.ts";
 import { buildMachine, type RunningMachine } from "./woodworking.ts";
 
 export interface SimulatorOptions {
@@ -81,6 +82,8 @@ export interface Simulator {
   trustClientCertificate(der: Buffer): Promise<void>;
   /** Lets a certificate log in as an X.509 user identity token. */
   trustUserCertificate(der: Buffer): Promise<void>;
+  /** Logins refused for a wrong user name or password since start (what locks an account on a real machine). */
+  readonly loginsRefused: number;
   stop(): Promise<void>;
 }
 
@@ -121,7 +124,10 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
   let machine: RunningMachine | undefined;
   let load: RunningLoad | undefined;
   let rogue: RunningRogue | undefined;
+  let rogueDecoding: RunningRogueDecoding | undefined;
   let server: OPCUAServer | undefined;
+  const checkUser = userCheck(options.users ?? []);
+  let loginsRefused = 0;
   try {
     if (options.maxNotificationsPerPublish !== undefined) Subscription.maxNotificationPerPublishHighLimit = options.maxNotificationsPerPublish;
     server = new OPCUAServer({
@@ -143,7 +149,13 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       allowAnonymous: options.allowAnonymous ?? true,
       // Each client also opens a short discovery connection; many machines on one simulator need room.
       maxConnectionsPerEndpoint: Math.max(20, 2 * (options.maxSessions ?? 10)),
-      userManager: { isValidUser: userCheck(options.users ?? []) },
+      userManager: {
+        isValidUser: (username: string, password: string) => {
+          const ok = checkUser(username, password);
+          if (!ok) loginsRefused++;
+          return ok;
+        },
+      },
       serverCapabilities: {
         maxSessions: options.maxSessions,
         maxSubscriptionsPerSession: options.maxSubscriptionsPerSession,
@@ -167,7 +179,12 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     const ns = addressSpace.registerNamespace(SIMULATOR_NAMESPACE_URI);
     machine = buildMachine(addressSpace, ns, log, { tickMs: options.tickMs, alarmPeriodMs: options.alarmPeriodMs, seed: options.seed });
     if (options.load) load = buildLoad(addressSpace, ns, options.load, log);
-    if (options.rogue) rogue = buildRogue(addressSpace, ns, options.rogue === true ? {} : options.rogue, log);
+    if (options.rogue) {
+      const rogueOptions = options.rogue === true ? {} : options.rogue;
+      rogue = buildRogue(addressSpace, ns, rogueOptions, log);
+      rogueDecoding = buildRogueDecoding(addressSpace, ns, rogueOptions, log);
+      rogueDecoding.hangReads(server);
+    }
     const builtMs = performance.now() - started;
     await server.start();
     log.debug({ pkiMs: Math.round(pkiMs), initializedMs: Math.round(initializedMs), builtMs: Math.round(builtMs) }, "startup phases");
@@ -175,6 +192,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     machine?.stop();
     load?.stop();
     rogue?.stop();
+    rogueDecoding?.stop();
     await server?.shutdown().catch(() => undefined);
     restorePerPublish();
     await disposeQuietly(pki.certificateManager);
@@ -202,11 +220,15 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     startupMs,
     trustClientCertificate: (der) => pki.certificateManager.trustCertificate(der),
     trustUserCertificate: (der) => pki.userCertificateManager.trustCertificate(der),
+    get loginsRefused() {
+      return loginsRefused;
+    },
     stop: () => {
       stopping ??= (async () => {
         machine?.stop();
         load?.stop();
         rogue?.stop();
+        rogueDecoding?.stop();
         await running.shutdown();
         restorePerPublish();
         await disposeQuietly(pki.certificateManager);
