@@ -111,7 +111,7 @@ export class Sender extends EventEmitter<SenderEvents> {
   #running = false;
   #loop: Promise<void> | null = null;
   #notify: (() => void) | null = null;
-  #health: SenderHealth = { lastAckAt: null, lastErrorAt: null, lastError: null, consecutiveFailures: 0 };
+  #health: Omit<SenderHealth, "consecutiveFailures"> = { lastAckAt: null, lastErrorAt: null, lastError: null };
   #stats: SenderStats = { sentItems: 0, ackedItems: 0, retries: 0, rejectedItems: 0, tooLargeItems: 0, splits: 0 };
 
   constructor(options: SenderOptions) {
@@ -177,7 +177,7 @@ export class Sender extends EventEmitter<SenderEvents> {
   }
 
   health(): SenderHealth {
-    return { ...this.#health };
+    return { ...this.#health, consecutiveFailures: this.#pacer.failures };
   }
 
   stats(): SenderStats {
@@ -313,7 +313,6 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.#o.store.ack(batch.id);
     this.#retryAt.delete(batch.id);
     this.#pacer.succeeded(durationMs);
-    this.#health.consecutiveFailures = 0;
     this.#health.lastAckAt = Date.now();
     this.#stats.ackedItems += batch.items;
     const response: AckResponse = { status };
@@ -335,7 +334,6 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.#health.lastErrorAt = now;
     this.#health.lastError = decision.reason;
     const down = this.#pacer.failed(startedAt, now, decision.delayMs);
-    this.#health.consecutiveFailures = this.#pacer.failures;
     const fields = { batch: batch.id, items: batch.items, failures: this.#pacer.failures, reason: decision.reason };
     if (down) {
       // The pacer's shared pause spaces the probes, oldest batch first; delays per batch would only scatter them.
