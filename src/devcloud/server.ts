@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
@@ -95,6 +95,13 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
       });
     },
   );
+  // closeAllConnections() knows only connections past the TLS handshake; one still in it would
+  // keep close() waiting up to the handshake timeout (120 s), so stop() destroys every socket.
+  const sockets = new Set<Socket>();
+  https.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
   https.on("tlsClientError", (err) => log.info({ code: (err as NodeJS.ErrnoException).code, msg: err.message }, "devcloud: TLS client refused"));
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -199,6 +206,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
       stopped = true;
       const closed = new Promise<void>((resolve) => https.close(() => resolve()));
       https.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
       await closed;
       store.close();
     },

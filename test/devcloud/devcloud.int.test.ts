@@ -1,4 +1,5 @@
 /** The reference cloud over real mTLS: ingest validation, idempotency, persistence and limits. */
+import { connect } from "node:net";
 import { gzipSync } from "node:zlib";
 import { request, type Agent } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -260,6 +261,18 @@ async function waitForValue(condition: () => boolean): Promise<void> {
     if (Date.now() > deadline) throw new Error("condition not met in time");
   }
 }
+
+describe("stop", () => {
+  it("closes a connection that has not finished its TLS handshake, rather than waiting for it", async () => {
+    const raw = connect(cloud.port, "127.0.0.1"); // TCP only: no ClientHello yet
+    raw.on("error", () => undefined);
+    await new Promise((r) => raw.once("connect", r));
+    const closed = new Promise((r) => raw.once("close", r));
+    await cloud.stop();
+    await closed;
+    expect(raw.destroyed).toBe(true);
+  });
+});
 
 describe("restart", () => {
   it("keeps CA, server key (pin), data and idempotency keys when restarted on the same dir and port", async () => {
