@@ -77,6 +77,8 @@ export class Agent {
       caPem: config.cloud.caFile ? readFileSync(config.cloud.caFile, "utf8") : undefined,
       pins: config.cloud.pins,
       logger: this.#log.child({ component: "uplink" }),
+      // live requests, and as many stuck ones waiting out their deadlines beside them (pacer.ts)
+      connections: 2 * config.cloud.concurrency,
     });
     this.sender = new Sender({
       store: this.buffer,
@@ -87,6 +89,7 @@ export class Agent {
       requestTimeoutMs: config.cloud.requestTimeoutMs,
       retry: config.cloud.retry,
       maxItemsPerRequest: config.cloud.batch.maxItems,
+      maxBytesPerRequest: config.cloud.batch.maxBytes,
       logger: this.#log.child({ component: "uplink" }),
     });
     this.sender.start();

@@ -21,7 +21,9 @@ commands:
   run       --config FILE [--state-dir DIR]     run the connector
   validate  --config FILE                       check config and mapping, report every error
   simulate  [--port N] [--load N --period MS]   simulated woodworking machine (OPC UA server)
-  devcloud  [--port N]                          reference cloud (HTTPS ingest, dev CA)
+  devcloud  [--port N] [--faults RATE --fault-seed N]
+                                                reference cloud (HTTPS ingest, dev CA); --faults 0.25
+                                                fails a quarter of ingest requests (seeded)
   demo      [--seconds N]                       simulator, devcloud and connector on loopback
   health                                        exit 0 when the running connector is healthy
   trust     list | accept THUMBPRINT | reject THUMBPRINT | add-issuer FILE | add-crl FILE

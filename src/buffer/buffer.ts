@@ -82,6 +82,8 @@ export interface StoredBatch {
   bytes: number;
   /** When the batch was appended, epoch ms. Split parts keep their original's time. */
   createdAt: number;
+  /** Only on a batch that nextMerged has just merged: the item counts of the batches it was made of, oldest first. */
+  parts?: number[];
 }
 
 export interface BufferStats {
@@ -468,7 +470,7 @@ export class DurableBuffer {
       delta.items += items - first.items;
       delta.bytes += encoded.payload.byteLength - first.bytes;
     });
-    return storedBatch({ ...first, created_at: createdAt, items, bytes: encoded.payload.byteLength }, json);
+    return { ...storedBatch({ ...first, created_at: createdAt, items, bytes: encoded.payload.byteLength }, json), parts: group.map((g) => g.row.items) };
   }
 
   // --- inside a transaction -------------------------------------------------

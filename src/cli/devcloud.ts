@@ -2,18 +2,24 @@ import path from "node:path";
 import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
 import { startDevCloud } from "../devcloud/server.ts";
 import { createDevCa } from "../certs/devca.ts";
+import { createHostile } from "../devcloud/hostile.ts";
+import { KerfError } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import { intOption, parseCli } from "./args.ts";
 
 /**
- * `kerf devcloud [--port N] [--host H] [--state-dir DIR]`: the reference cloud in the
- * foreground until SIGINT or SIGTERM. `--issue-client NAME` instead writes a client key and
- * certificate for instance NAME (for cloud.identity in a connector config) and exits.
+ * `kerf devcloud [--port N] [--host H] [--state-dir DIR] [--faults RATE [--fault-seed N]]`:
+ * the reference cloud in the foreground until SIGINT or SIGTERM. `--faults 0.25` makes it
+ * hostile: a quarter of the ingest requests meet a fault (reset, 503 or 429 with Retry-After,
+ * 413, an answer lost after storing, a drip), drawn from a generator seeded with
+ * `--fault-seed` (default 42) so a run can be repeated; see src/devcloud/hostile.ts.
+ * `--issue-client NAME` instead writes a client key and certificate for instance NAME (for
+ * cloud.identity in a connector config) and exits.
  */
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseCli(
     argv,
-    { port: { type: "string" }, host: { type: "string" }, "state-dir": { type: "string" }, "issue-client": { type: "string" }, "log-level": { type: "string" } },
+    { port: { type: "string" }, host: { type: "string" }, "state-dir": { type: "string" }, "issue-client": { type: "string" }, "log-level": { type: "string" }, faults: { type: "string" }, "fault-seed": { type: "string" } },
     "devcloud",
   );
   const dir = path.resolve(values["state-dir"] ?? process.env.KERF_STATE_DIR ?? ".kerf", "devcloud");
@@ -28,8 +34,13 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const cloud = await startDevCloud({ dir, port: intOption(values.port, "port", 0), host: values.host ?? "127.0.0.1", logger });
-  process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  state:   ${dir}\n`);
+  const rate = values.faults === undefined ? 0 : Number(values.faults);
+  if (!(rate >= 0 && rate <= 1) || values.faults?.trim() === "") throw new KerfError("USAGE", `--faults must be a share of requests between 0 and 1 (e.g. 0.25), got '${values.faults}'`);
+  const seed = intOption(values["fault-seed"], "fault-seed", 42);
+  const faults = rate > 0 ? { hostile: createHostile({ rate, seed }) } : {};
+  const cloud = await startDevCloud({ dir, port: intOption(values.port, "port", 0), host: values.host ?? "127.0.0.1", logger, faults });
+  const hostile = rate > 0 ? `  faults:  ${rate} of ingest requests, seed ${seed}\n` : "";
+  process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  state:   ${dir}\n${hostile}`);
   await new Promise<void>((resolve) => {
     process.once("SIGINT", resolve);
     process.once("SIGTERM", resolve);

@@ -73,6 +73,10 @@ export class MemoryStore {
     return notify(this.#listeners, { connector, batch, idempotencyKey, messages, items, duplicate });
   }
 
+  has(idempotencyKey: string): boolean {
+    return this.#batches.has(idempotencyKey);
+  }
+
   items(machine: string, key: string): StoredItem[] {
     return [...(this.#items.get(`${machine}\u0000${key}`) ?? [])].sort((a, b) => a.ms - b.ms).map(({ v, q, t }) => ({ v, q, t }));
   }

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { createServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { isIP } from "node:net";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
@@ -16,7 +16,9 @@ import { createDevCa, type DevCa } from "../certs/devca.ts";
 import { writeFileAtomic } from "../certs/files.ts";
 import { spkiPin } from "../certs/pins.ts";
 import type { Logger } from "../log.ts";
+import { itemCount } from "../types.ts";
 import { parseEnvelope, type Envelope } from "./envelope.ts";
+import type { Hostile } from "./hostile.ts";
 import { MemoryStore } from "./memory-store.ts";
 import { CloudStore } from "./store.ts";
 
@@ -30,6 +32,8 @@ export interface DevCloudFaults {
   failNext?: number;
   /** Decides an answer for a valid ingest request before it is stored; undefined = normal handling. */
   status?: (req: IncomingMessage, envelope: Envelope) => FaultAnswer;
+  /** Seeded random faults (hostile.ts), after `failNext` and `status`. */
+  hostile?: Hostile;
 }
 
 export interface DevCloudOptions {
@@ -58,6 +62,8 @@ export interface DevCloud {
   store: CloudStore | MemoryStore;
   /** Live: tests may change it while the cloud runs. */
   faults: DevCloudFaults;
+  /** Ingest requests being handled now, and the most at once so far (a test may reset `peak`). */
+  inFlight: { now: number; peak: number };
   stop(): Promise<void>;
 }
 
@@ -70,6 +76,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   const server = await serverCertificate(ca, options.dir, host);
   const store = options.storage === "memory" ? new MemoryStore(options.keep ? { keep: options.keep } : {}) : new CloudStore(join(options.dir, "devcloud.db"));
   const faults: DevCloudFaults = options.faults ?? {};
+  const inFlight = { now: 0, peak: 0 };
 
   const https: Server = createServer(
     {
@@ -88,6 +95,13 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
       });
     },
   );
+  // closeAllConnections() knows only connections past the TLS handshake; one still in it would
+  // keep close() waiting up to the handshake timeout (120 s), so stop() destroys every socket.
+  const sockets = new Set<Socket>();
+  https.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
   https.on("tlsClientError", (err) => log.info({ code: (err as NodeJS.ErrnoException).code, msg: err.message }, "devcloud: TLS client refused"));
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -96,6 +110,8 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     if (url.pathname === "/v1/ingest") {
       if (req.method !== "POST") return send(res, 405, { error: `use POST for ${url.pathname}` }, { allow: "POST" });
       store.countRequest();
+      inFlight.peak = Math.max(inFlight.peak, ++inFlight.now);
+      res.once("close", () => inFlight.now--);
       return ingest(req, res, cn);
     }
     const m = /^\/v1\/machines\/([^/]+)\/(latest|items)$/.exec(url.pathname);
@@ -151,8 +167,16 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
       const answer = typeof fault === "number" ? { status: fault } : fault;
       return send(res, answer.status, answer.body ?? { error: "injected fault" }, answer.headers);
     }
+    // Never a 413 for a batch already stored: a known key must get its 200 (docs/protocol.md).
+    const hostile = faults.hostile?.pick(itemCount(env.messages), store.has(idem));
+    if (hostile === "reset") return void req.socket.destroy();
+    if (hostile === "unavailable" || hostile === "throttled") return send(res, hostile === "throttled" ? 429 : 503, { error: `injected fault: ${hostile}` }, { "retry-after": "1" });
+    if (hostile === "tooLarge") return send(res, 413, { error: "injected fault: tooLarge" });
     const record = store.ingest(env.connector, env.batch, idem, env.messages);
-    send(res, 200, { accepted: record.items, duplicate: record.duplicate });
+    if (hostile === "lostAnswer") return void req.socket.destroy();
+    const answer = JSON.stringify({ accepted: record.items, duplicate: record.duplicate });
+    if (hostile === "drip") return faults.hostile!.drip(res, 200, answer);
+    send(res, 200, answer);
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -176,11 +200,13 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     pin: server.pin,
     store,
     faults,
+    inFlight,
     async stop() {
       if (stopped) return;
       stopped = true;
       const closed = new Promise<void>((resolve) => https.close(() => resolve()));
       https.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
       await closed;
       store.close();
     },

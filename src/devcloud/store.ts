@@ -138,6 +138,11 @@ export class CloudStore {
     return notify(this.#listeners, { connector, batch, idempotencyKey, messages, items, duplicate });
   }
 
+  /** Whether a batch with this idempotency key is stored. */
+  has(idempotencyKey: string): boolean {
+    return this.#s.findBatch.get(idempotencyKey) !== undefined;
+  }
+
   /** All stored items of one key, in source-timestamp order. */
   items(machine: string, key: string): StoredItem[] {
     return this.#s.items.all(machine, key).map((r) => ({ v: JSON.parse(r.v as string), q: r.q as number, t: r.t as string }));

@@ -4,29 +4,52 @@
  * UPLINK_TLS or UPLINK_NETWORK.
  */
 import { subscribe } from "node:diagnostics_channel";
+import type { EventEmitter } from "node:events";
+import type { TLSSocket } from "node:tls";
 import { KerfError, type KerfErrorCode } from "../errors.ts";
 
-// A cloud that refuses our client certificate usually just closes the connection after the
-// handshake (Node's TLS server does; TLS 1.3 finishes the client's side of the handshake
-// first), so the client sees "other side closed" on its first request. The same error on a
-// connection that has already carried a response means something else (a restart, a proxy),
-// so we remember, through undici's diagnostics channels, which sockets have been answered.
+// A cloud that refuses our client certificate often just closes the connection after the
+// handshake, without a TLS alert (Node's TLS server does, after TLS 1.3 has finished the
+// client's side of the handshake), so the client sees "other side closed" on its first request.
+// A cloud that accepted the certificate and then reset the connection (a restart, a proxy, a
+// load balancer) looks the same at that point, and that is a network error to retry quietly,
+// not an alarm about our identity. What tells them apart, per socket, through undici's
+// diagnostics channels:
+// - the server asked for a client certificate in the handshake: only then can it refuse ours
+//   (on the client, the shared signature algorithms are set only by a CertificateRequest);
+// - after a TLS 1.3 handshake, a server that accepted our certificate sends its session
+//   tickets; one that refuses it closes without sending anything (TLS 1.2 has no such signal);
+// - the connection has carried a response: then it was accepted long ago.
+interface SocketFacts {
+  certificateRequested: boolean;
+  /** The server sent something after the handshake: a session ticket or a response. */
+  serverSpoke: boolean;
+}
+const facts = new WeakMap<object, SocketFacts>();
 const requestSocket = new WeakMap<object, object>();
-const answeredSockets = new WeakSet<object>();
-const firstRequestErrors = new WeakSet<object>();
+const refusalErrors = new WeakSet<object>();
 
+subscribe("undici:client:connected", (msg) => {
+  const socket = (msg as { socket: Partial<TLSSocket> & EventEmitter }).socket;
+  if (typeof socket.getSharedSigalgs !== "function" || typeof socket.getProtocol !== "function") return;
+  const f: SocketFacts = { certificateRequested: socket.getSharedSigalgs().length > 0, serverSpoke: false };
+  facts.set(socket, f);
+  if (f.certificateRequested && socket.getProtocol() === "TLSv1.3") socket.once("session", () => (f.serverSpoke = true));
+});
 subscribe("undici:client:sendHeaders", (msg) => {
   const { request, socket } = msg as { request: object; socket: object };
   requestSocket.set(request, socket);
 });
 subscribe("undici:request:headers", (msg) => {
   const socket = requestSocket.get((msg as { request: object }).request);
-  if (socket) answeredSockets.add(socket);
+  const f = socket && facts.get(socket);
+  if (f) f.serverSpoke = true;
 });
 subscribe("undici:request:error", (msg) => {
   const { request, error } = msg as { request: object; error: unknown };
   const socket = requestSocket.get(request);
-  if (socket && !answeredSockets.has(socket) && typeof error === "object" && error !== null) firstRequestErrors.add(error);
+  const f = socket && facts.get(socket);
+  if (f?.certificateRequested && !f.serverSpoke && typeof error === "object" && error !== null) refusalErrors.add(error);
 });
 
 const clientCertAlert = /ALERT_(CERTIFICATE_REQUIRED|BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_EXPIRED|CERTIFICATE_UNKNOWN|CERTIFICATE_REVOKED|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED)$/;
@@ -57,8 +80,8 @@ export function toUplinkError(err: unknown, host: string): KerfError {
   if (clientCertAlert.test(code)) {
     return make("UPLINK_NO_CLIENT_CERT", `the cloud at '${host}' refused our client certificate (TLS alert ${code}): check that the instance certificate is issued by a CA the cloud trusts and is not expired`);
   }
-  if (closedCodes.has(code) && typeof err === "object" && err !== null && firstRequestErrors.has(err)) {
-    return make("UPLINK_NO_CLIENT_CERT", `the cloud at '${host}' refused our client certificate: it closed the new connection before answering (${code} ${message}); check that the instance certificate is issued by a CA the cloud trusts and is not expired`);
+  if (closedCodes.has(code) && typeof err === "object" && err !== null && refusalErrors.has(err)) {
+    return make("UPLINK_NO_CLIENT_CERT", `the cloud at '${host}' refused our client certificate: it asked for one in the TLS handshake, then closed the new connection without sending anything (${code} ${message}); check that the instance certificate is issued by a CA the cloud trusts and is not expired`);
   }
   if (serverCertCodes.has(code)) {
     return make("UPLINK_TLS", `the cloud's certificate at '${host}' was not accepted: ${code} (${message}); check cloud.caFile and the cloud's chain`);

@@ -1,12 +1,15 @@
 /**
  * The uplink's retry policy, in one place: what each response or error makes the sender do.
- * docs/protocol.md carries the same table for cloud implementers.
+ * docs/protocol.md carries the same table for cloud implementers. How long a retried batch
+ * waits, and whether the others wait too, is the pacer's business (pacer.ts): a failed batch
+ * waits alone while other requests succeed; only when all fail does the wait pace everything.
  *
  *   200                         success: the batch is acknowledged and deleted from the buffer
  *   network error, timeout      retry with backoff
  *   pin mismatch, TLS failure,  retry with backoff, logged as an error every time: the config or
  *   client certificate refused  the network must be fixed, and the data stays buffered meanwhile
- *   408, 429, 5xx except 501    retry; Retry-After (seconds or HTTP-date) is honoured, capped
+ *   408, 429, 5xx except 501    retry; Retry-After (seconds or HTTP-date) is honoured, capped,
+ *                               for the batch it answered (for all batches once the cloud is down)
  *   401 403 404 405 407 415 421 retry, logged as an error: these say the connector is pointed at the
  *                               wrong place or with the wrong credentials, which no batch content
  *                               can fix; rejecting would dead-letter every batch until fixed

@@ -3,9 +3,10 @@
  * each outcome as the retry policy (retry.ts) says. A batch leaves the buffer only when the
  * cloud has answered 200 (acknowledged), or when it is dead-lettered (rejected, too large).
  *
- * Backoff is shared: one failed request pauses all new requests, because when the cloud or
- * the network is down every request would fail alike, and hammering it helps nobody. Until a
- * request succeeds again, only one is in flight at a time.
+ * A failed batch waits out its own backoff (or the cloud's Retry-After) while the others go on,
+ * since a cloud behind a load balancer fails some requests all the time. How many requests may
+ * be in flight, when the cloud counts as down (then one probe at a time, with a shared backoff)
+ * and each request's deadline are decided by the Pacer (pacer.ts).
  */
 import { EventEmitter } from "node:events";
 import { gzipSync } from "node:zlib";
@@ -14,6 +15,7 @@ import { DurationHistogram, type DurationSummary } from "../durations.ts";
 import type { Logger } from "../log.ts";
 import { itemCount, type Message } from "../types.ts";
 import { toUplinkError } from "./client.ts";
+import { Pacer } from "./pacer.ts";
 import { backoff, classify, defaultRetryOptions, type Decision, type RetryOptions } from "./retry.ts";
 
 /**
@@ -32,12 +34,18 @@ export interface StoredBatch {
   items: number;
   bytes: number;
   createdAt: number;
+  /** Set by nextMerged on a batch it merged: the item counts of the batches it was made of. */
+  parts?: number[];
 }
 
 /** What the sender needs from the durable buffer (src/buffer/buffer.ts implements it). */
 export interface BatchStore {
   readonly epoch: string;
   next(limit: number, exclude?: ReadonlySet<number>): StoredBatch[];
+  /** Like next, with consecutive never-sent batches merged within the limits (buffer.ts). */
+  nextMerged?(limit: number, exclude: ReadonlySet<number>, limits: { maxItems: number; maxBytes: number }): StoredBatch[];
+  /** The batch goes into a request: the cloud may know its key from now on, so it is never merged. */
+  markAttempted?(id: number): void;
   ack(id: number): void;
   replace(id: number, parts: Message[][]): number[];
   drop(id: number, reason: "buffer_full" | "rejected" | "too_large", detail: string): void;
@@ -56,14 +64,18 @@ export interface SenderOptions {
   /** Base URL of the cloud; requests go to {url}/v1/ingest. */
   url: string;
   instance: string;
-  /** Requests in flight at most. Default 4. */
+  /** Requests in flight at most, besides as many stuck ones waiting out their deadlines (pacer.ts). Default 4. */
   concurrency?: number;
-  /** Whole request (headers and body) must complete within this. Default 30 s. */
+  /** Whole request (headers and body) must complete within this, whatever the deadline below. Default 30 s. */
   requestTimeoutMs?: number;
+  /** Lower bound of a request's deadline, which follows the cloud's recent response times (pacer.ts). Default 1 s. */
+  minDeadlineMs?: number;
   retry?: Partial<RetryOptions>;
   logger: Logger;
-  /** A stored batch with more items is split before it is sent. Default: no limit. */
+  /** A stored batch with more items is split before it is sent, and merged batches stay within it. Default: no limit. */
   maxItemsPerRequest?: number;
+  /** The same for the batch's JSON bytes (before compression). Default 1 MiB. */
+  maxBytesPerRequest?: number;
   /** How often an idle sender looks for new batches when nobody calls wake(). Default 1 s. */
   pollIntervalMs?: number;
   /** Source of randomness for the backoff jitter; tests make it deterministic. */
@@ -93,23 +105,30 @@ export interface SenderEvents {
 
 const maxResponseBytes = 64 * 1024;
 
+interface InFlight {
+  done: Promise<void>;
+  startedAt: number;
+}
+
 export class Sender extends EventEmitter<SenderEvents> {
-  readonly #o: Required<Omit<SenderOptions, "retry" | "maxItemsPerRequest">> & { maxItemsPerRequest: number };
+  readonly #o: Required<Omit<SenderOptions, "retry">>;
+  /** What a merged request may carry; lowered when the cloud answers 413, so halves are not merged again. */
+  #mergeLimits: { maxItems: number; maxBytes: number };
   readonly #retry: Required<RetryOptions>;
   readonly #endpoint: string;
   readonly #host: string;
   readonly #log: Logger;
-  readonly #inFlight = new Map<number, Promise<void>>();
+  readonly #inFlight = new Map<number, InFlight>();
+  readonly #pacer: Pacer;
+  /** Merged batches not yet acknowledged: the item counts of their parts, to take them apart if the cloud rejects them. */
+  readonly #mergedParts = new Map<number, number[]>();
+  /** Batches that failed while the cloud was up, and when each may go again. */
+  readonly #retryAt = new Map<number, { at: number; attempts: number }>();
   #abort = new AbortController();
   #running = false;
   #loop: Promise<void> | null = null;
   #notify: (() => void) | null = null;
-  /** No new request starts before this time (shared backoff). */
-  #pauseUntil = 0;
-  /** Failed rounds in a row; drives the backoff exponent. Requests that failed together count once. */
-  #backoffAttempt = 0;
-  #lastFailureStart = -1;
-  #health: SenderHealth = { lastAckAt: null, lastErrorAt: null, lastError: null, consecutiveFailures: 0 };
+  #health: Omit<SenderHealth, "consecutiveFailures"> = { lastAckAt: null, lastErrorAt: null, lastError: null };
   #stats: SenderStats = { sentItems: 0, ackedItems: 0, retries: 0, rejectedItems: 0, tooLargeItems: 0, splits: 0 };
   /** Where an acknowledged batch's time went: in the buffer before its request, compressing, the request, deleting it. */
   readonly #stages = { queue: new DurationHistogram(), gzip: new DurationHistogram(), request: new DurationHistogram(), ack: new DurationHistogram() };
@@ -123,12 +142,17 @@ export class Sender extends EventEmitter<SenderEvents> {
       instance: options.instance,
       concurrency: Math.max(1, options.concurrency ?? 4),
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+      minDeadlineMs: options.minDeadlineMs ?? 1000,
       logger: options.logger,
       maxItemsPerRequest: options.maxItemsPerRequest ?? Number.POSITIVE_INFINITY,
+      maxBytesPerRequest: options.maxBytesPerRequest ?? 1024 ** 2,
       pollIntervalMs: options.pollIntervalMs ?? 1000,
       random: options.random ?? Math.random,
     };
     this.#retry = { ...defaultRetryOptions, ...options.retry };
+    this.#mergeLimits = { maxItems: this.#o.maxItemsPerRequest, maxBytes: this.#o.maxBytesPerRequest };
+    const { concurrency, requestTimeoutMs, minDeadlineMs, random } = this.#o;
+    this.#pacer = new Pacer({ concurrency, requestTimeoutMs, minDeadlineMs, retry: this.#retry, random });
     this.#endpoint = `${options.url.replace(/\/+$/, "")}/v1/ingest`;
     this.#host = new URL(this.#endpoint).host;
     this.#log = options.logger;
@@ -147,7 +171,7 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.#running = false;
     this.#wakeLoop();
     await this.#loop;
-    const pending = Promise.allSettled(this.#inFlight.values());
+    const pending = Promise.allSettled([...this.#inFlight.values()].map((f) => f.done));
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([pending.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.#o.requestTimeoutMs)))]);
     clearTimeout(timer);
@@ -174,7 +198,7 @@ export class Sender extends EventEmitter<SenderEvents> {
   }
 
   health(): SenderHealth {
-    return { ...this.#health };
+    return { ...this.#health, consecutiveFailures: this.#pacer.failures };
   }
 
   stats(): SenderStats {
@@ -190,54 +214,92 @@ export class Sender extends EventEmitter<SenderEvents> {
 
   async #run(): Promise<void> {
     while (this.#running) {
-      const pause = this.#pauseUntil - Date.now();
+      const now = Date.now();
+      // Only while the cloud is down: one probe per backoff period, not `concurrency` requests.
+      const pause = this.#pacer.pauseMs(now);
       if (pause > 0) {
         await this.#wait(pause);
         continue;
       }
-      // After a failure only one request goes out at a time, a probe, until one succeeds: a cloud
-      // that is down sees one connector request per backoff period, not `concurrency` of them.
-      const limit = this.#health.consecutiveFailures > 0 ? 1 : this.#o.concurrency;
-      const free = limit - this.#inFlight.size;
+      const free = this.#free(now);
       if (free <= 0) {
-        await this.#wait(this.#o.pollIntervalMs);
+        await this.#wait(this.#sleepMs(now));
         continue;
       }
       let batches: StoredBatch[];
       try {
-        batches = this.#o.store.next(free, new Set(this.#inFlight.keys()));
+        // A backlog leaves in few large requests: what waits is merged up to the request limits.
+        const store = this.#o.store;
+        batches = store.nextMerged ? store.nextMerged(free, this.#excluded(now), this.#mergeLimits) : store.next(free, this.#excluded(now));
       } catch (err) {
         this.#log.error({ err }, "cannot read batches from the buffer; retrying");
         await this.#wait(this.#o.pollIntervalMs);
         continue;
       }
       if (batches.length === 0) {
-        await this.#wait(this.#o.pollIntervalMs);
+        await this.#wait(this.#sleepMs(now));
         continue;
       }
       for (const batch of batches) {
-        const done = this.#handle(batch)
+        const done = this.#handle(batch, now)
           .catch((err) => this.#log.error({ err, batch: batch.id }, "uplink: unexpected failure while handling a batch"))
           .finally(() => {
             this.#inFlight.delete(batch.id);
             this.#wakeLoop();
           });
-        this.#inFlight.set(batch.id, done);
+        this.#inFlight.set(batch.id, { done, startedAt: now });
       }
     }
   }
 
-  async #handle(batch: StoredBatch): Promise<void> {
+  /**
+   * Requests that may start now: the pacer's window less the requests that still hold it. An
+   * overdue request is presumed stuck (a drip, a black hole) and waits out its deadline beside
+   * the others; at most `concurrency` of them, so stuck requests cannot pile up.
+   */
+  #free(now: number): number {
+    const overdue = this.#pacer.overdueMs();
+    let holding = 0;
+    for (const f of this.#inFlight.values()) if (now - f.startedAt < overdue) holding++;
+    return Math.min(this.#pacer.limit() - holding, 2 * this.#o.concurrency - this.#inFlight.size);
+  }
+
+  /** Batches not to take now: those in flight, and those waiting out their own retry delay. */
+  #excluded(now: number): Set<number> {
+    const ids = new Set(this.#inFlight.keys());
+    for (const [id, r] of this.#retryAt) {
+      if (r.at > now) ids.add(id);
+      // Due long ago and never taken again: the buffer evicted it.
+      else if (r.at + this.#retry.maxDelayMs < now) this.#retryAt.delete(id);
+    }
+    return ids;
+  }
+
+  /** How long the loop may sleep before something changes by itself: a retry falls due, a request becomes overdue, the poll. */
+  #sleepMs(now: number): number {
+    let ms = this.#o.pollIntervalMs;
+    for (const r of this.#retryAt.values()) if (r.at > now) ms = Math.min(ms, r.at - now);
+    const overdue = this.#pacer.overdueMs();
+    for (const f of this.#inFlight.values()) if (now - f.startedAt < overdue) ms = Math.min(ms, f.startedAt + overdue - now);
+    return Math.max(1, ms);
+  }
+
+  async #handle(batch: StoredBatch, startedAt: number): Promise<void> {
     if (batch.items > this.#o.maxItemsPerRequest) {
       this.#split(batch, `it has ${batch.items} items, more than maxItemsPerRequest ${this.#o.maxItemsPerRequest}`);
       return;
     }
-    const startedAt = Date.now();
+    if (batch.json.length > this.#o.maxBytesPerRequest && batch.items > 1) {
+      this.#split(batch, `it has ${batch.json.length} bytes, more than maxBytesPerRequest ${this.#o.maxBytesPerRequest}`);
+      return;
+    }
+    if (batch.parts) this.#mergedParts.set(batch.id, batch.parts);
+    this.#o.store.markAttempted?.(batch.id);
     const { decision, status, body, gzipMs } = await this.#post(batch);
     switch (decision.action) {
       case "success": {
         const answeredAt = Date.now();
-        this.#acked(batch, status, body);
+        this.#acked(batch, status, body, answeredAt - startedAt);
         this.#stages.queue.add(startedAt - batch.createdAt);
         this.#stages.gzip.add(gzipMs);
         this.#stages.request.add(answeredAt - startedAt - gzipMs);
@@ -247,10 +309,14 @@ export class Sender extends EventEmitter<SenderEvents> {
       case "retry":
         return this.#failed(batch, decision, startedAt);
       case "split":
+        this.#pacer.answered();
+        this.#learnLimit(batch);
         this.#split(batch, decision.reason);
         return;
       case "reject": {
+        this.#pacer.answered();
         const detail = `${status} ${body.slice(0, 200)}`.trim();
+        if (this.#unmerge(batch, detail)) return;
         this.#drop(batch, "rejected", detail);
         this.#health.lastError = `batch ${batch.id} rejected: ${detail}`;
         this.#health.lastErrorAt = Date.now();
@@ -266,7 +332,8 @@ export class Sender extends EventEmitter<SenderEvents> {
     const payload = gzipSync(Buffer.concat([head, batch.json, CLOSE_BRACE]), GZIP);
     const gzipMs = performance.now() - gzipStart;
     this.#stats.sentItems += batch.items;
-    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#o.requestTimeoutMs)]);
+    const deadlineMs = this.#pacer.deadlineMs(this.#retryAt.get(batch.id)?.attempts);
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(deadlineMs)]);
     try {
       const res = await request(this.#endpoint, {
         dispatcher: this.#o.agent,
@@ -278,8 +345,8 @@ export class Sender extends EventEmitter<SenderEvents> {
         },
         body: payload,
         signal,
-        headersTimeout: this.#o.requestTimeoutMs,
-        bodyTimeout: this.#o.requestTimeoutMs,
+        headersTimeout: deadlineMs,
+        bodyTimeout: deadlineMs,
       });
       const body = await readBounded(res.body);
       return { decision: classify({ status: res.statusCode, headers: res.headers }, { maxRetryAfterMs: this.#retry.maxRetryAfterMs }), status: res.statusCode, body, gzipMs };
@@ -289,10 +356,11 @@ export class Sender extends EventEmitter<SenderEvents> {
     }
   }
 
-  #acked(batch: StoredBatch, status: number, body: string): void {
+  #acked(batch: StoredBatch, status: number, body: string, durationMs: number): void {
     this.#o.store.ack(batch.id);
-    this.#backoffAttempt = 0;
-    this.#health.consecutiveFailures = 0;
+    this.#mergedParts.delete(batch.id);
+    this.#retryAt.delete(batch.id);
+    this.#pacer.succeeded(durationMs);
     this.#health.lastAckAt = Date.now();
     this.#stats.ackedItems += batch.items;
     const response: AckResponse = { status };
@@ -311,17 +379,48 @@ export class Sender extends EventEmitter<SenderEvents> {
     if (this.#abort.signal.aborted) return; // cut short by stop(): the batch stays buffered, nothing to report
     const now = Date.now();
     this.#stats.retries++;
-    this.#health.consecutiveFailures++;
     this.#health.lastErrorAt = now;
     this.#health.lastError = decision.reason;
-    // Requests that were already in flight when an earlier one failed belong to the same round.
-    if (startedAt > this.#lastFailureStart) {
-      this.#backoffAttempt++;
-      this.#lastFailureStart = now;
+    const down = this.#pacer.failed(startedAt, now, decision.delayMs);
+    const fields = { batch: batch.id, items: batch.items, failures: this.#pacer.failures, reason: decision.reason };
+    if (down) {
+      // The pacer's shared pause spaces the probes, oldest batch first; delays per batch would only scatter them.
+      this.#retryAt.clear();
+      this.#log[decision.level]({ ...fields, delayMs: this.#pacer.pauseMs(now) }, "uplink: batch not delivered and the cloud looks down; one request at a time after backoff");
+      return;
     }
-    const delayMs = decision.delayMs ?? backoff(this.#backoffAttempt, this.#retry, this.#o.random);
-    this.#pauseUntil = Math.max(this.#pauseUntil, now + delayMs);
-    this.#log[decision.level]({ batch: batch.id, items: batch.items, delayMs, attempt: this.#backoffAttempt, reason: decision.reason }, "uplink: batch not delivered; retrying after backoff");
+    const attempt = (this.#retryAt.get(batch.id)?.attempts ?? 0) + 1;
+    const delayMs = decision.delayMs ?? backoff(attempt, this.#retry, this.#o.random);
+    this.#retryAt.set(batch.id, { at: now + delayMs, attempts: attempt });
+    this.#log[decision.level]({ ...fields, delayMs, attempt }, "uplink: batch not delivered; retrying it after backoff while the others go on");
+  }
+
+  /**
+   * A merged batch the cloud rejects goes back to the batches it was made of, each sent alone,
+   * so that only the one the cloud refuses is dead-lettered, as without merging. The parts get
+   * new ids, which are marked as sent so that they are not merged again. False when the batch
+   * was not merged.
+   */
+  #unmerge(batch: StoredBatch, detail: string): boolean {
+    const parts = this.#mergedParts.get(batch.id);
+    this.#mergedParts.delete(batch.id);
+    if (!parts || parts.length < 2) return false;
+    const split = splitByItems(batch.messages, parts);
+    if (split === null) return false;
+    this.#retryAt.delete(batch.id);
+    const ids = this.#o.store.replace(batch.id, split);
+    if (ids.length > 0) this.#o.store.markAttempted?.(Math.max(...ids));
+    this.#log.warn({ batch: batch.id, items: batch.items, into: ids, detail }, "uplink: the cloud rejected a merged batch; sending the batches it was made of one by one");
+    return true;
+  }
+
+  /** The cloud refused this batch as too large: merge no batch that large again. */
+  #learnLimit(batch: StoredBatch): void {
+    const before = this.#mergeLimits;
+    this.#mergeLimits = { maxItems: Math.min(before.maxItems, Math.max(1, Math.floor(batch.items / 2))), maxBytes: Math.min(before.maxBytes, Math.floor(batch.json.length / 2)) };
+    if (this.#mergeLimits.maxItems < before.maxItems || this.#mergeLimits.maxBytes < before.maxBytes) {
+      this.#log.info({ batch: batch.id, ...this.#mergeLimits }, "uplink: the cloud refused a batch as too large (413); merged requests stay below half its size from now on");
+    }
   }
 
   /** Replaces a batch by its two halves; one that cannot be cut is dead-lettered as too large. */
@@ -331,12 +430,16 @@ export class Sender extends EventEmitter<SenderEvents> {
       this.#drop(batch, "too_large", `a single item is too large for the cloud (${reason})`);
       return;
     }
+    this.#retryAt.delete(batch.id);
+    this.#mergedParts.delete(batch.id);
     const ids = this.#o.store.replace(batch.id, parts);
     this.#stats.splits++;
     this.#log.info({ batch: batch.id, items: batch.items, into: ids, reason }, "uplink: split batch");
   }
 
   #drop(batch: StoredBatch, reason: "rejected" | "too_large", detail: string): void {
+    this.#retryAt.delete(batch.id);
+    this.#mergedParts.delete(batch.id);
     this.#o.store.drop(batch.id, reason, detail);
     if (reason === "rejected") this.#stats.rejectedItems += batch.items;
     else this.#stats.tooLargeItems += batch.items;
@@ -360,6 +463,24 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.#notify = null;
     notify?.();
   }
+}
+
+/** Messages cut where the running item count reaches each of `counts`; null if they do not line up. */
+export function splitByItems(messages: readonly Message[], counts: readonly number[]): Message[][] | null {
+  const out: Message[][] = [];
+  let i = 0;
+  for (const count of counts) {
+    const part: Message[] = [];
+    let n = 0;
+    while (n < count && i < messages.length) {
+      const m = messages[i++]!;
+      part.push(m);
+      n += itemCount([m]);
+    }
+    if (n !== count) return null;
+    out.push(part);
+  }
+  return i === messages.length ? out : null;
 }
 
 /**

@@ -1,8 +1,10 @@
 /** The reference cloud over real mTLS: ingest validation, idempotency, persistence and limits. */
+import { connect } from "node:net";
 import { gzipSync } from "node:zlib";
 import { request, type Agent } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { spkiPin } from "../../src/certs/pins.ts";
+import { createHostile, type FaultKind, type HostileOptions } from "../../src/devcloud/hostile.ts";
 import { startDevCloud, type DevCloud } from "../../src/devcloud/server.ts";
 import { silentLogger } from "../../src/log.ts";
 import type { Message } from "../../src/types.ts";
@@ -174,6 +176,101 @@ describe("refusals", () => {
     cloud.faults.status = undefined;
     expect((await ingest(agent, body)).status).toBe(200);
     expect(cloud.store.counts()).toMatchObject({ requests: 3, batches: 1 });
+  });
+});
+
+describe("hostile mode", () => {
+  const only = (kind: FaultKind, options: Partial<HostileOptions> = {}) => (cloud.faults.hostile = createHostile({ rate: 1, seed: 1, mix: { [kind]: 1 }, ...options }));
+  const batch = (n: number, items = 1) => ({ connector: "line-1", batch: n, messages: [data("m1", `k${n}`, Array.from({ length: items }, (_, i): [number, string] => [i, t(i)]))] });
+  /** The raw answer: status, headers and the body's chunks. */
+  async function post(agent: Agent, body: { batch: number }) {
+    const res = await request(`${cloud.url}/v1/ingest`, {
+      dispatcher: agent,
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": "gzip", "idempotency-key": `line-1:epoch-1:${body.batch}` },
+      body: gzipSync(JSON.stringify(body)),
+    });
+    const chunks: string[] = [];
+    for await (const chunk of res.body) chunks.push(String(chunk));
+    return { status: res.statusCode, headers: res.headers, chunks, json: JSON.parse(chunks.join("")) as Record<string, unknown> };
+  }
+
+  it("reset and lostAnswer close the connection without an answer; only lostAnswer stored the batch, and its retry is a duplicate", async () => {
+    const agent = await clientAgent();
+    only("reset");
+    await expect(post(agent, batch(1))).rejects.toMatchObject({ code: expect.stringMatching(/UND_ERR_SOCKET|ECONNRESET/) });
+    expect(cloud.store.counts()).toMatchObject({ batches: 0, items: 0 });
+    only("lostAnswer");
+    await expect(post(agent, batch(2))).rejects.toMatchObject({ code: expect.stringMatching(/UND_ERR_SOCKET|ECONNRESET/) });
+    expect(cloud.store.counts()).toMatchObject({ batches: 1, items: 1 });
+    cloud.faults.hostile = undefined;
+    expect((await post(agent, batch(2))).json).toEqual({ accepted: 1, duplicate: true });
+    expect(cloud.store.counts()).toMatchObject({ requests: 3, batches: 1, duplicateBatches: 1, items: 1, duplicateItems: 0 });
+  });
+
+  it("unavailable and throttled answer 503 and 429 with Retry-After: 1 and store nothing", async () => {
+    const agent = await clientAgent();
+    only("unavailable");
+    expect(await post(agent, batch(1))).toMatchObject({ status: 503, headers: { "retry-after": "1" } });
+    only("throttled");
+    expect(await post(agent, batch(1))).toMatchObject({ status: 429, headers: { "retry-after": "1" } });
+    expect(cloud.store.counts().items).toBe(0);
+  });
+
+  it("tooLarge answers 413 to a batch of tooLargeMinItems or more and lets a smaller one pass", async () => {
+    const agent = await clientAgent();
+    only("tooLarge", { tooLargeMinItems: 4 });
+    expect((await post(agent, batch(1, 4))).status).toBe(413);
+    expect((await post(agent, batch(2, 3))).status).toBe(200);
+    expect(cloud.store.counts()).toMatchObject({ batches: 1, items: 3 });
+    expect(cloud.faults.hostile!.counts.tooLarge).toBe(1);
+    // the resend of a stored batch gets its 200, whatever the dice say
+    only("lostAnswer");
+    await expect(post(agent, batch(3, 4))).rejects.toMatchObject({ code: expect.stringMatching(/UND_ERR_SOCKET|ECONNRESET/) });
+    only("tooLarge", { tooLargeMinItems: 4 });
+    expect(await post(agent, batch(3, 4))).toMatchObject({ status: 200, json: { accepted: 4, duplicate: true } });
+    expect(cloud.store.counts()).toMatchObject({ batches: 2, items: 7, duplicateItems: 0 });
+  });
+
+  it("drip stores the batch, then trickles out its 200: headers and all on the first drip, the body byte by byte on the second", async () => {
+    const agent = await clientAgent();
+    only("drip", { dripIntervalMs: 10 });
+    const first = await post(agent, batch(1));
+    expect(first).toMatchObject({ status: 200, json: { accepted: 1, duplicate: false } });
+    const second = await post(agent, batch(2));
+    expect(second).toMatchObject({ status: 200, json: { accepted: 1, duplicate: false } });
+    expect(second.chunks.length).toBeGreaterThan(1);
+    expect(cloud.store.counts()).toMatchObject({ batches: 2, items: 2 });
+    expect(cloud.faults.hostile!.counts.drip).toBe(2);
+    await waitForValue(() => cloud.faults.hostile!.dripping === 0);
+  });
+
+  it("counts the ingest requests in flight and the most at once", async () => {
+    const agent = await clientAgent();
+    only("drip", { dripIntervalMs: 20 });
+    const slow = [post(agent, batch(1)), post(agent, batch(2))];
+    await waitForValue(() => cloud.inFlight.now === 2);
+    await Promise.all(slow);
+    await waitForValue(() => cloud.inFlight.now === 0);
+    expect(cloud.inFlight.peak).toBe(2);
+  });
+});
+
+async function waitForValue(condition: () => boolean): Promise<void> {
+  for (const deadline = Date.now() + 10_000; !condition(); await new Promise((r) => setTimeout(r, 5))) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+  }
+}
+
+describe("stop", () => {
+  it("closes a connection that has not finished its TLS handshake, rather than waiting for it", async () => {
+    const raw = connect(cloud.port, "127.0.0.1"); // TCP only: no ClientHello yet
+    raw.on("error", () => undefined);
+    await new Promise((r) => raw.once("connect", r));
+    const closed = new Promise((r) => raw.once("close", r));
+    await cloud.stop();
+    await closed;
+    expect(raw.destroyed).toBe(true);
   });
 });
 

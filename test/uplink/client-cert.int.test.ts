@@ -1,16 +1,20 @@
 /**
  * The cloud side of mutual TLS: the devcloud lets in only clients with a current certificate
- * from its CA, and the uplink reports a refusal as UPLINK_NO_CLIENT_CERT, not as a socket error.
+ * from its CA, and the uplink reports a refusal as UPLINK_NO_CLIENT_CERT, not as a socket error;
+ * and a connection the cloud accepted and then reset is a network error, not a refusal.
  */
 import tls from "node:tls";
+import { gzipSync } from "node:zlib";
 import { Agent, request } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createDevCa } from "../../src/certs/devca.ts";
+import { createHostile, type FaultKind } from "../../src/devcloud/hostile.ts";
 import { startDevCloud, type DevCloud } from "../../src/devcloud/server.ts";
 import type { KerfError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/log.ts";
 import { createUplinkAgent } from "../../src/uplink/agent.ts";
 import { toUplinkError } from "../../src/uplink/client.ts";
+import { classify } from "../../src/uplink/retry.ts";
 import { clientIdentity, tempDir } from "./helpers.ts";
 
 let cloud: DevCloud;
@@ -50,6 +54,23 @@ async function probe(agent: Agent): Promise<number | KerfError> {
 
 const code = (r: number | KerfError) => (typeof r === "number" ? r : r.code);
 
+/** A valid POST /v1/ingest as the sender makes it: the status, or the uplink's KerfError. */
+async function ingest(agent: Agent, batch: number): Promise<number | KerfError> {
+  const messages = [{ kind: "data", machine: "m1", items: [{ key: "a", v: batch, q: 0, t: new Date().toISOString() }] }];
+  try {
+    const res = await request(`${cloud.url}/v1/ingest`, {
+      dispatcher: agent,
+      method: "POST",
+      headers: { "content-type": "application/json", "content-encoding": "gzip", "idempotency-key": `line-1:epoch:${batch}` },
+      body: gzipSync(JSON.stringify({ connector: "line-1", batch, messages })),
+    });
+    await res.body.text();
+    return res.statusCode;
+  } catch (err) {
+    return toUplinkError(err, new URL(cloud.url).host);
+  }
+}
+
 describe("client certificates at the devcloud", () => {
   it("a current certificate from the cloud's CA gets in", async () => {
     const id = await clientIdentity(cloud.ca, "line-1");
@@ -81,6 +102,25 @@ describe("client certificates at the devcloud", () => {
     const id = await clientIdentity(cloud.ca, "line-1", { notBefore: new Date(Date.now() + day), notAfter: new Date(Date.now() + 30 * day) });
     expect(code(await probe(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() }))))).toBe("UPLINK_NO_CLIENT_CERT");
   });
+
+  for (const kind of ["reset", "lostAnswer"] as FaultKind[]) {
+    it(`a healthy cloud that closes a fresh connection after reading the request (${kind}): UPLINK_NETWORK at warn, not a refused certificate`, async () => {
+      const id = await clientIdentity(cloud.ca, "line-1");
+      cloud.faults.hostile = createHostile({ rate: 1, seed: 1, mix: { [kind]: 1 } });
+      try {
+        // A new agent each time: the request is the first on its connection, which is what used to mislead.
+        for (let batch = 1; batch <= 3; batch++) {
+          const result = await ingest(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() })), batch);
+          expect(code(result), `attempt ${batch}`).toBe("UPLINK_NETWORK");
+          expect(classify({ error: result })).toMatchObject({ action: "retry", level: "warn" });
+        }
+      } finally {
+        cloud.faults.hostile = undefined;
+      }
+      // The same identity is let in: nothing was wrong with the certificate.
+      expect(await ingest(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() })), 9)).toBe(200);
+    });
+  }
 
   it("a client limited to TLS 1.1: refused during the handshake", async () => {
     const id = await clientIdentity(cloud.ca, "line-1");

@@ -6,6 +6,8 @@ import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";
 import type { CertAuthority } from "../../src/certs/devca.ts";
+import type { BatchRecord } from "../../src/devcloud/store.ts";
+import type { Message } from "../../src/types.ts";
 
 export async function tempDir(prefix: string): Promise<{ dir: string; remove: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
@@ -114,4 +116,40 @@ export async function startTlsServer(options: tls.TlsOptions & { chainPem: strin
       return new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Items numbered 1, 2, 3, … across calls (`v` is the number), so the cloud can count each one. */
+export function numberedItems(machine = "m1") {
+  let seq = 0;
+  const t0 = Date.UTC(2026, 0, 1);
+  return {
+    get last() {
+      return seq;
+    },
+    /** One stored batch of `n` items, shaped like the agent's: one data message. */
+    batch(n: number): Message[] {
+      const items = Array.from({ length: n }, () => {
+        seq++;
+        return { key: `k${seq % 50}`, v: seq, q: 0, t: new Date(t0 + seq).toISOString() };
+      });
+      return [{ kind: "data", machine, items }];
+    },
+  };
+}
+
+/** How often the cloud stored each numbered item (first deliveries only; a duplicate batch stores nothing). */
+export function countStored(store: { onBatch(listener: (b: BatchRecord) => void): () => void }): Map<number, number> {
+  const seen = new Map<number, number>();
+  store.onBatch((b) => {
+    if (b.duplicate) return;
+    for (const m of b.messages) if (m.kind === "data") for (const item of m.items) seen.set(item.v as number, (seen.get(item.v as number) ?? 0) + 1);
+  });
+  return seen;
+}
+
+/** The numbers in 1..last that were not stored exactly once. */
+export function notExactlyOnce(seen: Map<number, number>, last: number): number[] {
+  const wrong: number[] = [];
+  for (let v = 1; v <= last; v++) if (seen.get(v) !== 1) wrong.push(v);
+  return wrong;
 }

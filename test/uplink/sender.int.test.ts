@@ -74,7 +74,7 @@ async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void
 }
 
 describe("delivery", () => {
-  it("sends each stored batch once, with the idempotency key <instance>:<epoch>:<id>, and acks it after the 200", async () => {
+  it("sends what is stored once, merged, with the idempotency key <instance>:<epoch>:<id>, and acks it after the 200", async () => {
     await setup();
     const ids = [buffer.append(batch("m1", "a", 3)), buffer.append(batch("m1", "b", 2)), buffer.append(batch("m2", "a", 1))];
     const keys: string[] = [];
@@ -84,14 +84,55 @@ describe("delivery", () => {
     s.on("acked", (b, r) => acked.push([b.id, r]));
     s.start();
     expect(await s.drain(10_000)).toBe(true);
-    expect(keys.sort()).toEqual(ids.map((id) => `line-1:${buffer.epoch}:${id}`).sort());
-    expect(acked.map(([id]) => id).sort()).toEqual(ids);
+    // what waited together left merged, under the oldest batch's id
+    expect(acked.map(([id]) => id)).toEqual([ids[0]]);
+    expect(keys).toEqual([`line-1:${buffer.epoch}:${ids[0]}`]);
     expect(acked.every(([, r]) => r.status === 200 && r.duplicate === false)).toBe(true);
-    expect(cloud.store.counts()).toMatchObject({ batches: 3, items: 6, duplicateItems: 0 });
+    expect(cloud.store.counts()).toMatchObject({ batches: 1, items: 6, duplicateItems: 0 });
     expect(buffer.stats()).toMatchObject({ items: 0, ackedItems: 6, droppedItems: 0 });
     expect(s.stats()).toMatchObject({ sentItems: 6, ackedItems: 6, retries: 0 });
     expect(s.health()).toMatchObject({ consecutiveFailures: 0, lastError: null });
     expect(s.health().lastAckAt).toBeGreaterThan(0);
+  });
+
+  it("a backlog leaves in few large requests, within the request limits, each item once", async () => {
+    await setup();
+    for (let i = 0; i < 60; i++) buffer.append(batch("m1", "k", 100));
+    const requests: number[] = [];
+    cloud.store.onBatch((b) => requests.push(b.messages.reduce((n, m) => n + (m.kind === "data" ? m.items.length : 1), 0)));
+    const s = await sender({ maxItemsPerRequest: 2000 });
+    s.start();
+    expect(await s.drain(20_000)).toBe(true);
+    expect(requests.length).toBeLessThanOrEqual(6);
+    expect(Math.max(...requests)).toBeLessThanOrEqual(2000);
+    expect(cloud.store.counts()).toMatchObject({ items: 6000, duplicateItems: 0 });
+    expect(buffer.stats()).toMatchObject({ items: 0, ackedItems: 6000 });
+  });
+
+  it("a batch that went into a request is never merged: its retry carries the same items under the same key", async () => {
+    await setup();
+    const first = buffer.append(batch("m1", "k", 10));
+    const bodies = new Map<string, number[][]>();
+    let fail = true;
+    cloud.faults.status = (req, env) => {
+      const key = String(req.headers["idempotency-key"]);
+      bodies.set(key, [...(bodies.get(key) ?? []), env.messages.flatMap((m) => (m.kind === "data" ? m.items.map((i) => Number(i.v)) : []))]);
+      return fail ? 503 : undefined;
+    };
+    const s = await sender();
+    s.start();
+    await until(() => s.stats().retries >= 1);
+    await s.stop();
+    // a backlog builds behind the batch whose answer never came
+    for (let i = 0; i < 5; i++) buffer.append(batch("m1", "k", 10));
+    fail = false;
+    const again = await sender();
+    again.start();
+    expect(await again.drain(20_000)).toBe(true);
+    const sent = bodies.get(`line-1:${buffer.epoch}:${first}`)!;
+    expect(sent.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(sent.map((v) => v.join()))).toHaveProperty("size", 1);
+    expect(cloud.store.counts()).toMatchObject({ items: 60, duplicateItems: 0 });
   });
 
   it("wake() sends a new batch without waiting for the poll", async () => {
@@ -160,15 +201,17 @@ describe("the retry table, end to end", () => {
 
   it("400 dead-letters the batch with the cloud's reason, counts it, and the queue moves on", async () => {
     await setup();
-    const poisoned = buffer.append(batch("m1", "bad", 4));
+    buffer.append(batch("m1", "bad", 4));
     buffer.append(batch("m1", "good", 2));
-    cloud.faults.status = (_req, env) => (env.batch === poisoned ? { status: 400, body: JSON.stringify({ error: "unit unknown" }) } : undefined);
+    const bad = (env: { messages: { kind: string; items?: { key: string }[] }[] }) => env.messages.some((m) => m.items?.some((i) => i.key === "bad"));
+    cloud.faults.status = (_req, env) => (bad(env) ? { status: 400, body: JSON.stringify({ error: "unit unknown" }) } : undefined);
     const s = await sender();
     const dropped: string[] = [];
     s.on("dropped", (b, reason, detail) => dropped.push(`${b.id} ${reason} ${detail}`));
     s.start();
     expect(await s.drain(10_000)).toBe(true);
-    expect(dropped).toEqual([`${poisoned} rejected 400 {"error":"unit unknown"}`]);
+    // the two went merged; the 400 took them apart, and only the poisoned one was dead-lettered
+    expect(dropped).toEqual([expect.stringMatching(/^\d+ rejected 400 \{"error":"unit unknown"\}$/)]);
     expect(s.stats()).toMatchObject({ rejectedItems: 4, ackedItems: 2, retries: 0 });
     expect(buffer.stats().dropped.rejected).toBe(4);
     expect(cloud.store.items("m1", "good")).toHaveLength(2);
