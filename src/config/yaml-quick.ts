@@ -58,14 +58,156 @@ export function readPlainYaml(text: string): Record<string, unknown> | null {
   } catch {
     return null;
   }
-  if (typeof data !== "object" || data === null || Array.isArray(data) || hasNullKey(data)) return null;
+  if (typeof data !== "object" || data === null || Array.isArray(data) || (MAYBE_NULL_KEY.test(text) && hasNullKey(data))) return null;
   return data as Record<string, unknown>;
 }
+
+/**
+ * Where a null key can be (null, ~ or nothing before a ':' that ends a key); also matches any
+ * "key :" with a space, which only costs the walk below. Most files need no walk at all.
+ */
+const MAYBE_NULL_KEY = /(?:^|[\s{,?[-])(?:~|null|Null|NULL)?[ \t]*:(?:[\s,\]}]|$)/m;
 
 /** js-yaml turns a null key into "null", `yaml` into "" (and a quoted "null" looks the same here). */
 function hasNullKey(value: unknown, depth = 0): boolean {
   if (typeof value !== "object" || value === null || depth > 1000) return false;
   if (Array.isArray(value)) return value.some((v) => hasNullKey(v, depth + 1));
-  for (const [k, v] of Object.entries(value)) if (k === "null" || hasNullKey(v, depth + 1)) return true;
+  if (Object.hasOwn(value, "null")) return true;
+  for (const k in value) {
+    const v = (value as Record<string, unknown>)[k];
+    if (typeof v === "object" && v !== null && hasNullKey(v, depth + 1)) return true;
+  }
   return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where a plain document's keys and values were written
+
+/** A mapping's pairs in the order written: each key's and value's offset, and the value's own record when it is a mapping or list. */
+interface MapRecord {
+  keys: string[];
+  keyAt: number[];
+  valueAt: number[];
+  values: (PlainRecord | undefined)[];
+  /** Built on the first look-up, so that each look-up is O(1) and locating every error is linear. */
+  byKey?: Map<string, number>;
+}
+
+interface ListRecord {
+  itemAt: number[];
+  items: (PlainRecord | undefined)[];
+}
+
+type PlainRecord = MapRecord | ListRecord;
+
+export interface PlainIndex {
+  rootAt: number;
+  root: PlainRecord | undefined;
+}
+
+interface Frame {
+  at: number;
+  at_: number[];
+  results: unknown[];
+  records: (PlainRecord | undefined)[];
+}
+
+/**
+ * Offsets of a plain document's keys and values, from js-yaml's node events: what lets an error
+ * in a 64 MB file name its line without the `yaml` package's node per scalar (about 30 bytes
+ * of memory per byte of file). The offsets are those `yaml` gives (tested on generated files);
+ * null where the events do not line up with the data (an empty list item, `{a}`): `yaml` then locates.
+ */
+export function indexPlainYaml(text: string): PlainIndex | null {
+  // js-yaml drops a byte-order mark before it counts
+  const shift = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  const stack: Frame[] = [];
+  let index: PlainIndex | undefined;
+  let lined = true;
+  const listener = (event: string, state: { position: number; kind: string | null; result: unknown }) => {
+    if (event === "open") {
+      stack.push({ at: state.position + shift, at_: [], results: [], records: [] });
+      return;
+    }
+    const frame = stack.pop()!;
+    let record: PlainRecord | undefined;
+    if (state.kind === "mapping" || state.kind === "sequence") {
+      // A collection read where a key could have started comes wrapped in one more node.
+      if (frame.results.length === 1 && frame.results[0] === state.result) record = frame.records[0];
+      else record = (state.kind === "mapping" ? mapRecord(frame) : listRecord(frame, state.result as unknown[])) ?? undefined;
+      if (record === undefined) lined = false;
+    }
+    // An empty value is where the colon left off; any other node starts at its first character.
+    const at = state.kind === null ? skip(text, frame.at, false) : skip(text, frame.at, true);
+    const parent = stack.at(-1);
+    if (parent) {
+      parent.at_.push(at);
+      parent.results.push(state.result);
+      parent.records.push(record);
+    } else index = { rootAt: at, root: record };
+  };
+  try {
+    jsYaml.load(text, { schema: CORE, json: false, listener });
+  } catch {
+    return null;
+  }
+  return lined && index ? index : null;
+}
+
+function mapRecord(frame: Frame): MapRecord | null {
+  const n = frame.results.length;
+  if (n % 2 !== 0) return null;
+  const record: MapRecord = { keys: [], keyAt: [], valueAt: [], values: [] };
+  for (let i = 0; i < n; i += 2) {
+    record.keys.push(String(frame.results[i]));
+    record.keyAt.push(frame.at_[i]!);
+    record.valueAt.push(frame.at_[i + 1]!);
+    record.values.push(frame.records[i + 1]);
+  }
+  return record;
+}
+
+function listRecord(frame: Frame, list: unknown[]): ListRecord | null {
+  return frame.results.length === list.length ? { itemAt: frame.at_, items: frame.records } : null;
+}
+
+/** Past spaces and tabs, and with `lines` also past line breaks and comments. */
+function skip(text: string, at: number, lines: boolean): number {
+  let i = at;
+  for (;;) {
+    const c = text.charCodeAt(i);
+    if (c === 0x20 || c === 0x09) i++;
+    else if (lines && (c === 0x0a || c === 0x0d)) i++;
+    else if (lines && c === 0x23 /* # */) {
+      const end = text.indexOf("\n", i);
+      i = end < 0 ? text.length : end;
+    } else return i;
+  }
+}
+
+/** The offset where `path` was written (see yaml-source.ts `locate` for the rules). */
+export function locatePlain(index: PlainIndex, path: readonly PropertyKey[], at: "value" | "key"): number {
+  let record = index.root;
+  let offset = index.rootAt;
+  for (let i = 0; i < path.length && record; i++) {
+    const seg = path[i];
+    if ("keys" in record) {
+      record.byKey ??= keyIndex(record.keys);
+      const j = record.byKey.get(String(seg));
+      if (j === undefined) break;
+      if (i === path.length - 1 && at === "key") return record.keyAt[j]!;
+      offset = record.valueAt[j]!;
+      record = record.values[j];
+    } else if (typeof seg === "number" && seg < record.itemAt.length) {
+      offset = record.itemAt[seg]!;
+      record = record.items[seg];
+    } else break;
+  }
+  return offset;
+}
+
+function keyIndex(keys: readonly string[]): Map<string, number> {
+  const index = new Map<string, number>();
+  for (let j = 0; j < keys.length; j++) index.set(keys[j]!, j);
+  return index;
 }
