@@ -3,7 +3,24 @@ import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
 import { startDevCloud } from "../devcloud/server.ts";
 import { createDevCa } from "../certs/devca.ts";
 import { createLogger } from "../log.ts";
-import { intOption, parseCli } from "./args.ts";
+import { intOption, noPositionals, parseCli } from "./args.ts";
+import { prepareStateDir, stateDirOption } from "./state-dir.ts";
+import { stopRequested } from "./stop.ts";
+
+export const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--log-level L]
+       kerf devcloud --issue-client NAME [--state-dir DIR]
+
+The reference cloud in the foreground until SIGINT or SIGTERM: HTTPS ingest that demands client
+certificates from its own development CA. It prints its URL, the SPKI pin for cloud.pins and the
+CA file for cloud.caFile.
+
+  --port N             default 0 (any free port; the URL printed says which)
+  --host H             default 127.0.0.1
+  --state-dir DIR      its CA, keys and data go to DIR/devcloud; default $KERF_STATE_DIR or ./.kerf
+  --issue-client NAME  instead of serving: write a client key and certificate for connector
+                       instance NAME (for cloud.identity in its config), print their paths, exit
+  --log-level L        default info
+`;
 
 /**
  * `kerf devcloud [--port N] [--host H] [--state-dir DIR]`: the reference cloud in the
@@ -11,12 +28,16 @@ import { intOption, parseCli } from "./args.ts";
  * certificate for instance NAME (for cloud.identity in a connector config) and exits.
  */
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseCli(
+  const { values, positionals } = parseCli(
     argv,
     { port: { type: "string" }, host: { type: "string" }, "state-dir": { type: "string" }, "issue-client": { type: "string" }, "log-level": { type: "string" } },
     "devcloud",
+    usage,
   );
-  const dir = path.resolve(values["state-dir"] ?? process.env.KERF_STATE_DIR ?? ".kerf", "devcloud");
+  noPositionals(positionals, "devcloud", usage);
+  const port = intOption(values.port, "port", 0);
+  const stop = stopRequested();
+  const dir = path.join(prepareStateDir(stateDirOption(values["state-dir"], ".kerf")), "devcloud");
   // Issuing prints the two file paths on stdout; keep the log out of the way unless asked.
   const logger = createLogger({ level: values["log-level"] ?? (values["issue-client"] !== undefined ? "warn" : "info"), name: "devcloud" });
 
@@ -28,12 +49,9 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const cloud = await startDevCloud({ dir, port: intOption(values.port, "port", 0), host: values.host ?? "127.0.0.1", logger });
+  const cloud = await startDevCloud({ dir, port, host: values.host ?? "127.0.0.1", logger });
   process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  state:   ${dir}\n`);
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
+  await stop;
   await cloud.stop();
   return 0;
 }
