@@ -105,9 +105,9 @@ export interface PlainIndex {
   root: PlainRecord | undefined;
 }
 
-interface Frame {
-  at: number;
-  at_: number[];
+/** The children of the nodes still open, one after another; a node's own start where they begin. */
+interface Children {
+  at: number[];
   results: unknown[];
   records: (PlainRecord | undefined)[];
 }
@@ -121,29 +121,34 @@ interface Frame {
 export function indexPlainYaml(text: string): PlainIndex | null {
   // js-yaml drops a byte-order mark before it counts
   const shift = text.charCodeAt(0) === 0xfeff ? 1 : 0;
-  const stack: Frame[] = [];
+  // Open nodes as two number stacks and their children in shared lists: a scalar allocates nothing.
+  const openAt: number[] = [];
+  const openFrom: number[] = [];
+  const children: Children = { at: [], results: [], records: [] };
   let index: PlainIndex | undefined;
   let lined = true;
   const listener = (event: string, state: { position: number; kind: string | null; result: unknown }) => {
     if (event === "open") {
-      stack.push({ at: state.position + shift, at_: [], results: [], records: [] });
+      openAt.push(state.position + shift);
+      openFrom.push(children.at.length);
       return;
     }
-    const frame = stack.pop()!;
+    const start = openAt.pop()!;
+    const from = openFrom.pop()!;
     let record: PlainRecord | undefined;
     if (state.kind === "mapping" || state.kind === "sequence") {
       // A collection read where a key could have started comes wrapped in one more node.
-      if (frame.results.length === 1 && frame.results[0] === state.result) record = frame.records[0];
-      else record = (state.kind === "mapping" ? mapRecord(frame) : listRecord(frame, state.result as unknown[])) ?? undefined;
+      if (children.at.length - from === 1 && children.results[from] === state.result) record = children.records[from];
+      else record = (state.kind === "mapping" ? mapRecord(children, from) : listRecord(children, from, state.result as unknown[])) ?? undefined;
       if (record === undefined) lined = false;
     }
+    children.at.length = children.results.length = children.records.length = from;
     // An empty value is where the colon left off; any other node starts at its first character.
-    const at = state.kind === null ? skip(text, frame.at, false) : skip(text, frame.at, true);
-    const parent = stack.at(-1);
-    if (parent) {
-      parent.at_.push(at);
-      parent.results.push(state.result);
-      parent.records.push(record);
+    const at = skip(text, start, state.kind !== null);
+    if (openAt.length > 0) {
+      children.at.push(at);
+      children.results.push(state.result);
+      children.records.push(record);
     } else index = { rootAt: at, root: record };
   };
   try {
@@ -154,21 +159,22 @@ export function indexPlainYaml(text: string): PlainIndex | null {
   return lined && index ? index : null;
 }
 
-function mapRecord(frame: Frame): MapRecord | null {
-  const n = frame.results.length;
+function mapRecord(children: Children, from: number): MapRecord | null {
+  const n = children.at.length - from;
   if (n % 2 !== 0) return null;
-  const record: MapRecord = { keys: [], keyAt: [], valueAt: [], values: [] };
-  for (let i = 0; i < n; i += 2) {
-    record.keys.push(String(frame.results[i]));
-    record.keyAt.push(frame.at_[i]!);
-    record.valueAt.push(frame.at_[i + 1]!);
-    record.values.push(frame.records[i + 1]);
+  const record: MapRecord = { keys: new Array(n / 2), keyAt: new Array(n / 2), valueAt: new Array(n / 2), values: new Array(n / 2) };
+  for (let i = 0; i < n / 2; i++) {
+    record.keys[i] = String(children.results[from + 2 * i]);
+    record.keyAt[i] = children.at[from + 2 * i]!;
+    record.valueAt[i] = children.at[from + 2 * i + 1]!;
+    record.values[i] = children.records[from + 2 * i + 1];
   }
   return record;
 }
 
-function listRecord(frame: Frame, list: unknown[]): ListRecord | null {
-  return frame.results.length === list.length ? { itemAt: frame.at_, items: frame.records } : null;
+function listRecord(children: Children, from: number, list: unknown[]): ListRecord | null {
+  if (children.at.length - from !== list.length) return null;
+  return { itemAt: children.at.slice(from), items: children.records.slice(from) };
 }
 
 /** Past spaces and tabs, and with `lines` also past line breaks and comments. */
