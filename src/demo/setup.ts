@@ -67,6 +67,7 @@ export async function setupDemo(options: DemoOptions): Promise<Demo> {
     }
   };
   try {
+    signal?.throwIfAborted();
     const devcloud = await startDevCloud({ dir: path.join(stateDir, "devcloud"), port: options.devcloudPort ?? 0, logger: logger.child({ component: "devcloud" }) });
     running.push({ name: `the devcloud (${devcloud.url})`, stop: () => devcloud.stop() });
     signal?.throwIfAborted();

@@ -46,6 +46,14 @@ describe("commissioning on a new install (README, Trusting a machine)", () => {
     const accepted = await kerf(["trust", "accept", sim.thumbprint.slice(0, 8), "--state-dir", stateDir], { env });
     expect(accepted.stdout).toContain(`trusted ${sim.thumbprint}`);
     expect(accepted.code).toBe(0);
+
+    // kerf browse lists 3 levels by default, and says when there is more below
+    const root = ["--mode", "None", "--root", "nsu=urn:kerf:simulator;s=Machine"];
+    const [shallow, deep] = await Promise.all([kerf(["browse", sim.endpointUrl, ...root], { env }), kerf(["browse", sim.endpointUrl, ...root, "--depth", "12"], { env })]);
+    expect(shallow.stdout).toMatch(/^# \d+ variables below Machine \(nsu=urn:kerf:simulator;s=Machine\), 3 levels deep/m);
+    expect(shallow.stderr).toBe("kerf browse: listed 3 levels below the root (--depth 3, the default); there are nodes further down whose variables are not listed: raise --depth to include them\n");
+    expect(deep.stderr).toBe("");
+    expect(deep.stdout.split("\n").filter((l) => l.includes("key:")).length).toBeGreaterThan(shallow.stdout.split("\n").filter((l) => l.includes("key:")).length);
   });
 
   it("without the config it says what it needs, and creates nothing half", async () => {
