@@ -50,16 +50,26 @@ const BEYOND_PLAIN = [
 
 /** The data of a plain YAML document whose top level is a mapping; null when `yaml` must read it. */
 export function readPlainYaml(text: string): Record<string, unknown> | null {
+  return readPlain(text, false)?.data ?? null;
+}
+
+/** The same, with the offsets of its keys and values taken in the same pass (see indexPlainYaml). */
+export function readPlainYamlIndexed(text: string): { data: Record<string, unknown>; index: PlainIndex | null } | null {
+  return readPlain(text, true);
+}
+
+function readPlain(text: string, withIndex: boolean): { data: Record<string, unknown>; index: PlainIndex | null } | null {
   if (BEYOND_PLAIN.some((re) => re.test(text))) return null;
+  const indexer = withIndex ? positionIndexer(text) : undefined;
   let data: unknown;
   try {
     // json: false refuses duplicate keys, as `yaml` does with uniqueKeys
-    data = jsYaml.load(text, { schema: CORE, json: false });
+    data = jsYaml.load(text, { schema: CORE, json: false, ...(indexer ? { listener: indexer.listener } : {}) });
   } catch {
     return null;
   }
   if (typeof data !== "object" || data === null || Array.isArray(data) || (MAYBE_NULL_KEY.test(text) && hasNullKey(data))) return null;
-  return data as Record<string, unknown>;
+  return { data: data as Record<string, unknown>, index: indexer?.result() ?? null };
 }
 
 /**
@@ -119,6 +129,16 @@ interface Children {
  * null where the events do not line up with the data (an empty list item, `{a}`): `yaml` then locates.
  */
 export function indexPlainYaml(text: string): PlainIndex | null {
+  const indexer = positionIndexer(text);
+  try {
+    jsYaml.load(text, { schema: CORE, json: false, listener: indexer.listener });
+  } catch {
+    return null;
+  }
+  return indexer.result();
+}
+
+function positionIndexer(text: string) {
   // js-yaml drops a byte-order mark before it counts
   const shift = text.charCodeAt(0) === 0xfeff ? 1 : 0;
   // Open nodes as two number stacks and their children in shared lists: a scalar allocates nothing.
@@ -151,12 +171,7 @@ export function indexPlainYaml(text: string): PlainIndex | null {
       children.records.push(record);
     } else index = { rootAt: at, root: record };
   };
-  try {
-    jsYaml.load(text, { schema: CORE, json: false, listener });
-  } catch {
-    return null;
-  }
-  return lined && index ? index : null;
+  return { listener, result: (): PlainIndex | null => (lined && index ? index : null) };
 }
 
 function mapRecord(children: Children, from: number): MapRecord | null {

@@ -1,6 +1,6 @@
 import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, Scalar, type Document, type Node, type Pair, type YAMLError, type YAMLMap } from "yaml";
 import { formatPath, truncate } from "./describe.ts";
-import { indexPlainYaml, locatePlain, readPlainYaml, type PlainIndex } from "./yaml-quick.ts";
+import { indexPlainYaml, locatePlain, readPlainYaml, readPlainYamlIndexed, type PlainIndex } from "./yaml-quick.ts";
 
 /** A parsed YAML file that can say where any path in its data was written. */
 export interface YamlSource {
@@ -31,13 +31,18 @@ export interface YamlProblem {
 // Aliases could expand a small file into a huge object ("billion laughs"); yaml counts them.
 const MAX_ALIAS_COUNT = 100;
 
+// Far beyond any real config or mapping (100,000 data points are about 10 MB): positions are taken
+// in the first read, as such a file rarely comes without errors, and a second read would cost seconds.
+const INDEX_IN_FIRST_READ = 16 * 1024 * 1024;
+
 export function parseYaml(display: string, text: string): YamlSource {
-  const data = readPlainYaml(text);
+  const plain = text.length > INDEX_IN_FIRST_READ ? readPlainYamlIndexed(text) : { data: readPlainYaml(text), index: undefined };
+  const data = plain?.data ?? null;
   if (data === null) return parseFully(display, text);
   let full: YamlSource | undefined;
   const fully = () => (full ??= parseFully(display, text));
   // Positions are read only when there is something to locate, and without `yaml`'s document.
-  let index: PlainIndex | null | undefined;
+  let index: PlainIndex | null | undefined = plain?.index;
   let starts: number[] | undefined;
   return {
     display,
