@@ -65,7 +65,8 @@ function repeatLimiter(windowMs: number) {
   return function logMethod(this: Logger, args: unknown[], method: LogMethod, level: number): void {
     const first = args[0];
     const fields = typeof first === "object" && first !== null ? first : undefined;
-    const msg = fields === undefined ? first : args[1];
+    // log.warn(err) logs the error's message, which then tells one event from another
+    const msg = fields === undefined ? first : (args[1] ?? (fields instanceof Error ? fields.message : undefined));
     const machine = fields !== undefined && "machine" in fields ? String(fields.machine) : "";
     // Any format arguments after the message make a different event, so they are part of the key.
     const rest = args.length > (fields === undefined ? 1 : 2) ? args.slice(fields === undefined ? 1 : 2).join("\u0000") : "";
@@ -80,7 +81,7 @@ function repeatLimiter(windowMs: number) {
       return;
     }
     entry.count++;
-    entry.last = { logger: this, method, fields: fields ?? {}, msg: String(msg) };
+    entry.last = { logger: this, method, fields: fields instanceof Error ? { err: fields } : (fields ?? {}), msg: String(msg) };
     if (entry.count === 1) {
       setTimeout(() => summarize(seen, key), entry.since + windowMs - now).unref();
     }

@@ -53,6 +53,7 @@ describe("repeated log events", () => {
       logger.warn({ machine: "saw-3" }, "connect failed");
       logger.warn({ machine: "saw-4" }, "connect failed");
       a.warn("connect failed after %d ms", 100 + i);
+      a.warn(new Error(`socket ${i} hung up`));
     }
     const seen = lines.map((l) => `${l.level} ${l.component ?? "-"} ${l.machine ?? "-"} ${l.msg}`);
     expect(seen).toEqual([
@@ -64,8 +65,11 @@ describe("repeated log events", () => {
       "40 - saw-3 connect failed",
       "40 - saw-4 connect failed",
       "40 opcua saw-1 connect failed after 100 ms",
+      "40 opcua saw-1 socket 0 hung up",
       "40 opcua saw-1 connect failed after 101 ms",
+      "40 opcua saw-1 socket 1 hung up",
       "40 opcua saw-1 connect failed after 102 ms",
+      "40 opcua saw-1 socket 2 hung up",
     ]);
   });
 

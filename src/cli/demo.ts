@@ -11,7 +11,7 @@ import { intOption, noPositionals, parseCli } from "./args.ts";
 import { prepareStateDir } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-export const usage = `usage: kerf demo [--seconds N] [--state-dir DIR] [--log-level L] [--quiet]
+const usage = `usage: kerf demo [--seconds N] [--state-dir DIR] [--log-level L] [--quiet]
 
 Starts a simulated woodworking machine, the reference cloud and the connector on loopback, and
 prints values as the cloud acknowledges them. Ctrl-C (or SIGTERM) stops everything it started and

@@ -7,7 +7,7 @@ import { intOption, noPositionals, parseCli } from "./args.ts";
 import { prepareStateDir, stateDirOption } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-export const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--log-level L]
+const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--log-level L]
        kerf devcloud --issue-client NAME [--state-dir DIR]
 
 The reference cloud in the foreground until SIGINT or SIGTERM: HTTPS ingest that demands client

@@ -5,7 +5,7 @@ import { noPositionals, parseCli } from "./args.ts";
 import { configOption, prepareStateDir, stateDirOption } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-export const usage = `usage: kerf run [--config FILE] [--state-dir DIR]
+const usage = `usage: kerf run [--config FILE] [--state-dir DIR]
 
 Runs the connector in the foreground until SIGTERM or SIGINT.
 
