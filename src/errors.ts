@@ -18,6 +18,7 @@ export type KerfErrorCode =
   | "UPLINK_NETWORK"
   | "BUFFER_IO"
   | "CERT_INVALID"
+  | "STATE_DIR"
   | "USAGE";
 
 export class KerfError extends Error {

@@ -1,4 +1,7 @@
+import { readFileSync } from "node:fs";
 import { KerfError } from "./errors.ts";
+import { HelpRequested, UsageError } from "./cli/args.ts";
+import { requestStop } from "./cli/stop.ts";
 
 /** Each command module exports `run(argv)` and resolves to the process exit code. */
 type Command = (argv: string[]) => Promise<number>;
@@ -18,44 +21,78 @@ const commands: Record<string, () => Promise<Command>> = {
 const usage = `usage: kerf <command> [options]
 
 commands:
-  run       --config FILE [--state-dir DIR]     run the connector
+  run       [--config FILE] [--state-dir DIR]   run the connector
   validate  --config FILE                       check config and mapping, report every error
   simulate  [--port N] [--load N --period MS]   simulated woodworking machine (OPC UA server)
-  devcloud  [--port N] [--faults RATE --fault-seed N]
+  devcloud  [--port N] [--faults RATE --fault-seed N] | --issue-client NAME
                                                 reference cloud (HTTPS ingest, dev CA); --faults 0.25
                                                 fails a quarter of ingest requests (seeded)
   demo      [--seconds N]                       simulator, devcloud and connector on loopback
-  health                                        exit 0 when the running connector is healthy
+  health    [--state-dir DIR]                   exit 0 when the running connector is healthy
   trust     list | accept THUMBPRINT | reject THUMBPRINT | add-issuer FILE | add-crl FILE
                                                 the OPC UA trust store in <state-dir>/pki
   endpoints URL                                 a server's endpoints, security and certificate
   browse    URL [--root NODE] [--depth N]       a mapping-file skeleton of the server's variables
 
-every command takes --state-dir DIR
+kerf <command> --help shows a command's options; kerf --version shows the version.
 `;
+
+// A reader that goes away (kerf health | head -1) is not an error: the output is simply not
+// wanted any more. A long-running command stops as it would on SIGTERM; others finish.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE" && err.code !== "ERR_STREAM_DESTROYED") throw err;
+    if (stream === process.stdout) requestStop("stdout closed");
+  });
+}
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+  if (name === "--help" || name === "-h") {
     process.stdout.write(usage);
-    return name === undefined ? 2 : 0;
+    return 0;
   }
+  if (name === "--version") {
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+    process.stdout.write(`kerf ${pkg.version}\n`);
+    return 0;
+  }
+  if (name === "help") return rest[0] !== undefined && commands[rest[0]] ? main([rest[0], "--help"]) : main(["--help"]);
+  if (name === undefined) throw new UsageError("missing the command", usage);
   const load = commands[name];
-  if (!load) {
-    process.stderr.write(`kerf: unknown command '${name}'\n\n${usage}`);
-    return 2;
+  if (!load) throw new UsageError(`unknown ${name.startsWith("-") ? "option" : "command"} '${name}'`, usage);
+  try {
+    return await (await load())(rest);
+  } catch (err) {
+    // A mistake found after parsing (a bad number, options that do not go together): point at the usage.
+    if (err instanceof UsageError && err.usage === undefined) {
+      throw new UsageError(err.message, `${err.details.map((d) => `  ${d}\n`).join("")}kerf ${name} --help shows the usage\n`);
+    }
+    throw err;
   }
-  return (await load())(rest);
 }
 
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (err) {
-  // A user's mistake gets its message, never a stack trace; a bug still shows where it happened.
+  process.exitCode = report(err);
+}
+
+/** A user's mistake gets its message, never a stack trace; a bug still shows where it happened. */
+function report(err: unknown): number {
+  if (err instanceof HelpRequested) {
+    process.stdout.write(err.usage);
+    return 0;
+  }
+  if (err instanceof UsageError) {
+    const usage = err.usage ?? "";
+    process.stderr.write(`kerf: ${err.message}\n${usage.startsWith("usage:") ? "\n" : ""}${usage}`);
+    return 2;
+  }
   if (err instanceof KerfError) {
     process.stderr.write(`kerf: ${err.message}\n${err.details.map((d) => `  ${d}\n`).join("")}`);
-  } else {
-    process.stderr.write(`kerf: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
   }
-  process.exitCode = 1;
+  process.stderr.write(`kerf: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  return 1;
 }

@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { pino, type Logger } from "pino";
 import {
   AttributeIds,
   BrowseDirection,
@@ -15,7 +14,8 @@ import {
   type ReferenceDescription,
 } from "node-opcua-client";
 import { KerfError } from "../errors.ts";
-import { DATA_POINT_KEY, MACHINE_ID, SECURITY_MODES, SECURITY_POLICIES } from "../config/schema.ts";
+import { createLogger, type Logger } from "../log.ts";
+import { DATA_POINT_KEY, MACHINE_ID, SECURITY_MODE_CHOICES, SECURITY_POLICIES } from "../config/schema.ts";
 import { checkServerCertificate } from "../opcua/cert-checks.ts";
 import { describeConnectError } from "../opcua/connect-errors.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
@@ -23,8 +23,9 @@ import { resolveMappedNodeId } from "../opcua/nodes.ts";
 import { checkNoDowngrade, checkUserToken, DEPRECATED, selectBest } from "../opcua/security.ts";
 import { describeConnectFailure, getEndpoints } from "../opcua/trust.ts";
 import type { EndpointSpec, SecurityModeName, SecurityPolicyName, UserSpec } from "../opcua/types.ts";
-import { intOption, parseCli } from "./args.ts";
+import { intOption, parseCli, UsageError } from "./args.ts";
 import { endpointUrlArg, openToolPki, type ToolPki } from "./endpoints.ts";
+import { configOption } from "./state-dir.ts";
 
 const usage = `usage: kerf browse URL [options]
 
@@ -42,8 +43,10 @@ node id, a key made from its browse path and its data type in a comment.
   --user U               log in as U (UserName token); default anonymous
   --password-file F      the password for --user (a trailing newline is ignored)
   --state-dir DIR        the connector's state dir: its certificate and trust store
-                         (<DIR>/pki) are used, so the same trust rules apply; not needed
-                         with --mode None
+                         (<DIR>/pki, created as kerf run would create it when missing) are
+                         used, so the same trust rules apply; not needed with --mode None
+  --config FILE          the connector config, read for its instance id when the PKI is
+                         created; default $KERF_CONFIG or /etc/kerf/kerf.yaml, as for kerf run
   --allow-hostname-mismatch   accept a server certificate that does not name the URL's host
   --timeout MS           connect timeout; default 10000
 `;
@@ -67,33 +70,30 @@ export async function run(argv: string[]): Promise<number> {
       user: { type: "string" },
       "password-file": { type: "string" },
       "state-dir": { type: "string" },
+      config: { type: "string" },
       "allow-deprecated": { type: "boolean" },
       "allow-hostname-mismatch": { type: "boolean" },
       timeout: { type: "string" },
-      help: { type: "boolean", short: "h" },
     },
     "browse",
+    usage,
   );
-  if (values.help) {
-    process.stdout.write(usage);
-    return 0;
-  }
   const url = endpointUrlArg(positionals, "browse", usage);
   const depth = intOption(values.depth, "depth", 3);
   const maxNodes = intOption(values["max-nodes"], "max-nodes", 5000);
   const machine = values.machine ?? "machine";
-  if (!MACHINE_ID.test(machine)) throw new KerfError("USAGE", `--machine '${machine}' is not a valid machine id (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)`);
-  const mode = choice(values.mode ?? "SignAndEncrypt", [...SECURITY_MODES, "best"], "mode");
+  if (!MACHINE_ID.test(machine)) throw new UsageError(`--machine '${machine}' is not a valid machine id (1-128 letters, digits, '.', '_' or '-', starting with a letter or digit)`);
+  const mode = choice(values.mode ?? "SignAndEncrypt", SECURITY_MODE_CHOICES, "mode");
   const policy = choice(values.policy ?? (mode === "None" ? "None" : "Basic256Sha256"), SECURITY_POLICIES, "policy");
-  if (mode !== "best" && (mode === "None") !== (policy === "None")) throw new KerfError("USAGE", `--mode ${mode} and --policy ${policy} do not go together (mode None goes with policy None only)`);
-  if (DEPRECATED.has(policy) && !values["allow-deprecated"]) throw new KerfError("USAGE", `--policy ${policy} is deprecated; add --allow-deprecated to use it`);
+  if (mode !== "best" && (mode === "None") !== (policy === "None")) throw new UsageError(`--mode ${mode} and --policy ${policy} do not go together (mode None goes with policy None only)`);
+  if (DEPRECATED.has(policy) && !values["allow-deprecated"]) throw new UsageError(`--policy ${policy} is deprecated; add --allow-deprecated to use it`);
   const user = await userFrom(values.user, values["password-file"]);
   const stateDirText = values["state-dir"] ?? (process.env.KERF_STATE_DIR || undefined) ?? (mode === "None" ? undefined : "/var/lib/kerf");
   const stateDir = stateDirText === undefined ? undefined : path.resolve(stateDirText);
   const timeoutMs = intOption(values.timeout, "timeout", 10_000);
 
   // stdout carries the YAML: every log line goes to stderr.
-  const logger = pino({ name: "kerf", level: process.env.KERF_LOG_LEVEL ?? "warn" }, pino.destination(2));
+  const logger = createLogger({ level: process.env.KERF_LOG_LEVEL ?? "warn", destination: 2 });
   routeOpcuaLogging(logger);
   const spec: EndpointSpec = {
     machine,
@@ -107,7 +107,7 @@ export async function run(argv: string[]): Promise<number> {
     sessionTimeoutMs: 60_000,
     groups: [],
   };
-  const pki = await openToolPki(stateDir, { required: mode !== "None" });
+  const pki = await openToolPki(stateDir, { required: mode !== "None", configFile: configOption(values.config) });
   try {
     const { client, session } = await connect(spec, pki, stateDir, logger);
     try {
@@ -115,6 +115,7 @@ export async function run(argv: string[]): Promise<number> {
       const result = await browseVariables(session, root, depth, maxNodes);
       process.stdout.write(renderSkeleton(result, { url, root, depth, machine, argv }));
       if (result.truncated) process.stderr.write(`kerf browse: stopped after ${maxNodes} variables; narrow it with --root or --depth, or raise --max-nodes\n`);
+      if (result.deeper) process.stderr.write(`kerf browse: listed ${depth} level${depth === 1 ? "" : "s"} below the root (--depth ${depth}${values.depth === undefined ? ", the default" : ""}); there are nodes further down whose variables are not listed: raise --depth to include them\n`);
       return 0;
     } finally {
       await session.close().catch(() => undefined);
@@ -138,7 +139,7 @@ async function connect(spec: EndpointSpec, pki: ToolPki, stateDir: string | unde
     ({ mode, policy } = best);
     if (mode === "None") logger.warn("mode best: the server offers mode None only; browsing in clear");
   }
-  if (mode !== "None" && !pki.persistent) throw new KerfError("USAGE", "a secured connection needs the connector's state directory: give --state-dir DIR");
+  if (mode !== "None" && !pki.persistent) throw new UsageError("a secured connection needs the connector's state directory: give --state-dir DIR");
   const client = OPCUAClient.create({
     applicationName: "Kerf",
     applicationUri: pki.applicationUri,
@@ -192,6 +193,8 @@ export interface BrowseResult {
   rootName: string;
   variables: BrowsedVariable[];
   truncated: boolean;
+  /** There are nodes below the last level browsed: --depth left them out. */
+  deeper: boolean;
   skipped: string[];
 }
 
@@ -242,11 +245,21 @@ export async function browseVariables(session: ClientSession, rootText: string, 
     }
     level = next;
   }
+  // One more level, only to tell whether --depth left nodes out.
+  let deeper = false;
+  for (let i = 0; i < level.length && !truncated && !deeper; i += 100) {
+    const batch = level.slice(i, i + 100);
+    const refsPerNode = await browseAll(session, batch.map((b) => b.nodeId));
+    deeper = batch.some((parent, bi) =>
+      refsPerNode[bi]!.some((ref) => !(parent.variable && ref.referenceTypeId.toString() === HAS_PROPERTY) && !seen.has(localNodeId(ref.nodeId, namespaceArray)?.toString() ?? "")),
+    );
+  }
   const types = await dataTypes(session, variables.map((v) => v.nodeId));
   return {
     rootName,
     variables: variables.map((v, i) => ({ path: v.path, nodeId: nsuForm(v.nodeId, namespaceArray), dataType: types[i]! })),
     truncated,
+    deeper,
     skipped,
   };
 }
@@ -397,16 +410,16 @@ function shellWord(s: string): string {
 
 function choice<T extends string>(value: string, allowed: readonly T[], name: string): T {
   const found = allowed.find((a) => a === value);
-  if (!found) throw new KerfError("USAGE", `--${name} '${value}' is not one of ${allowed.join(", ")}`);
+  if (!found) throw new UsageError(`--${name} '${value}' is not one of ${allowed.join(", ")}`);
   return found;
 }
 
 async function userFrom(username: string | undefined, passwordFile: string | undefined): Promise<UserSpec> {
   if (username === undefined) {
-    if (passwordFile !== undefined) throw new KerfError("USAGE", "--password-file needs --user");
+    if (passwordFile !== undefined) throw new UsageError("--password-file needs --user");
     return { type: "anonymous" };
   }
-  if (passwordFile === undefined) throw new KerfError("USAGE", "--user needs --password-file (Kerf does not take a password on the command line, where other users can see it)");
+  if (passwordFile === undefined) throw new UsageError("--user needs --password-file (Kerf does not take a password on the command line, where other users can see it)");
   let password: string;
   try {
     password = (await readFile(passwordFile, "utf8")).replace(/\r?\n$/, "");

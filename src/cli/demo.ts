@@ -3,11 +3,25 @@ import os from "node:os";
 import path from "node:path";
 import { Agent } from "../agent.ts";
 import { loadConfig } from "../config/load.ts";
-import { setupDemo } from "../demo/setup.ts";
+import { setupDemo, type Demo } from "../demo/setup.ts";
 import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import type { StoredBatch } from "../buffer/buffer.ts";
-import { intOption, parseCli } from "./args.ts";
+import { intOption, noPositionals, parseCli } from "./args.ts";
+import { prepareStateDir } from "./state-dir.ts";
+import { stopRequested } from "./stop.ts";
+
+const usage = `usage: kerf demo [--seconds N] [--state-dir DIR] [--log-level L] [--quiet]
+
+Starts a simulated woodworking machine, the reference cloud and the connector on loopback, and
+prints values as the cloud acknowledges them. Ctrl-C (or SIGTERM) stops everything it started and
+removes its temporary directory.
+
+  --seconds N      stop after N seconds and print one JSON summary line (exit 0 when clean)
+  --state-dir DIR  keep all state in DIR (kept afterwards); default a temporary directory
+  --log-level L    default warn
+  --quiet          no value lines, only the summary
+`;
 
 /**
  * `kerf demo [--seconds N] [--state-dir DIR]`: simulated machine, reference cloud and
@@ -16,23 +30,38 @@ import { intOption, parseCli } from "./args.ts";
  */
 export async function run(argv: string[]): Promise<number> {
   const started = performance.now();
-  const { values } = parseCli(
+  const { values, positionals } = parseCli(
     argv,
     { seconds: { type: "string" }, "state-dir": { type: "string" }, "log-level": { type: "string" }, quiet: { type: "boolean" } },
     "demo",
+    usage,
   );
+  noPositionals(positionals, "demo", usage);
   const seconds = intOption(values.seconds, "seconds", 0);
+  // From here on a Ctrl-C is ours to handle: whatever has been started by then is stopped again.
+  const stop = stopRequested();
   const keepState = values["state-dir"] !== undefined;
-  const stateDir = path.resolve(values["state-dir"] ?? (await mkdtemp(path.join(os.tmpdir(), "kerf-demo-"))));
+  const stateDir = keepState ? prepareStateDir(path.resolve(values["state-dir"]!)) : await mkdtemp(path.join(os.tmpdir(), "kerf-demo-"));
+  const note = (line: string) => process.stderr.write(`demo: ${line}\n`);
+  note(`starting in ${stateDir}${keepState ? "" : " (removed when the demo ends)"}`);
   const logger = createLogger({ level: values["log-level"] ?? "warn" });
   routeOpcuaLogging(logger);
   const out = (line: string) => {
     if (!values.quiet) process.stdout.write(line + "\n");
   };
 
-  const demo = await setupDemo({ stateDir, logger, out });
+  const aborted = new AbortController();
+  void stop.then((reason) => aborted.abort(new Error(`stopped by ${reason}`)));
+  let demo: Demo | undefined;
   let agent: Agent | null = null;
   try {
+    try {
+      demo = await setupDemo({ stateDir, logger, out, signal: aborted.signal, stopped: (what) => note(`stopped ${what}`) });
+    } catch (err) {
+      if (!aborted.signal.aborted) throw err;
+      note(`${(aborted.signal.reason as Error).message} during setup`);
+      return 130;
+    }
     const loaded = await loadConfig(demo.configFile);
     agent = new Agent({ loaded, stateDir: demo.connectorStateDir, logger, enroller: demo.enroller });
     let firstAckMs: number | null = null;
@@ -44,21 +73,17 @@ export async function run(argv: string[]): Promise<number> {
     });
     out(`demo: connector started (${demo.securityMode}/${demo.securityPolicy}); values print as the cloud acknowledges them${seconds ? "" : "; Ctrl-C stops"}`);
 
-    await new Promise<void>((resolve) => {
-      const timer = seconds ? setTimeout(resolve, seconds * 1000) : null;
-      const stop = () => {
-        if (timer) clearTimeout(timer);
-        resolve();
-      };
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
-    });
+    let timer: NodeJS.Timeout | undefined;
+    const reason = await Promise.race([stop, new Promise<string>((resolve) => (timer = seconds ? setTimeout(() => resolve(`--seconds ${seconds}`), seconds * 1000) : undefined))]);
+    clearTimeout(timer);
+    note(`stopping (${reason})`);
 
     const final = await agent.stop({ drainMs: 5_000 });
+    agent = null;
+    note("stopped the connector");
     const stats = final.buffer;
     const sender = final.uplink!;
     const cloud = demo.devcloud.store.counts();
-    agent = null;
     const summary = {
       sent: sender.sentItems,
       acknowledged: stats.ackedItems,
@@ -75,9 +100,15 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(summary) + "\n");
     return summary.acknowledged > 0 && summary.dropped === 0 && summary.duplicates === 0 ? 0 : 1;
   } finally {
-    await agent?.stop().catch(() => undefined);
-    await demo.stop();
-    if (!keepState) await rm(stateDir, { recursive: true, force: true });
+    if (agent) {
+      await agent.stop().catch(() => undefined);
+      note("stopped the connector");
+    }
+    await demo?.stop();
+    if (!keepState) {
+      await rm(stateDir, { recursive: true, force: true });
+      note(`removed ${stateDir}`);
+    }
   }
 }
 

@@ -3,9 +3,28 @@ import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
 import { startDevCloud } from "../devcloud/server.ts";
 import { createDevCa } from "../certs/devca.ts";
 import { createHostile } from "../devcloud/hostile.ts";
-import { KerfError } from "../errors.ts";
 import { createLogger } from "../log.ts";
-import { intOption, parseCli } from "./args.ts";
+import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
+import { prepareStateDir, stateDirOption } from "./state-dir.ts";
+import { stopRequested } from "./stop.ts";
+
+const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--faults RATE [--fault-seed N]] [--log-level L]
+       kerf devcloud --issue-client NAME [--state-dir DIR]
+
+The reference cloud in the foreground until SIGINT or SIGTERM: HTTPS ingest that demands client
+certificates from its own development CA. It prints its URL, the SPKI pin for cloud.pins and the
+CA file for cloud.caFile.
+
+  --port N             default 0 (any free port; the URL printed says which)
+  --host H             default 127.0.0.1
+  --state-dir DIR      its CA, keys and data go to DIR/devcloud; default $KERF_STATE_DIR or ./.kerf
+  --issue-client NAME  instead of serving: write a client key and certificate for connector
+                       instance NAME (for cloud.identity in its config), print their paths, exit
+  --faults RATE        a hostile cloud: this share (0..1) of ingest requests meets a fault (reset,
+                       503 or 429 with Retry-After, 413, an answer lost after storing, a drip)
+  --fault-seed N       seed of the fault generator, so a run can be repeated; default 42
+  --log-level L        default info
+`;
 
 /**
  * `kerf devcloud [--port N] [--host H] [--state-dir DIR] [--faults RATE [--fault-seed N]]`:
@@ -17,12 +36,19 @@ import { intOption, parseCli } from "./args.ts";
  * cloud.identity in a connector config) and exits.
  */
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseCli(
+  const { values, positionals } = parseCli(
     argv,
     { port: { type: "string" }, host: { type: "string" }, "state-dir": { type: "string" }, "issue-client": { type: "string" }, "log-level": { type: "string" }, faults: { type: "string" }, "fault-seed": { type: "string" } },
     "devcloud",
+    usage,
   );
-  const dir = path.resolve(values["state-dir"] ?? process.env.KERF_STATE_DIR ?? ".kerf", "devcloud");
+  noPositionals(positionals, "devcloud", usage);
+  const port = intOption(values.port, "port", 0);
+  const rate = values.faults === undefined ? 0 : Number(values.faults);
+  if (!(rate >= 0 && rate <= 1) || values.faults?.trim() === "") throw new UsageError(`devcloud: --faults must be a share of requests between 0 and 1 (e.g. 0.25), got '${values.faults}'`, usage);
+  const seed = intOption(values["fault-seed"], "fault-seed", 42);
+  const stop = stopRequested();
+  const dir = path.join(prepareStateDir(stateDirOption(values["state-dir"], ".kerf")), "devcloud");
   // Issuing prints the two file paths on stdout; keep the log out of the way unless asked.
   const logger = createLogger({ level: values["log-level"] ?? (values["issue-client"] !== undefined ? "warn" : "info"), name: "devcloud" });
 
@@ -34,17 +60,11 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const rate = values.faults === undefined ? 0 : Number(values.faults);
-  if (!(rate >= 0 && rate <= 1) || values.faults?.trim() === "") throw new KerfError("USAGE", `--faults must be a share of requests between 0 and 1 (e.g. 0.25), got '${values.faults}'`);
-  const seed = intOption(values["fault-seed"], "fault-seed", 42);
   const faults = rate > 0 ? { hostile: createHostile({ rate, seed }) } : {};
-  const cloud = await startDevCloud({ dir, port: intOption(values.port, "port", 0), host: values.host ?? "127.0.0.1", logger, faults });
+  const cloud = await startDevCloud({ dir, port, host: values.host ?? "127.0.0.1", logger, faults });
   const hostile = rate > 0 ? `  faults:  ${rate} of ingest requests, seed ${seed}\n` : "";
   process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  state:   ${dir}\n${hostile}`);
-  await new Promise<void>((resolve) => {
-    process.once("SIGINT", resolve);
-    process.once("SIGTERM", resolve);
-  });
+  await stop;
   await cloud.stop();
   return 0;
 }

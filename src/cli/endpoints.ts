@@ -1,42 +1,50 @@
 import { X509Certificate } from "node:crypto";
-import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { OPCUACertificateManager } from "node-opcua-certificate-manager";
-import { pino } from "pino";
 import { MessageSecurityMode, UserTokenType, type EndpointDescription } from "node-opcua-client";
 import { KerfError } from "../errors.ts";
-import { silentLogger } from "../log.ts";
+import { createLogger, silentLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { certificateInfo, formatValidity, type CertificateInfo } from "../opcua/cert-checks.ts";
 import { openClientPki, type ClientPki } from "../opcua/pki.ts";
 import { DEPRECATED, modeName, policyName } from "../opcua/security.ts";
 import { getEndpoints, keepRejected } from "../opcua/trust.ts";
-import { intOption, parseCli } from "./args.ts";
+import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
+import { connectorCertificateFile, ensureConnectorPki } from "./connector-pki.ts";
+import { configOption } from "./state-dir.ts";
 
-const usage = `usage: kerf endpoints URL [--state-dir DIR] [--timeout MS] [--json]
+const usage = `usage: kerf endpoints URL [--state-dir DIR [--config FILE]] [--timeout MS] [--json]
 
 Lists the endpoints an OPC UA server offers (GetEndpoints on an unsecured discovery channel):
 security mode, policy, user token types with their policies, and the server certificate's
 SHA-1 thumbprint, subject and applicationUri. With --state-dir (or KERF_STATE_DIR) it also says
 whether the connector's trust store there trusts that certificate; one it does not trust is
 kept in rejected/, as a connection attempt would, ready for kerf trust accept.
+
+  --state-dir DIR   the connector's state directory; its PKI (<DIR>/pki) is created as kerf run
+                    would create it when it is missing
+  --config FILE     the connector config, read for its instance id when the PKI is created;
+                    default $KERF_CONFIG or /etc/kerf/kerf.yaml, as for kerf run
+  --timeout MS      default 10000
+  --json            the endpoints as JSON
 `;
 
 /** `kerf endpoints URL`: what a server offers, for choosing mode, policy and user token. */
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCli(argv, { "state-dir": { type: "string" }, timeout: { type: "string" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } }, "endpoints");
-  if (values.help) {
-    process.stdout.write(usage);
-    return 0;
-  }
+  const { values, positionals } = parseCli(
+    argv,
+    { "state-dir": { type: "string" }, config: { type: "string" }, timeout: { type: "string" }, json: { type: "boolean" } },
+    "endpoints",
+    usage,
+  );
   const url = endpointUrlArg(positionals, "endpoints", usage);
   const timeoutMs = intOption(values.timeout, "timeout", 10_000);
   const stateDir = values["state-dir"] ?? (process.env.KERF_STATE_DIR || undefined);
   // stdout carries the answer: node-opcua's own complaints go to stderr.
-  routeOpcuaLogging(pino({ name: "kerf", level: process.env.KERF_LOG_LEVEL ?? "warn" }, pino.destination(2)));
-  const pki = await openToolPki(stateDir === undefined ? undefined : path.resolve(stateDir), { required: false });
+  routeOpcuaLogging(createLogger({ level: process.env.KERF_LOG_LEVEL ?? "warn", destination: 2 }));
+  const pki = await openToolPki(stateDir === undefined ? undefined : path.resolve(stateDir), { required: false, configFile: configOption(values.config) });
   try {
     let endpoints: EndpointDescription[];
     try {
@@ -162,18 +170,14 @@ export interface ToolPki extends ClientPki {
 
 /**
  * The connector's PKI in `<stateDir>/pki`, so that a commissioning command is trusted, and trusts,
- * exactly as the connector does. Without a state dir (and not `required`), a throwaway PKI for
- * unsecured discovery. It never creates the connector's certificate: that is the connector's job.
+ * exactly as the connector does; created when missing (see ensureConnectorPki). Without a state
+ * dir (and not `required`), a throwaway PKI for unsecured discovery.
  */
-export async function openToolPki(stateDir: string | undefined, options: { required: boolean }): Promise<ToolPki> {
+export async function openToolPki(stateDir: string | undefined, options: { required: boolean; configFile: string }): Promise<ToolPki> {
   if (stateDir !== undefined) {
+    await ensureConnectorPki(stateDir, options.configFile);
     const root = path.join(stateDir, "pki");
-    const certificateFile = path.join(root, "own/certs/client_certificate.pem");
-    if (!existsSync(certificateFile)) {
-      throw new KerfError("USAGE", `no connector certificate in ${root}`, {
-        details: ["expected the connector's state directory: the connector creates <state-dir>/pki and its certificate when it first starts (kerf run)", "kerf endpoints, and kerf browse --mode None, work without a state directory"],
-      });
-    }
+    const certificateFile = connectorCertificateFile(stateDir);
     const certificateDer = new X509Certificate(await readFile(certificateFile)).raw;
     const applicationUri = certificateInfo(certificateDer).applicationUri ?? "urn:kerf:tool";
     const certificateManager = new OPCUACertificateManager({ rootFolder: root, automaticallyAcceptUnknownCertificate: false, disableFileWatchers: true, keySize: 2048 });
@@ -189,9 +193,7 @@ export async function openToolPki(stateDir: string | undefined, options: { requi
     };
   }
   if (options.required) {
-    throw new KerfError("USAGE", "a secured connection needs the connector's state directory: give --state-dir DIR (or KERF_STATE_DIR)", {
-      details: ["the server must trust the connector's certificate, which lives in <state-dir>/pki"],
-    });
+    throw new UsageError("a secured connection needs the connector's state directory: give --state-dir DIR (or KERF_STATE_DIR); the server must trust the connector's certificate, which lives in <state-dir>/pki");
   }
   const dir = await mkdtemp(path.join(os.tmpdir(), "kerf-tool-pki-"));
   const pki = await openClientPki({ dir, instance: "tool", logger: silentLogger() });
@@ -205,11 +207,11 @@ export async function openToolPki(stateDir: string | undefined, options: { requi
   };
 }
 
-export function endpointUrlArg(positionals: string[], command: string, help: string): string {
+export function endpointUrlArg(positionals: string[], command: string, usage: string): string {
   const [url, ...extra] = positionals;
-  if (!url) throw new KerfError("USAGE", `${command}: missing the server URL (opc.tcp://host:port)\n\n${help}`);
-  if (extra.length) throw new KerfError("USAGE", `${command}: unexpected argument '${extra[0]}'`);
-  if (!/^opc\.tcp:\/\/[^\s/?#]+/.test(url) || !URL.canParse(url)) throw new KerfError("USAGE", `${command}: '${url}' is not an OPC UA endpoint URL (expected opc.tcp://host:port[/path])`);
+  if (!url) throw new UsageError(`${command}: missing the server URL (opc.tcp://host:port)`, usage);
+  noPositionals(extra, command, usage);
+  if (!/^opc\.tcp:\/\/[^\s/?#]+/.test(url) || !URL.canParse(url)) throw new UsageError(`${command}: '${url}' is not an OPC UA endpoint URL (expected opc.tcp://host:port[/path])`, usage);
   return url;
 }
 

@@ -1,12 +1,20 @@
-import path from "node:path";
 import { judgeHealth } from "../health.ts";
-import { parseCli } from "./args.ts";
+import { noPositionals, parseCli } from "./args.ts";
+import { stateDirOption } from "./state-dir.ts";
+
+const usage = `usage: kerf health [--state-dir DIR]
+
+Reads the health report that the running connector rewrites in its state directory and exits 0
+while its loops make progress, 1 when they do not (the container image's HEALTHCHECK).
+
+  --state-dir DIR   the running connector's state directory; default $KERF_STATE_DIR or /var/lib/kerf
+`;
 
 /** `kerf health [--state-dir DIR]`: exit 0 when the running connector's loops make progress (for HEALTHCHECK). */
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseCli(argv, { "state-dir": { type: "string" } }, "health");
-  const dir = path.resolve(values["state-dir"] ?? process.env.KERF_STATE_DIR ?? "/var/lib/kerf");
-  const verdict = judgeHealth(dir);
+  const { values, positionals } = parseCli(argv, { "state-dir": { type: "string" } }, "health", usage);
+  noPositionals(positionals, "health", usage);
+  const verdict = judgeHealth(stateDirOption(values["state-dir"]));
   process.stdout.write(`${verdict.healthy ? "healthy" : "unhealthy"}: ${verdict.reason}\n`);
   if (verdict.report) process.stdout.write(JSON.stringify(verdict.report) + "\n");
   return verdict.healthy ? 0 : 1;

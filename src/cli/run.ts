@@ -1,30 +1,38 @@
-import path from "node:path";
-import { Agent } from "../agent.ts";
 import { loadConfig } from "../config/load.ts";
 import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { installProcessGuard } from "../process-guard.ts";
-import { parseCli } from "./args.ts";
+import { noPositionals, parseCli } from "./args.ts";
+import { configOption, prepareStateDir, stateDirOption } from "./state-dir.ts";
+import { stopRequested } from "./stop.ts";
+
+const usage = `usage: kerf run [--config FILE] [--state-dir DIR]
+
+Runs the connector in the foreground until SIGTERM or SIGINT.
+
+  --config FILE     the connector config; default $KERF_CONFIG or /etc/kerf/kerf.yaml
+  --state-dir DIR   where the buffer, identity, OPC UA certificates and health report live
+                    (created if missing, must be writable); default $KERF_STATE_DIR or /var/lib/kerf
+`;
 
 /** `kerf run --config FILE [--state-dir DIR]`: the connector in the foreground until SIGTERM or SIGINT. */
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseCli(argv, { config: { type: "string" }, "state-dir": { type: "string" } }, "run");
-  const configFile = values.config ?? process.env.KERF_CONFIG ?? "/etc/kerf/kerf.yaml";
-  // Config errors throw a KerfError before anything starts; main prints them without a stack.
-  const loaded = await loadConfig(configFile);
+  const { values, positionals } = parseCli(argv, { config: { type: "string" }, "state-dir": { type: "string" } }, "run", usage);
+  noPositionals(positionals, "run", usage);
+  const stop = stopRequested();
+  // Config and state-dir errors throw a KerfError before anything starts; main prints them without a stack.
+  const loaded = await loadConfig(configOption(values.config));
+  const stateDir = prepareStateDir(stateDirOption(values["state-dir"]));
   const logger = createLogger({ level: loaded.config.log.level });
   installProcessGuard(logger);
   routeOpcuaLogging(logger);
-  const stateDir = path.resolve(values["state-dir"] ?? process.env.KERF_STATE_DIR ?? "/var/lib/kerf");
+  // node-opcua takes about a second to load: only once the config and the state dir are known to be good.
+  const { Agent } = await import("../agent.ts");
   const agent = new Agent({ loaded, stateDir, logger });
   await agent.start();
   logger.info({ instance: loaded.config.instance, stateDir, machines: loaded.config.machines.length }, "kerf started");
 
-  await new Promise<void>((resolve) => {
-    process.once("SIGTERM", resolve);
-    process.once("SIGINT", resolve);
-  });
-  logger.info("stopping");
+  logger.info({ reason: await stop }, "stopping");
   await agent.stop({ drainMs: 5_000 });
   return 0;
 }

@@ -1,12 +1,29 @@
 import fs from "node:fs/promises";
 import path from "node:path";
-import { KerfError } from "../errors.ts";
+import { isKerfError, KerfError } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { validateLoad } from "../simulator/load-options.ts";
-import { intOption, parseCli } from "./args.ts";
+import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
+import { prepareStateDir, stateDirOption } from "./state-dir.ts";
+import { stopRequested } from "./stop.ts";
 
-const usage = "kerf simulate [--port N] [--host H] [--load N [--period MS]] [--alarm-period MS] [--max-notifications-per-publish N] [--state-dir DIR] [--user NAME --password-file FILE] [--rogue]";
+const usage = `usage: kerf simulate [options]
+
+The simulated woodworking machine (an OPC UA server) in the foreground until SIGINT or SIGTERM.
+It prints its endpoint and its certificate, which a client must trust; client certificates are
+refused until copied into its trust store (printed too).
+
+  --port N                  default 4840 (0: any free port)
+  --host H                  default 127.0.0.1
+  --load N [--period MS]    N extra counters, each +1 every MS (default 1000) milliseconds
+  --alarm-period MS         one dust-extraction alarm (active, then cleared) per MS milliseconds;
+                            default 60000, at least 100
+  --max-notifications-per-publish N   the server's limit per publish response
+  --user NAME --password-file FILE    accept this user (UserName token) besides anonymous
+  --rogue                   hostile values under Objects/Rogue, for testing a client
+  --state-dir DIR           its PKI goes to DIR/simulator-pki; default $KERF_STATE_DIR or ./.kerf
+`;
 
 /**
  * `kerf simulate`: the simulated woodworking machine in the foreground until SIGINT or SIGTERM.
@@ -29,22 +46,29 @@ export async function run(argv: string[]): Promise<number> {
       rogue: { type: "boolean" },
     },
     "simulate",
+    usage,
   );
-  if (positionals.length > 0) throw new KerfError("USAGE", `simulate: unexpected argument '${positionals[0]}'`, { details: [usage] });
+  noPositionals(positionals, "simulate", usage);
   const port = intOption(values.port, "port", 4840);
-  if (port > 65535) throw new KerfError("USAGE", `--port must be 0..65535, got ${port}`);
+  if (port > 65535) throw new UsageError(`--port must be 0..65535, got ${port}`);
   if (values.period !== undefined && values.load === undefined) {
-    throw new KerfError("USAGE", "--period needs --load N (the number of counters)", { details: [usage] });
+    throw new UsageError("--period needs --load N (the number of counters)");
   }
   const load = values.load === undefined ? undefined : { count: intOption(values.load, "load", 0), periodMs: intOption(values.period, "period", 1000) };
-  if (load) validateLoad(load);
+  if (load) {
+    try {
+      validateLoad(load);
+    } catch (err) {
+      throw isKerfError(err, "USAGE") ? new UsageError(err.message) : err;
+    }
+  }
   const alarmPeriodMs = values["alarm-period"] === undefined ? undefined : intOption(values["alarm-period"], "alarm-period", 60_000);
-  if (alarmPeriodMs !== undefined && alarmPeriodMs < 100) throw new KerfError("USAGE", `--alarm-period must be ≥ 100 ms, got ${alarmPeriodMs}`);
+  if (alarmPeriodMs !== undefined && alarmPeriodMs < 100) throw new UsageError(`--alarm-period must be ≥ 100 ms, got ${alarmPeriodMs}`);
   const perPublish = values["max-notifications-per-publish"] === undefined ? undefined : intOption(values["max-notifications-per-publish"], "max-notifications-per-publish", 1000);
-  if (perPublish !== undefined && perPublish < 1) throw new KerfError("USAGE", `--max-notifications-per-publish must be ≥ 1, got ${perPublish}`);
+  if (perPublish !== undefined && perPublish < 1) throw new UsageError(`--max-notifications-per-publish must be ≥ 1, got ${perPublish}`);
   const users = await readUsers(values.user, values["password-file"]);
-  const stateDir = path.resolve(values["state-dir"] ?? process.env.KERF_STATE_DIR ?? ".kerf");
-  const pkiDir = path.join(stateDir, "simulator-pki");
+  const stop = stopRequested();
+  const pkiDir = path.join(prepareStateDir(stateDirOption(values["state-dir"], ".kerf")), "simulator-pki");
 
   const logger = createLogger({ name: "kerf-simulate" });
   routeOpcuaLogging(logger);
@@ -81,10 +105,7 @@ export async function run(argv: string[]): Promise<number> {
       .join("\n"),
   );
 
-  await new Promise<void>((resolve) => {
-    process.once("SIGTERM", resolve);
-    process.once("SIGINT", resolve);
-  });
+  await stop;
   await sim.stop();
   return 0;
 }
@@ -92,7 +113,7 @@ export async function run(argv: string[]): Promise<number> {
 async function readUsers(user: string | undefined, passwordFile: string | undefined): Promise<{ username: string; password: string }[]> {
   if (user === undefined && passwordFile === undefined) return [];
   if (user === undefined || passwordFile === undefined) {
-    throw new KerfError("USAGE", "--user and --password-file go together", { details: [usage] });
+    throw new UsageError("--user and --password-file go together");
   }
   let password: string;
   try {

@@ -4,9 +4,11 @@ import { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import { KerfError } from "../errors.ts";
 import { formatValidity, validityProblem, type CertificateInfo } from "../opcua/cert-checks.ts";
 import { acceptCertificate, addCrlFile, addIssuerFile, readTrustStore, rejectCertificate, type StoredCertificate, type StoredCrl } from "../opcua/trust.ts";
-import { parseCli } from "./args.ts";
+import { parseCli, UsageError } from "./args.ts";
+import { ensureConnectorPki } from "./connector-pki.ts";
+import { configOption, stateDirOption } from "./state-dir.ts";
 
-const usage = `usage: kerf trust <command> [--state-dir DIR]
+const usage = `usage: kerf trust <command> [--state-dir DIR] [--config FILE]
 
 commands:
   list [--json]                   trusted, rejected and issuer certificates, and CRLs
@@ -19,36 +21,47 @@ commands:
 The trust store is the connector's, in <state-dir>/pki (default state dir /var/lib/kerf, or
 $KERF_STATE_DIR). A thumbprint is the certificate's SHA-1, as in the connector's error
 messages; its first 8 or more hex digits do when they are unambiguous. A running connector
-sees the change at its next connection attempt.
+sees the change at its next connection attempt. On a new install the commands that change the
+store create it first, with the connector's certificate, as kerf run would; the certificate
+names the instance id of the config (--config FILE, default $KERF_CONFIG or /etc/kerf/kerf.yaml).
 `;
 
 /** `kerf trust list | accept | reject | add-issuer | add-crl`: the OPC UA trust store. */
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseCli(argv, { "state-dir": { type: "string" }, json: { type: "boolean" }, trusted: { type: "boolean" }, help: { type: "boolean", short: "h" } }, "trust");
+  const { values, positionals } = parseCli(
+    argv,
+    { "state-dir": { type: "string" }, config: { type: "string" }, json: { type: "boolean" }, trusted: { type: "boolean" } },
+    "trust",
+    usage,
+  );
   const [command, arg, ...extra] = positionals;
-  if (values.help || command === undefined) {
-    process.stdout.write(usage);
-    return command === undefined && !values.help ? 2 : 0;
-  }
-  if (extra.length > 0) throw new KerfError("USAGE", `trust ${command}: unexpected argument '${extra[0]}'`);
-  const stateDir = path.resolve(values["state-dir"] ?? (process.env.KERF_STATE_DIR || undefined) ?? "/var/lib/kerf");
+  if (command === undefined) throw new UsageError("trust: missing the command (list, accept, reject, add-issuer or add-crl)", usage);
+  if (extra.length > 0) throw new UsageError(`trust ${command}: unexpected argument '${extra[0]}'`, usage);
+  const stateDir = stateDirOption(values["state-dir"]);
   const root = path.join(stateDir, "pki");
   const needArg = (what: string): string => {
-    if (!arg) throw new KerfError("USAGE", `trust ${command}: missing ${what}\n\n${usage}`);
+    if (!arg) throw new UsageError(`trust ${command}: missing ${what}`, usage);
     return arg;
   };
+  // A change on a new install starts the store, as the connector would.
+  const requireStore = () => ensureConnectorPki(stateDir, configOption(values.config));
 
   switch (command) {
     case "list": {
-      if (arg) throw new KerfError("USAGE", `trust list: unexpected argument '${arg}'`);
-      requireStore(root);
+      if (arg) throw new UsageError(`trust list: unexpected argument '${arg}'`, usage);
+      // Listing changes nothing, so it does not create the store either.
+      if (!existsSync(path.join(root, "own"))) {
+        throw new KerfError("STATE_DIR", `no OPC UA trust store at ${root}`, {
+          details: ["expected the connector's state directory in --state-dir (or KERF_STATE_DIR); kerf run, kerf endpoints --state-dir and the other trust commands create <state-dir>/pki"],
+        });
+      }
       const store = await readTrustStore(root);
       process.stdout.write(values.json ? JSON.stringify(listJson(store), null, 2) + "\n" : listText(root, store));
       return 0;
     }
     case "accept": {
       const thumbprint = needArg("the thumbprint of the certificate to trust");
-      requireStore(root);
+      await requireStore();
       const result = await withManager(root, (cm) => acceptCertificate(cm, thumbprint));
       const what = `${result.info.thumbprint} (${result.info.subject})`;
       if (result.alreadyTrusted) process.stdout.write(`${what} was trusted already${result.removedFromRejected ? `; removed its stale copy from rejected/, which kept it refused` : ""}\n`);
@@ -59,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     case "reject": {
       const thumbprint = needArg("the thumbprint of the certificate to stop trusting");
-      requireStore(root);
+      await requireStore();
       const result = await withManager(root, (cm) => rejectCertificate(cm, thumbprint));
       const what = `${result.info.thumbprint} (${result.info.subject})`;
       process.stdout.write(result.alreadyRejected ? `${what} is not trusted (it is in rejected/)\n` : `rejected ${what}: moved to rejected/; a connector already connected keeps its session until it reconnects\n`);
@@ -67,7 +80,7 @@ export async function run(argv: string[]): Promise<number> {
     }
     case "add-issuer": {
       const file = path.resolve(needArg("the CA certificate file"));
-      requireStore(root);
+      await requireStore();
       const infos = await withManager(root, (cm) => addIssuerFile(cm, file, { trusted: values.trusted }));
       for (const info of infos) {
         process.stdout.write(`added issuer ${info.thumbprint} (${info.subject})${values.trusted ? ", trusted: certificates it issues are trusted" : ""}\n`);
@@ -79,22 +92,14 @@ export async function run(argv: string[]): Promise<number> {
     }
     case "add-crl": {
       const file = path.resolve(needArg("the CRL file"));
-      requireStore(root);
+      await requireStore();
       const { crl, ca, replaced } = await addCrlFile(root, file);
       process.stdout.write(`added the CRL of ${ca.subject} (${crl.revokedSerials.length} revoked, next update ${crl.nextUpdate?.toISOString() ?? "not stated"})${replaced ? `; it replaces ${replaced} older one${replaced > 1 ? "s" : ""}` : ""}\n`);
       if (crl.nextUpdate && crl.nextUpdate < new Date()) process.stderr.write(`warning: this CRL's next update (${crl.nextUpdate.toISOString()}) has passed; get a current one from the CA\n`);
       return 0;
     }
     default:
-      throw new KerfError("USAGE", `trust: unknown command '${command}' (expected list, accept, reject, add-issuer or add-crl)`);
-  }
-}
-
-function requireStore(root: string): void {
-  if (!existsSync(path.join(root, "own"))) {
-    throw new KerfError("USAGE", `no OPC UA trust store at ${root}`, {
-      details: ["expected the connector's state directory in --state-dir (or KERF_STATE_DIR); the connector creates <state-dir>/pki when it first starts"],
-    });
+      throw new UsageError(`trust: unknown command '${command}' (expected list, accept, reject, add-issuer or add-crl)`, usage);
   }
 }
 

@@ -79,27 +79,28 @@ export const INLINE_SECRET_FIELDS: Record<string, string> = {
   privateKey: "private keys are not allowed in the config file; use privateKeyFile",
 };
 
-/** Flattens zod issues into one entry per problem (an unknown-fields issue becomes one per field). */
-/** `secretsScanned`: the inline-secret scan has reported this file's password and privateKey fields already. */
-export function flattenIssues(issues: readonly z.core.$ZodIssue[], secretsScanned = false): Located[] {
-  const out: Located[] = [];
+/**
+ * Flattens zod issues into one entry per problem (an unknown-fields issue becomes one per field),
+ * lazily: a file with a million unknown keys is one issue, and only the problems shown are kept.
+ * `secretsScanned`: the inline-secret scan has reported this file's password and privateKey fields already.
+ */
+export function* flattenIssues(issues: readonly z.core.$ZodIssue[], secretsScanned = false): Generator<Located> {
   for (const issue of issues) {
     const path = issue.path as PropertyKey[];
     if (issue.code === "unrecognized_keys") {
       for (const key of issue.keys) {
         if (secretsScanned && Object.hasOwn(INLINE_SECRET_FIELDS, key)) continue;
-        out.push({ path: [...path, key], at: "key", message: `unknown field ${quoteKey(key)} (expected one of: ${issue.message})` });
+        yield { path: [...path, key], at: "key", message: `unknown field ${quoteKey(key)} (expected one of: ${issue.message})` };
       }
     } else if (issue.code === "invalid_key") {
       const inner = issue.issues.map((i) => i.message).join("; ");
-      out.push({ path, at: "key", message: inner });
+      yield { path, at: "key", message: inner };
     } else if (issue.code === "invalid_union" && !("discriminator" in issue) && issue.errors.some((branch) => branch.length > 0 && branch.every((i) => i.code !== "invalid_type"))) {
       // A union branch that matched the type but failed a check: its issues are the useful ones.
       const branch = issue.errors.find((b) => b.length > 0 && b.every((i) => i.code !== "invalid_type"))!;
-      out.push(...flattenIssues(branch.map((i) => ({ ...i, path: [...path, ...i.path] })), secretsScanned));
+      yield* flattenIssues(branch.map((i) => ({ ...i, path: [...path, ...i.path] })), secretsScanned);
     } else {
-      out.push({ path, at: "value", message: issue.message });
+      yield { path, at: "value", message: issue.message };
     }
   }
-  return out;
 }

@@ -6,7 +6,7 @@ import { formatPath, found } from "./describe.ts";
 import { errorMap, flattenIssues, INLINE_SECRET_FIELDS, type Located } from "./issues.ts";
 import { ConfigSchema, MappingSchema, type Config, type Mapping } from "./schema.ts";
 import { Secret, type Secrets } from "./secrets.ts";
-import { locate, parseYaml, type YamlSource } from "./yaml-source.ts";
+import { parseYaml, type YamlSource } from "./yaml-source.ts";
 
 export type { Config, Mapping } from "./schema.ts";
 export { Secret, type Secrets } from "./secrets.ts";
@@ -32,37 +32,66 @@ type Kind = "config" | "mapping" | "secret";
 interface Problem {
   /** 0 for the config file, 1 for the mapping: the config's lines come first. */
   fileIndex: number;
-  file: string;
-  line: number;
-  col: number;
+  source: YamlSource;
+  offset: number;
+  /** Order of discovery: problems at one spot keep it. */
+  seq: number;
   path: string;
   message: string;
   kind: Kind;
 }
 
-/** Collects every problem of both files, so that one run reports all of them. */
+/** Lines printed for a file full of mistakes; the count covers all of them. */
+export const SHOWN_PROBLEMS = 50;
+
+/**
+ * Collects every problem of both files, so that one run reports all of them, but keeps only the
+ * first SHOWN_PROBLEMS by position: a file of a million unknown keys is counted, not printed.
+ */
 class Report {
-  readonly problems: Problem[] = [];
+  count = 0;
+  readonly kinds = new Set<Kind>();
+  readonly files = new Set<string>();
+  #first: Problem[] = [];
   readonly warnings: Problem[] = [];
 
-  add(source: YamlSource, fileIndex: number, p: Located, kind: Kind, list: Problem[] = this.problems): void {
-    const { line, col } = locate(source, p.path, p.at);
-    list.push({ fileIndex, file: source.display, line, col, path: formatPath(p.path), message: p.message, kind });
+  add(source: YamlSource, fileIndex: number, p: Located, kind: Kind): void {
+    this.#keep({ fileIndex, source, offset: source.locate(p.path, p.at), seq: this.count, path: formatPath(p.path), message: p.message, kind });
   }
 
   addSyntax(source: YamlSource, fileIndex: number, kind: Kind): void {
-    for (const e of source.errors) this.problems.push({ fileIndex, file: source.display, ...e, kind });
+    for (const e of source.errors) this.#keep({ fileIndex, source, seq: this.count, ...e, kind });
   }
 
   warn(source: YamlSource, fileIndex: number, p: Located): void {
-    this.add(source, fileIndex, p, "config", this.warnings);
+    this.warnings.push({ fileIndex, source, offset: source.locate(p.path, p.at), seq: this.warnings.length, path: formatPath(p.path), message: p.message, kind: "config" });
   }
 
-  /** Sorted by file and position; the sort is stable, so problems at one spot keep their order. */
-  static lines(list: Problem[]): string[] {
-    return [...list]
-      .sort((a, b) => a.fileIndex - b.fileIndex || a.line - b.line || a.col - b.col)
-      .map((p) => `${p.file}:${p.line}:${p.col}: ${p.path === "" ? "" : `${p.path}: `}${p.message}`);
+  #keep(problem: Problem): void {
+    this.count++;
+    this.kinds.add(problem.kind);
+    this.files.add(problem.source.display);
+    this.#first.push(problem);
+    // Sorting now and then keeps this linear in the number of problems, with SHOWN_PROBLEMS kept.
+    if (this.#first.length >= 4 * SHOWN_PROBLEMS) this.#first = Report.sorted(this.#first).slice(0, SHOWN_PROBLEMS);
+  }
+
+  /** "FILE:LINE:COL: path: message" for the first problems by file and position, and a count of the rest. */
+  lines(): string[] {
+    const shown = Report.format(Report.sorted(this.#first).slice(0, SHOWN_PROBLEMS));
+    const more = this.count - shown.length;
+    return more > 0 ? [...shown, `… and ${more} more error${more === 1 ? "" : "s"}`] : shown;
+  }
+
+  static sorted(list: Problem[]): Problem[] {
+    return [...list].sort((a, b) => a.fileIndex - b.fileIndex || a.offset - b.offset || a.seq - b.seq);
+  }
+
+  static format(list: Problem[]): string[] {
+    return list.map((p) => {
+      const { line, col } = p.source.position(p.offset);
+      return `${p.source.display}:${line}:${col}: ${p.path === "" ? "" : `${p.path}: `}${p.message}`;
+    });
   }
 }
 
@@ -73,21 +102,17 @@ class Report {
 export async function loadConfig(file: string): Promise<LoadedConfig> {
   const configFile = path.resolve(file);
   const configDir = path.dirname(configFile);
-  const text = await readText(configFile);
-  if (typeof text !== "string") {
-    throw new KerfError(text.code === "ENOENT" ? "CONFIG_NOT_FOUND" : "CONFIG_INVALID", `cannot read config file ${file}: ${text.message}`, {
-      details: [`${file}: ${text.message}`],
-    });
-  }
-
+  const cfgSource = await readSource(file);
   const report = new Report();
-  const cfgSource = parseYaml(file, text);
   report.addSyntax(cfgSource, 0, "config");
   scanInlineSecrets(cfgSource, report);
 
   const raw = cfgSource.data;
   let config: Config | undefined;
-  if (cfgSource.errors.length === 0) {
+  if (looksLikeMapping(raw)) {
+    // Its missing instance, cloud and the rest would only hide the one real mistake.
+    report.add(cfgSource, 0, { path: ["machines"], at: "key", message: "this looks like a mapping file (machines: holds groups per machine id), not a connector config; give the connector config (kerf.yaml) to --config: its mapping: field names this file" }, "config");
+  } else if (cfgSource.errors.length === 0) {
     const parsed = ConfigSchema.safeParse(raw, { error: errorMap, reportInput: true });
     if (parsed.success) config = parsed.data;
     else for (const p of flattenIssues(parsed.error.issues, true)) report.add(cfgSource, 0, p, "config");
@@ -107,12 +132,11 @@ export async function loadConfig(file: string): Promise<LoadedConfig> {
     mapping = await loadMapping(mappingFile, display, cfgSource, rawConfig, report);
   }
 
-  if (report.problems.length > 0 || !config || !mapping) {
-    const kinds = new Set(report.problems.map((p) => p.kind));
+  if (report.count > 0 || !config || !mapping) {
+    const { kinds } = report;
     const code: KerfErrorCode = kinds.has("config") ? "CONFIG_INVALID" : kinds.has("mapping") ? "MAPPING_INVALID" : "SECRET_MISSING";
-    const n = report.problems.length;
-    const files = [...new Set(report.problems.map((p) => p.file))].join(" and ");
-    throw new KerfError(code, `${files}: ${n} error${n === 1 ? "" : "s"}`, { details: Report.lines(report.problems) });
+    const n = report.count;
+    throw new KerfError(code, `${[...report.files].join(" and ")}: ${n} error${n === 1 ? "" : "s"}`, { details: report.lines() });
   }
 
   for (const [i, m] of config.machines.entries()) {
@@ -134,7 +158,7 @@ export async function loadConfig(file: string): Promise<LoadedConfig> {
     mappingFile,
     mapping,
     secrets,
-    warnings: Report.lines(report.warnings),
+    warnings: Report.format(Report.sorted(report.warnings)),
   };
 }
 
@@ -153,6 +177,11 @@ async function loadMapping(file: string, display: string, cfgSource: YamlSource,
   const source = parseYaml(display, text);
   report.addSyntax(source, 1, "mapping");
   if (source.errors.length > 0) return undefined;
+  if (looksLikeConfig(source.data)) {
+    const message = `the mapping file looks like a connector config, not a mapping file (found ${found(display)} with ${isRecord(source.data) && Array.isArray(source.data.machines) ? "a list of machines" : "instance or cloud"}; expected the node-id mapping file, see config/mapping.example.yaml)`;
+    report.add(cfgSource, 0, { path: ["mapping"], at: "value", message }, "mapping");
+    return undefined;
+  }
 
   const parsed = MappingSchema.safeParse(source.data, { error: errorMap, reportInput: true });
   if (!parsed.success) for (const p of flattenIssues(parsed.error.issues)) report.add(source, 1, p, "mapping");
@@ -171,6 +200,39 @@ async function loadMapping(file: string, display: string, cfgSource: YamlSource,
   return mapping;
 }
 
+/** A config file read and parsed; a file that cannot be read is one error, said once. */
+async function readSource(file: string): Promise<YamlSource> {
+  const text = await readText(path.resolve(file));
+  if (typeof text !== "string") throw new KerfError(text.code === "ENOENT" ? "CONFIG_NOT_FOUND" : "CONFIG_INVALID", `cannot read config file ${file}: ${text.message}`);
+  return parseYaml(file, text);
+}
+
+/**
+ * Only the instance id of a config file, for the commissioning commands: they run before the
+ * mapping file exists, and must name the connector's OPC UA certificate as kerf run will.
+ */
+export async function loadInstance(file: string): Promise<string> {
+  const source = await readSource(file);
+  const report = new Report();
+  report.addSyntax(source, 0, "config");
+  const raw = source.data;
+  const parsed = ConfigSchema.shape.instance.safeParse(isRecord(raw) ? raw.instance : undefined, { error: errorMap, reportInput: true });
+  if (source.errors.length === 0 && !parsed.success) {
+    for (const p of flattenIssues(parsed.error.issues)) report.add(source, 0, { ...p, path: ["instance", ...p.path] }, "config");
+  }
+  if (report.count > 0 || !parsed.success) throw new KerfError("CONFIG_INVALID", `${file}: no valid instance id`, { details: report.lines() });
+  return parsed.data;
+}
+
+/** A mapping file given where the config belongs: top-level machines by id, and none of the config's own fields. */
+function looksLikeMapping(raw: unknown): boolean {
+  return isRecord(raw) && isRecord(raw.machines) && !Object.hasOwn(raw, "instance") && !Object.hasOwn(raw, "cloud");
+}
+
+function looksLikeConfig(raw: unknown): boolean {
+  return isRecord(raw) && (Array.isArray(raw.machines) || Object.hasOwn(raw, "instance") || Object.hasOwn(raw, "cloud"));
+}
+
 /** A top-level string value read from the YAML tree itself, for documents that did not parse. */
 function scalarAt(source: YamlSource, key: string): string | undefined {
   try {
@@ -183,18 +245,21 @@ function scalarAt(source: YamlSource, key: string): string | undefined {
 
 /** Any field named like an inline secret, wherever it is: the one message that says what to do instead. */
 function scanInlineSecrets(source: YamlSource, report: Report): void {
+  // A path is built only on the way into a mapping or list: a file can have millions of scalars.
   const walk = (value: unknown, at: PropertyKey[]): void => {
     if (at.length > 64) return;
-    if (Array.isArray(value)) value.forEach((v, i) => walk(v, [...at, i]));
+    if (Array.isArray(value)) value.forEach((v, i) => typeof v === "object" && v !== null && walk(v, [...at, i]));
     else if (isRecord(value)) {
-      for (const [key, v] of Object.entries(value)) {
+      for (const key of Object.keys(value)) {
         const message = INLINE_SECRET_FIELDS[key];
+        const v = value[key];
         if (message !== undefined && Object.hasOwn(INLINE_SECRET_FIELDS, key)) report.add(source, 0, { path: [...at, key], at: "key", message }, "config");
-        else walk(v, [...at, key]);
+        else if (typeof v === "object" && v !== null) walk(v, [...at, key]);
       }
     }
   };
-  walk(source.data, []);
+  // Only a file that names them (or could, through an escape in a quoted key) needs the walk.
+  if (/password|privateKey|\\/.test(source.text)) walk(source.data, []);
 }
 
 /**

@@ -79,6 +79,8 @@ const filePath = z.string().min(1).refine((p) => !p.includes("\0"), bad("not a f
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
 export const SECURITY_MODES = ["None", "Sign", "SignAndEncrypt"] as const;
+/** What security.mode takes: a mode, or best (the strongest mode and policy the server offers, chosen on each connect). */
+export const SECURITY_MODE_CHOICES = [...SECURITY_MODES, "best"] as const;
 export const SECURITY_POLICIES = ["None", "Basic128Rsa15", "Basic256", "Basic256Sha256", "Aes128_Sha256_RsaOaep", "Aes256_Sha256_RsaPss"] as const;
 /** Policies that OPC UA has deprecated (SHA-1, weak key sizes): only with allowDeprecated: true. */
 export const DEPRECATED_POLICIES: ReadonlySet<string> = new Set(["Basic128Rsa15", "Basic256"]);
@@ -102,38 +104,54 @@ const endpoint = z
   .refine((s) => !ENDPOINT.test(s) || URL.canParse(s), bad("not an OPC UA endpoint", ENDPOINT_FORMAT));
 
 const security = strict({
-  mode: describe(z.enum(SECURITY_MODES).default("SignAndEncrypt"), "Message security mode. Default SignAndEncrypt."),
-  policy: describe(z.enum(SECURITY_POLICIES).default("Basic256Sha256"), "Security policy. Default Basic256Sha256."),
-  allowDeprecated: describe(z.boolean().default(false), "Must be true to use the deprecated policies Basic128Rsa15 or Basic256."),
-}).superRefine((value, ctx) => {
-  const mode = str(field(value, "mode"));
-  const policy = str(field(value, "policy"));
-  // Only judge the combination of values that are themselves valid.
-  if (!SECURITY_MODES.some((m) => m === mode) || !SECURITY_POLICIES.some((p) => p === policy)) return;
-  if (mode === "None" && policy !== "None") {
-    ctx.addIssue({
-      code: "custom",
-      path: ["policy"],
-      input: policy,
-      message: `mode None sends everything in clear, so it cannot use a security policy (found policy ${policy}; expected policy None, or mode Sign or SignAndEncrypt)`,
-    });
-  } else if (mode !== "None" && policy === "None") {
-    ctx.addIssue({
-      code: "custom",
-      path: ["policy"],
-      input: policy,
-      message: `mode ${mode} needs a security policy (found policy None; expected ${CURRENT_POLICIES}, or mode None)`,
-    });
-  }
-  if (policy !== undefined && DEPRECATED_POLICIES.has(policy) && field(value, "allowDeprecated") !== true) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["policy"],
-      input: policy,
-      message: `policy ${policy} is deprecated and needs allowDeprecated: true (found ${policy}; expected ${CURRENT_POLICIES})`,
-    });
-  }
-}, evenWithErrors);
+  mode: describe(
+    z.enum(SECURITY_MODE_CHOICES).default("SignAndEncrypt"),
+    "Message security mode, or best: the strongest mode and policy the server offers, ranked by Kerf (then leave policy out). Default SignAndEncrypt.",
+  ),
+  policy: describe(z.enum(SECURITY_POLICIES).optional(), "Security policy. Default Basic256Sha256 (None with mode None); not with mode best."),
+  allowDeprecated: describe(z.boolean().default(false), "Must be true to use the deprecated policies Basic128Rsa15 or Basic256, also for mode best to pick them."),
+})
+  .superRefine((value, ctx) => {
+    const mode = str(field(value, "mode"));
+    const policy = str(field(value, "policy"));
+    if (policy === undefined) return; // the default suits the mode
+    if (mode === "best") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["policy"],
+        input: policy,
+        message: `mode best picks the policy itself, the strongest the server offers, so a policy here would be ignored (found policy ${policy}; expected no policy with mode best, or mode SignAndEncrypt or Sign to require ${policy})`,
+      });
+      return;
+    }
+    // Only judge the combination of values that are themselves valid.
+    if (!SECURITY_MODES.some((m) => m === mode) || !SECURITY_POLICIES.some((p) => p === policy)) return;
+    if (mode === "None" && policy !== "None") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["policy"],
+        input: policy,
+        message: `mode None sends everything in clear, so it cannot use a security policy (found policy ${policy}; expected policy None, or mode Sign or SignAndEncrypt)`,
+      });
+    } else if (mode !== "None" && policy === "None") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["policy"],
+        input: policy,
+        message: `mode ${mode} needs a security policy (found policy None; expected ${CURRENT_POLICIES}, or mode None)`,
+      });
+    }
+    if (DEPRECATED_POLICIES.has(policy) && field(value, "allowDeprecated") !== true) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["policy"],
+        input: policy,
+        message: `policy ${policy} is deprecated and needs allowDeprecated: true (found ${policy}; expected ${CURRENT_POLICIES})`,
+      });
+    }
+  }, evenWithErrors)
+  // With mode best the policy is chosen on each connect, and this one goes unused.
+  .transform((s) => ({ ...s, policy: s.policy ?? (s.mode === "None" ? "None" : "Basic256Sha256") }));
 
 const anonymousUser = strict({ type: z.literal("anonymous") });
 

@@ -27,6 +27,10 @@ export interface DemoOptions {
   /** Start the simulator and devcloud on these ports (0 = any). */
   simulatorPort?: number;
   devcloudPort?: number;
+  /** Aborting it during setup stops what was started so far; setupDemo then throws the abort reason. */
+  signal?: AbortSignal;
+  /** Told each piece that stop() ended, e.g. "the simulator (opc.tcp://127.0.0.1:4840)". */
+  stopped?: (what: string) => void;
 }
 
 export interface Demo {
@@ -47,33 +51,36 @@ export interface Demo {
  * files the connector loads like any other.
  */
 export async function setupDemo(options: DemoOptions): Promise<Demo> {
-  const { stateDir, logger } = options;
+  const { stateDir, logger, signal } = options;
   const out = options.out ?? (() => undefined);
   const securityMode = options.securityMode ?? "SignAndEncrypt";
   const securityPolicy = options.securityPolicy ?? "Aes256_Sha256_RsaPss";
   const connectorStateDir = path.join(stateDir, "connector");
   mkdirSync(connectorStateDir, { recursive: true, mode: 0o700 });
 
-  const devcloud = await startDevCloud({ dir: path.join(stateDir, "devcloud"), port: options.devcloudPort ?? 0, logger: logger.child({ component: "devcloud" }) });
-  let simulator: Simulator;
+  // What has been started, newest last; stop() ends it newest first, also when setup fails half-way.
+  const running: { name: string; stop(): Promise<void> }[] = [];
+  const stop = async () => {
+    for (const r of running.splice(0).reverse()) {
+      await r.stop().catch(() => undefined);
+      options.stopped?.(r.name);
+    }
+  };
   try {
-    simulator = await startSimulator({
+    signal?.throwIfAborted();
+    const devcloud = await startDevCloud({ dir: path.join(stateDir, "devcloud"), port: options.devcloudPort ?? 0, logger: logger.child({ component: "devcloud" }) });
+    running.push({ name: `the devcloud (${devcloud.url})`, stop: () => devcloud.stop() });
+    signal?.throwIfAborted();
+    const simulator = await startSimulator({
       pkiDir: path.join(stateDir, "simulator-pki"),
       port: options.simulatorPort ?? 0,
       logger: logger.child({ component: "simulator" }),
       ...(options.load ? { load: options.load } : {}),
       alarmPeriodMs: 20_000,
     });
-  } catch (err) {
-    await devcloud.stop();
-    throw err;
-  }
-  const stop = async () => {
-    await simulator.stop().catch(() => undefined);
-    await devcloud.stop().catch(() => undefined);
-  };
+    running.push({ name: `the simulator (${simulator.endpointUrl})`, stop: () => simulator.stop() });
+    signal?.throwIfAborted();
 
-  try {
     // Trust both ways, explicitly, on first start: the connector's application certificate
     // in the simulator's trust list and the simulator's in the connector's.
     const pki = await openClientPki({ dir: path.join(connectorStateDir, "pki"), instance: DEMO_INSTANCE, logger });
@@ -92,6 +99,7 @@ export async function setupDemo(options: DemoOptions): Promise<Demo> {
       ...(options.load ? { load: options.load } : {}),
       ...(options.publishingInterval ? { publishingInterval: options.publishingInterval } : {}),
     });
+    signal?.throwIfAborted();
     return { configFile, enroller: new DevCaEnroller(devcloud.ca), devcloud, simulator, units, securityMode, securityPolicy, connectorStateDir, stop };
   } catch (err) {
     await stop();

@@ -177,8 +177,7 @@ ${cloud}`,
     expect(lines(err, t.dir)).toEqual([
       "kerf.yaml:6:37: machines[0].security.policy: mode None sends everything in clear, so it cannot use a security policy (found policy Basic256Sha256; expected policy None, or mode Sign or SignAndEncrypt)",
       "kerf.yaml:9:47: machines[1].security.policy: mode SignAndEncrypt needs a security policy (found policy None; expected Basic256Sha256, Aes128_Sha256_RsaOaep or Aes256_Sha256_RsaPss, or mode None)",
-      // An omitted policy defaults to Basic256Sha256, which mode None cannot use: the error points at the security block.
-      "kerf.yaml:12:15: machines[2].security.policy: mode None sends everything in clear, so it cannot use a security policy (found policy Basic256Sha256; expected policy None, or mode Sign or SignAndEncrypt)",
+      // saw-3: an omitted policy follows the mode, so mode None alone is fine.
     ]);
   });
 
@@ -252,19 +251,19 @@ ${cloud}`,
     expect(lines(err, t.dir)).toEqual([`kerf.yaml:6:57: machines[0].user.passwordFile: the password file is empty (found "pw"; expected the password)`]);
   });
 
-  it("YAML syntax errors give file:line:col", async () => {
+  it("YAML syntax errors give file:line:col: an unclosed bracket where it opens", async () => {
     const err = await loadError(t, `instance: kerf-test\nmapping: ./mapping.yaml\nmachines:\n  - id: saw-1\n    endpoint: [opc.tcp://x:1\ncloud: {}\n`);
     expect(err.code).toBe("CONFIG_INVALID");
     const got = lines(err, t.dir);
     expect(got.length).toBeGreaterThan(0);
     for (const l of got) expect(l).toMatch(/^kerf\.yaml:\d+:\d+: YAML syntax error: /);
-    expect(got[0]).toMatch(/^kerf\.yaml:6:1: /);
+    expect(got[0]).toBe("kerf.yaml:5:15: YAML syntax error: this [ has no closing ] (expected ] before line 6)");
   });
 
   it("a config with a syntax error still gets its mapping checked", async () => {
     const err = await loadError(t, `instance: kerf-test\nmapping: ./mapping.yaml\nmachines: [\n`, GOOD_MAPPING.replace("ns=2;s=Spindle.Speed", "ns=2;q=1"));
     const got = lines(err, t.dir);
-    expect(got[0]).toMatch(/^kerf\.yaml:4:1: YAML syntax error: /);
+    expect(got[0]).toMatch(/^kerf\.yaml:3:11: YAML syntax error: this \[ has no closing \]/);
     expect(got.at(-1)).toMatch(/^mapping\.yaml:7:19: machines\.saw-1\.groups\[0\]\.nodes\[0\]\.node: not a node id: /);
   });
 

@@ -1,8 +1,8 @@
 import { inspect, isDeepStrictEqual } from "node:util";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { readPlainYaml } from "../../src/config/yaml-quick.ts";
-import { parseFully } from "../../src/config/yaml-source.ts";
+import { indexPlainYaml, locatePlain, readPlainYaml, readPlainYamlIndexed } from "../../src/config/yaml-quick.ts";
+import { parseFully, parseYaml } from "../../src/config/yaml-source.ts";
 
 // Plain scalars where YAML 1.1, 1.2 and the two parsers' schemas are known to part ways.
 const TRICKY = [
@@ -76,5 +76,66 @@ describe("quick YAML read", () => {
       expect(readPlainYaml(text), JSON.stringify(text)).toBeNull();
     }
     expect(readPlainYaml("a: 0x1F\nb: 1_000\nc: ~\nd: yes\n")).toStrictEqual({ a: 31, b: "1_000", c: null, d: "yes" });
+  });
+});
+
+/** Every path in a value, with one more that does not exist below each mapping and list. */
+function paths(value: unknown, at: PropertyKey[] = []): PropertyKey[][] {
+  const out: PropertyKey[][] = [at];
+  if (Array.isArray(value)) {
+    value.forEach((v, i) => out.push(...paths(v, [...at, i])));
+    out.push([...at, value.length], [...at, "x"]);
+  } else if (value !== null && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) out.push(...paths(v, [...at, k]));
+    out.push([...at, "no-such-key"]);
+  }
+  return out;
+}
+
+describe("locating in a plain file without yaml's document", () => {
+  it("names the same offset as yaml for every key and value of generated files", () => {
+    let compared = 0;
+    let unindexed = 0;
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.tuple(key, tree), { minLength: 1, maxLength: 5, selector: ([k]) => k }), fc.boolean(), fc.boolean(), (top, comment, bom) => {
+        const text = (bom ? "\ufeff" : "") + (comment ? "# generated\n\n" : "") + top.map(([k, v]) => `${k}:${render(v, "")}`).join("");
+        const data = readPlainYaml(text);
+        if (data === null) return;
+        const index = indexPlainYaml(text);
+        if (index === null) return void unindexed++; // lines the events cannot match (an empty list item): yaml locates those
+        // the same index, taken while reading the data (as for files over 16 MB)
+        const together = readPlainYamlIndexed(text);
+        expect(together?.data).toEqual(data);
+        const full = parseFully("t.yaml", text);
+        for (const p of paths(data)) {
+          for (const at of ["value", "key"] as const) {
+            compared++;
+            const expected = full.locate(p, at);
+            expect(locatePlain(index, p, at), `${JSON.stringify(text)} ${JSON.stringify(p)} ${at}`).toBe(expected);
+            expect(locatePlain(together!.index!, p, at)).toBe(expected);
+          }
+        }
+      }),
+      { numRuns: 2000 },
+    );
+    expect(compared).toBeGreaterThan(5000);
+    expect(unindexed).toBe(0);
+  });
+
+  it("leaves to yaml what its events cannot line up, and the source still locates it", () => {
+    const text = "a:\n  -\n  - x: 1\n";
+    expect(readPlainYaml(text)).toEqual({ a: [null, { x: 1 }] });
+    expect(indexPlainYaml(text)).toBeNull();
+    const source = parseYaml("t.yaml", text);
+    expect(source.position(source.locate(["a", 1, "x"], "key"))).toEqual({ line: 3, col: 5 });
+  });
+
+  it("is linear: a mapping of 200,000 keys is indexed once, not scanned per look-up", () => {
+    const text = Array.from({ length: 200_000 }, (_, i) => `k${i}: ${i}\n`).join("");
+    const index = indexPlainYaml(text)!;
+    // each look-up after the first finds its key through the index built on the first one
+    for (const i of [0, 199_999, 100_000]) expect(locatePlain(index, [`k${i}`], "key")).toBe(text.indexOf(`k${i}:`));
+    const root = index.root as { byKey?: Map<string, number> };
+    expect(root.byKey?.size).toBe(200_000);
   });
 });

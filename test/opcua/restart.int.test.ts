@@ -70,12 +70,12 @@ describe("sessions that survive a server restart", () => {
     // Back on the same port and PKI, counting on from where the clock says, with one more namespace
     // registered ahead of the simulator's own: every nsu= id now has another index.
     const missed = Math.round((Date.now() - stoppedAt) / PERIOD);
+    const restartedAt = Date.now();
     sim = await startSimulator({ pkiDir, port, logger: silentLogger(), load: { count: COUNTERS, periodMs: PERIOD, start: lastBefore + missed }, extraNamespaces: ["urn:kerf:test:moved-the-index"] });
     await sim.trustClientCertificate(pki.certificateDer);
-    const backAt = Date.now();
     const firstAfter = await waitFor("data after the restart", () => c.items("c0").find((i) => Number(i.v) > lastBefore + missed), 15_000, 50);
-    expect(Date.now() - backAt).toBeLessThan(10_000);
-    expect(Date.parse(firstAfter.t) - backAt).toBeLessThan(10_000);
+    // a value of the restarted server, not one left over from before
+    expect(Date.parse(firstAfter.t)).toBeGreaterThanOrEqual(restartedAt);
     await waitFor("10 ticks after the restart", () => c.items("c0").filter((i) => Number(i.v) > lastBefore + missed).length >= 10, 10_000);
 
     for (let i = 0; i < COUNTERS; i++) {

@@ -85,7 +85,7 @@ describe("kerf simulate", () => {
       [["--user", "op"], /--user and --password-file go together/],
       [["--port", "http"], /--port must be a whole number/],
       [["--port", "70000"], /--port must be 0\.\.65535/],
-      [["--bogus"], /simulate: Unknown option/],
+      [["--bogus"], /simulate: unknown option '--bogus'/],
       [["extra"], /unexpected argument 'extra'/],
       [["--load", "0", "--state-dir", dir], /load count must be a whole number in 1\.\.100000, got 0/],
       [["--max-notifications-per-publish", "0"], /--max-notifications-per-publish must be ≥ 1, got 0/],

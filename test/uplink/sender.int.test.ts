@@ -137,14 +137,13 @@ describe("delivery", () => {
 
   it("wake() sends a new batch without waiting for the poll", async () => {
     await setup();
-    const s = await sender({ pollIntervalMs: 60_000 });
+    // The poll would come after an hour: only wake() can send it within the wait.
+    const s = await sender({ pollIntervalMs: 3_600_000 });
     s.start();
     await new Promise((r) => setTimeout(r, 50));
     buffer.append(batch("m1", "a", 1));
-    const started = Date.now();
     s.wake();
-    await until(() => cloud.store.counts().items === 1, 5000);
-    expect(Date.now() - started).toBeLessThan(2000);
+    await until(() => cloud.store.counts().items === 1, 30_000);
   });
 });
 
@@ -325,12 +324,11 @@ describe("failures of the connection", () => {
     await setup();
     cloud.faults.failNext = 100;
     buffer.append(batch("m1", "a", 1));
-    const s = await sender({ retry: { initialDelayMs: 10_000, maxDelayMs: 10_000 }, random: () => 0.99 });
+    // A backoff of an hour: a stop() that waited for it would outlast the test's timeout.
+    const s = await sender({ retry: { initialDelayMs: 3_600_000, maxDelayMs: 3_600_000 }, random: () => 0.99 });
     s.start();
     await until(() => s.stats().retries >= 1);
-    const t0 = Date.now();
     await s.stop();
-    expect(Date.now() - t0).toBeLessThan(1000);
     expect(s.stats().retries).toBe(1);
     expect(buffer.stats().items).toBe(1);
   });
