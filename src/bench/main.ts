@@ -350,7 +350,7 @@ async function runScenario(s: Scenario) {
     const rssAtWindowStart = procStats(pid).peakRssMb;
     process.stderr.write(`bench: peak RSS before the window ${rssAtWindowStart} MB\n`);
     const cpuBefore = procStats(pid);
-    const ours = () => [pid, ...children.map((c) => c.pid!)];
+    const ours = () => [...new Set([pid, ...children.map((c) => c.pid!)])];
     const machineBefore = machineCpu(ours());
     const windowStart = Math.ceil(Date.now() / 1000) + 1;
     const windowEnd = windowStart + s.seconds;
@@ -385,12 +385,29 @@ async function runScenario(s: Scenario) {
     const ceiling = alone ?? (beside && { delivered: sumWindow(beside.buckets, windowStart, windowEnd), latency: beside.latency, everyItemSeenMs: beside.everyItemSeenMs, peakRssMb: procStats(bare!.child.pid!).peakRssMb, cpuPercent: null, othersCpuPercent: null });
     const delivered = sumWindow(cloudBuckets, windowStart, windowEnd);
     const offered = s.nodes * s.seconds * (1000 / s.periodMs);
+    // What is still buffered or being retried arrives later: wait for the whole window before counting gaps.
+    const complete = ceiling?.delivered ?? offered;
+    let windowCompleteAfterMs: number | null = null;
+    for (const until = Date.now() + 60_000; Date.now() < until; await sleep(250)) {
+      if (sumWindow(cloudBuckets, windowStart, windowEnd) >= complete) {
+        windowCompleteAfterMs = Date.now() - windowEnd * 1000;
+        break;
+      }
+    }
 
-    // Loss and duplicates, counter by counter, over everything the cloud has.
+    // Loss and duplicates, counter by counter, over the values of the window that the cloud has.
     let gaps = 0;
     let duplicates = 0;
+    const inWindow = (t: string) => {
+      const sec = Math.floor(Date.parse(t) / 1000);
+      return sec >= windowStart && sec < windowEnd;
+    };
     for (const key of sampled) {
-      const vals = devcloud.store.items(DEMO_MACHINE, key).map((x) => Number(x.v)).sort((a, b) => a - b);
+      const vals = devcloud.store
+        .items(DEMO_MACHINE, key)
+        .filter((x) => inWindow(x.t))
+        .map((x) => Number(x.v))
+        .sort((a, b) => a - b);
       for (let j = 1; j < vals.length; j++) {
         const d = vals[j]! - vals[j - 1]!;
         if (d === 0) duplicates++;
@@ -430,7 +447,9 @@ async function runScenario(s: Scenario) {
       ceilingPerSec: ceiling ? Math.round(ceiling.delivered / s.seconds) : null,
       ratioToCeiling: ceiling ? round3(delivered / Math.max(1, ceiling.delivered)) : null,
       ratioToOffered: round3(delivered / offered),
+      // after the window's values had all arrived (or 60 s): values missing between two that came
       lostInSampledCounters: gaps,
+      windowCompleteAfterMs,
       sampledCounters: sampled.size,
       // a value seen twice in a sampled counter (whatever its timestamp); whole batches sent twice are counted apart
       duplicates,

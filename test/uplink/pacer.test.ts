@@ -81,7 +81,7 @@ describe("down", () => {
 });
 
 describe("deadline and overdue", () => {
-  it("is four times the slowest recent success, at least the minimum, at most the request timeout", () => {
+  it("is four times a slow recent success, at least the minimum, at most the request timeout", () => {
     const p = pacer();
     expect(p.deadlineMs()).toBe(1000);
     expect(p.overdueMs()).toBe(Number.POSITIVE_INFINITY); // nothing known yet: every request holds the window
@@ -95,12 +95,16 @@ describe("deadline and overdue", () => {
     expect(p.deadlineMs()).toBe(30_000);
   });
 
-  it("forgets a slow success after 32 faster ones", () => {
+  it("is not lifted by one slow success among fast ones (a drip that finished), but follows a cloud that has become slow", () => {
     const p = pacer();
-    p.succeeded(1500);
     for (let i = 0; i < 31; i++) p.succeeded(50);
-    expect(p.deadlineMs()).toBe(6000);
-    p.succeeded(50);
+    p.succeeded(7000);
+    expect(p.deadlineMs()).toBe(1000);
+    expect(p.overdueMs()).toBe(100);
+    for (let i = 0; i < 4; i++) p.succeeded(7000);
+    expect(p.deadlineMs()).toBe(28_000);
+    // and forgets it again after 32 faster ones
+    for (let i = 0; i < 32; i++) p.succeeded(50);
     expect(p.deadlineMs()).toBe(1000);
   });
 
