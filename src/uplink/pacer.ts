@@ -129,7 +129,8 @@ export class Pacer {
   /**
    * How long a slow success takes: the 90th percentile of the recent ones, not the slowest, so
    * that one drip that finished inside its deadline cannot lift every deadline after it (and
-   * then let the next drips finish too). Measured: a drip of 7 s then held the window for 14 s.
+   * then let the next drips finish too): after a 7 s drip had finished, every stuck request
+   * would hold the window for 14 s.
    */
   #slow(): number {
     if (this.#durations.length === 0) return 0;
