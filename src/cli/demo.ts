@@ -5,6 +5,7 @@ import { Agent } from "../agent.ts";
 import { loadConfig } from "../config/load.ts";
 import { setupDemo, type Demo } from "../demo/setup.ts";
 import { createLogger } from "../log.ts";
+import { installProcessGuard } from "../process-guard.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import type { StoredBatch } from "../buffer/buffer.ts";
 import { intOption, noPositionals, parseCli } from "./args.ts";
@@ -45,6 +46,7 @@ export async function run(argv: string[]): Promise<number> {
   const note = (line: string) => process.stderr.write(`demo: ${line}\n`);
   note(`starting in ${stateDir}${keepState ? "" : " (removed when the demo ends)"}`);
   const logger = createLogger({ level: values["log-level"] ?? "warn" });
+  installProcessGuard(logger);
   routeOpcuaLogging(logger);
   const out = (line: string) => {
     if (!values.quiet) process.stdout.write(line + "\n");

@@ -4,6 +4,7 @@ import { startDevCloud } from "../devcloud/server.ts";
 import { createDevCa } from "../certs/devca.ts";
 import { createHostile } from "../devcloud/hostile.ts";
 import { createLogger } from "../log.ts";
+import { installProcessGuard } from "../process-guard.ts";
 import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { prepareStateDir, stateDirOption } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
@@ -51,6 +52,7 @@ export async function run(argv: string[]): Promise<number> {
   const dir = path.join(prepareStateDir(stateDirOption(values["state-dir"], ".kerf")), "devcloud");
   // Issuing prints the two file paths on stdout; keep the log out of the way unless asked.
   const logger = createLogger({ level: values["log-level"] ?? (values["issue-client"] !== undefined ? "warn" : "info"), name: "devcloud" });
+  installProcessGuard(logger);
 
   if (values["issue-client"] !== undefined) {
     const instance = values["issue-client"];

@@ -2,6 +2,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { isKerfError, KerfError } from "../errors.ts";
 import { createLogger } from "../log.ts";
+import { installProcessGuard } from "../process-guard.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { validateLoad } from "../simulator/load-options.ts";
 import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
@@ -71,6 +72,7 @@ export async function run(argv: string[]): Promise<number> {
   const pkiDir = path.join(prepareStateDir(stateDirOption(values["state-dir"], ".kerf")), "simulator-pki");
 
   const logger = createLogger({ name: "kerf-simulate" });
+  installProcessGuard(logger);
   routeOpcuaLogging(logger);
   // loading node-opcua takes about a second: only once the arguments are known to be good
   const { startSimulator } = await import("../simulator/server.ts");
