@@ -13,12 +13,26 @@
  * - `counters(name, value)`: lifetime item counts (appended, acked, dropped by reason).
  * - `meta(name, value)`: the `epoch`, a random UUID made once with the file. It goes into
  *   the idempotency key, so a wiped state dir never produces keys the cloud has seen.
+ * - `delivered(upto, format, payload)`: one row, the snapshot of what was delivered (below).
  * - `PRAGMA application_id` marks the file as ours, `user_version` is the schema version.
  *
  * ## Ids
  * The batch id is the wire `batch` number. AUTOINCREMENT keeps ids strictly increasing
  * and never reused: not after every row is deleted, not across restarts. A batch refused
  * as too large is split by `replace` into new batches with new (higher) ids.
+ *
+ * ## What was delivered survives a restart
+ * After a restart (also after SIGKILL) the sessions subscribe anew, and the first notification of
+ * each new monitored item repeats the server's current value. A value that has not changed since
+ * it was delivered must not reach the cloud twice, so the buffer knows the last data item it took
+ * per (machine, key) (delivered.ts), across restarts, without a write per item:
+ * - the items are noted in memory on `append` (one map update per item);
+ * - every 5 s (sooner when 4 MiB of acknowledged batches wait), one transaction writes the whole
+ *   table as one compressed row with `upto`, the highest batch id it covers;
+ * - so `ack` does not delete a batch but marks it (`acked` = 1): it leaves the queue and the
+ *   counts at once, and the snapshot that covers it deletes it;
+ * - at open, the table is the snapshot plus the items of the batches above `upto`, acknowledged
+ *   or not.
  *
  * ## Durability
  * - `append` (and `replace`) commit with `synchronous = FULL`: when it returns, the batch
@@ -60,9 +74,10 @@
  */
 import { statSync } from "node:fs";
 import type { Logger } from "../log.ts";
-import { itemCount, type Message } from "../types.ts";
+import { itemCount, type Item, type Message } from "../types.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { decodeBytes, encode, parseMessages, type Encoded } from "./codec.ts";
+import { LastDelivered } from "./delivered.ts";
 import { DropLog } from "./drop-log.ts";
 import { COUNTER_NAMES, ioError, openDatabase, type CounterName } from "./schema.ts";
 
@@ -103,6 +118,8 @@ export interface BufferOptions {
   logger: Logger;
   /** zstd-compress payloads (default true: about 10x smaller for 1000-item batches and faster overall). */
   compress?: boolean;
+  /** How often the snapshot of what was delivered is written; default 5 s (see above). */
+  snapshotIntervalMs?: number;
 }
 
 const DROP_REASONS: readonly DropReason[] = ["buffer_full", "rejected", "too_large"];
@@ -112,6 +129,10 @@ const MAINTAIN_WHEN_DRAINED_MS = 5000;
 const VACUUM_PAGES_PER_RUN = 16384;
 /** Vacuum only when the free list is at least this many pages and a quarter of the file. */
 const VACUUM_MIN_FREE_PAGES = 256;
+/** How often the snapshot of what was delivered is written by default (see above)... */
+const SNAPSHOT_INTERVAL_MS = 5000;
+/** ...or sooner, when acknowledged batches waiting for it take this much. */
+const SNAPSHOT_KEPT_BYTES = 4 * 1024 * 1024;
 
 interface Totals {
   batches: number;
@@ -125,6 +146,10 @@ interface Delta extends Totals {
   evicted: { batches: number; items: number };
   tooLarge: { batches: number; items: number };
   deletes: number;
+  /** Batches acknowledged, kept until a snapshot covers them. */
+  kept: { batches: number; bytes: number };
+  /** The highest id inserted. */
+  lastId: number;
 }
 
 interface Row {
@@ -148,6 +173,7 @@ export class DurableBuffer {
   readonly #path: string;
   readonly #maxBytes: number;
   readonly #compress: boolean;
+  readonly #snapshotIntervalMs: number;
   readonly #log: Logger;
   readonly #stored: Totals;
   readonly #counters: Record<CounterName, number>;
@@ -156,6 +182,11 @@ export class DurableBuffer {
   readonly #sql: {
     insert: StatementSync;
     remove: StatementSync;
+    markAcked: StatementSync;
+    keptAcked: StatementSync;
+    deleteAcked: StatementSync;
+    writeDelivered: StatementSync;
+    moveUpto: StatementSync;
     oldest: StatementSync;
     removeUpTo: StatementSync;
     head: StatementSync;
@@ -166,6 +197,12 @@ export class DurableBuffer {
   #lastMaintenance = Date.now();
   #closed = false;
   #synchronous: "FULL" | "NORMAL" = "FULL";
+  readonly #delivered: LastDelivered;
+  /** The highest batch id handed out. */
+  #lastId: number;
+  #lastSnapshot = Date.now();
+  /** Acknowledged batches that wait for a snapshot to delete them. */
+  #kept = { batches: 0, bytes: 0 };
 
   /** Opens or creates the buffer at `options.path`; throws KerfError BUFFER_IO naming the path. */
   static open(options: BufferOptions): DurableBuffer {
@@ -187,17 +224,23 @@ export class DurableBuffer {
     this.#path = options.path;
     this.#maxBytes = options.maxBytes;
     this.#compress = options.compress ?? true;
+    this.#snapshotIntervalMs = options.snapshotIntervalMs ?? SNAPSHOT_INTERVAL_MS;
     this.#log = options.logger;
     this.#sql = {
       insert: db.prepare("INSERT INTO batches (created_at, items, bytes, format, payload) VALUES (?, ?, ?, ?, ?)"),
-      remove: db.prepare("DELETE FROM batches WHERE id = ? RETURNING items, bytes, created_at"),
-      oldest: db.prepare("SELECT id, items, bytes FROM batches ORDER BY id"),
-      removeUpTo: db.prepare("DELETE FROM batches WHERE id <= ?"),
-      head: db.prepare("SELECT id, created_at, items, bytes, format, payload FROM batches ORDER BY id LIMIT ?"),
+      remove: db.prepare("DELETE FROM batches WHERE id = ? AND acked = 0 RETURNING items, bytes, created_at"),
+      markAcked: db.prepare("UPDATE batches SET acked = 1 WHERE id = ? AND acked = 0 RETURNING items, bytes, created_at"),
+      keptAcked: db.prepare("SELECT count(*) AS batches, total(bytes) AS bytes FROM batches WHERE acked = 1"),
+      deleteAcked: db.prepare("DELETE FROM batches WHERE acked = 1 AND id <= ?"),
+      writeDelivered: db.prepare("INSERT OR REPLACE INTO delivered (id, upto, format, payload) VALUES (1, ?, ?, ?)"),
+      moveUpto: db.prepare("UPDATE delivered SET upto = ? WHERE id = 1"),
+      oldest: db.prepare("SELECT id, items, bytes FROM batches WHERE acked = 0 ORDER BY id"),
+      removeUpTo: db.prepare("DELETE FROM batches WHERE acked = 0 AND id <= ?"),
+      head: db.prepare("SELECT id, created_at, items, bytes, format, payload FROM batches WHERE acked = 0 ORDER BY id LIMIT ?"),
       bump: db.prepare("UPDATE counters SET value = value + ? WHERE name = ?"),
-      oldestTime: db.prepare("SELECT min(created_at) AS t FROM batches"),
+      oldestTime: db.prepare("SELECT min(created_at) AS t FROM batches WHERE acked = 0"),
     };
-    const totals = db.prepare("SELECT count(*) AS batches, total(items) AS items, total(bytes) AS bytes FROM batches").get() as unknown as Totals;
+    const totals = db.prepare("SELECT count(*) AS batches, total(items) AS items, total(bytes) AS bytes FROM batches WHERE acked = 0").get() as unknown as Totals;
     this.#stored = { batches: Number(totals.batches), items: Number(totals.items), bytes: Number(totals.bytes) };
     const rows = db.prepare("SELECT name, value FROM counters").all() as { name: string; value: number }[];
     const counters = Object.fromEntries(rows.map((r) => [r.name, r.value]));
@@ -205,6 +248,9 @@ export class DurableBuffer {
       if (typeof counters[name] !== "number") throw new Error(`counter ${name} is missing from the counters table`);
     }
     this.#counters = counters as Record<CounterName, number>;
+    this.#lastId = Number((db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").get() as { seq: number } | undefined)?.seq ?? 0);
+    this.#delivered = this.#readDelivered();
+    this.#kept = this.#keptAcked();
     this.#evictLog = new DropLog((batches, items) => {
       this.#log.warn(
         { event: "buffer_full", reason: "buffer_full", batches, items, totalDroppedItems: this.#counters.dropped_buffer_full, maxBytes: this.#maxBytes },
@@ -229,10 +275,23 @@ export class DurableBuffer {
     const items = itemCount(messages);
     const encoded = encode(messages, this.#compress);
     const createdAt = Date.now();
-    return this.#transaction("append", "FULL", (delta) => {
+    const id = this.#transaction("append", "FULL", (delta) => {
       delta.counters.appended_items += items;
       return this.#insert(encoded, items, createdAt, delta);
     });
+    this.#delivered.note(messages);
+    this.#snapshotIfDue();
+    return id;
+  }
+
+  /**
+   * The last data item appended for each of `keys` of `machine`, also in an earlier process:
+   * the session's starting point for telling a repeated value from a new one. Keys not in
+   * `keys` (no longer mapped) are forgotten.
+   */
+  lastDelivered(machine: string, keys: ReadonlySet<string>): Map<string, Item> {
+    this.#assertOpen();
+    return this.#delivered.take(machine, keys);
   }
 
   /** Up to `limit` batches, oldest first, skipping the ids in `exclude` (those in flight). */
@@ -266,13 +325,23 @@ export class DurableBuffer {
     return out;
   }
 
-  /** The cloud confirmed batch `id`: delete it. An unknown id (dropped meanwhile) is a no-op. */
+  /**
+   * The cloud confirmed batch `id`: it leaves the queue (the next snapshot deletes it, see
+   * above). An unknown id (dropped meanwhile) is a no-op.
+   */
   ack(id: number): void {
     this.#assertOpen();
     this.#transaction("ack", "NORMAL", (delta) => {
-      const row = this.#remove(id, delta);
-      if (row) delta.counters.acked_items += row.items;
+      const row = this.#sql.markAcked.get(id) as { items: number; bytes: number } | undefined;
+      if (!row) return;
+      delta.batches -= 1;
+      delta.items -= row.items;
+      delta.bytes -= row.bytes;
+      delta.counters.acked_items += row.items;
+      delta.kept.batches += 1;
+      delta.kept.bytes += row.bytes;
     });
+    this.#snapshotIfDue();
   }
 
   /**
@@ -332,13 +401,19 @@ export class DurableBuffer {
     };
   }
 
-  /** Writes pending drop logs, compacts, and closes the file. Idempotent. */
-  close(): void {
+  /**
+   * Writes pending drop logs and the snapshot of what was delivered, compacts, and closes the
+   * file. Idempotent. `compact: false` returns free pages only as far as one maintenance run
+   * does (a stop with little time left).
+   */
+  close(options: { compact?: boolean } = {}): void {
     if (this.#closed) return;
-    this.#closed = true;
     this.#evictLog.flush();
     this.#tooLargeLog.flush();
-    this.#maintain(Number.MAX_SAFE_INTEGER, 1);
+    this.#snapshot();
+    this.#closed = true;
+    if (options.compact === false) this.#maintain(VACUUM_PAGES_PER_RUN, VACUUM_MIN_FREE_PAGES);
+    else this.#maintain(Number.MAX_SAFE_INTEGER, 1);
     this.#db.close();
   }
 
@@ -351,6 +426,7 @@ export class DurableBuffer {
       // Insert an empty row and delete it at once: the batch consumes an id like any other.
       const id = Number(this.#sql.insert.run(createdAt, items, 0, encoded.format, new Uint8Array(0)).lastInsertRowid);
       this.#sql.remove.run(id);
+      delta.lastId = id;
       delta.counters.dropped_too_large += items;
       delta.tooLarge.batches += 1;
       delta.tooLarge.items += items;
@@ -359,6 +435,7 @@ export class DurableBuffer {
     const excess = this.#stored.bytes + delta.bytes + bytes - this.#maxBytes;
     if (excess > 0) this.#evict(excess, delta);
     const id = Number(this.#sql.insert.run(createdAt, items, bytes, encoded.format, encoded.payload).lastInsertRowid);
+    delta.lastId = id;
     delta.batches += 1;
     delta.items += items;
     delta.bytes += bytes;
@@ -410,6 +487,8 @@ export class DurableBuffer {
       evicted: { batches: 0, items: 0 },
       tooLarge: { batches: 0, items: 0 },
       deletes: 0,
+      kept: { batches: 0, bytes: 0 },
+      lastId: 0,
     };
     let result: T;
     try {
@@ -437,8 +516,86 @@ export class DurableBuffer {
     for (const name of COUNTER_NAMES) this.#counters[name] += delta.counters[name];
     if (delta.evicted.batches > 0) this.#evictLog.add(delta.evicted.batches, delta.evicted.items);
     if (delta.tooLarge.batches > 0) this.#tooLargeLog.add(delta.tooLarge.batches, delta.tooLarge.items);
+    this.#lastId = Math.max(this.#lastId, delta.lastId);
+    this.#kept.batches += delta.kept.batches;
+    this.#kept.bytes += delta.kept.bytes;
     if (delta.deletes > 0) this.#afterDeletes(delta.deletes);
     return result;
+  }
+
+  // --- what was delivered --------------------------------------------------------
+
+  /** The snapshot and the batches above it, as they were at the last close or kill. */
+  #readDelivered(): LastDelivered {
+    const row = this.#db.prepare("SELECT upto, format, payload FROM delivered WHERE id = 1").get() as { upto: number; format: number; payload: Uint8Array } | undefined;
+    let delivered = new LastDelivered();
+    let upto = 0;
+    if (row) {
+      try {
+        delivered = LastDelivered.decode(row.format, row.payload);
+        upto = row.upto;
+      } catch (err) {
+        // Only repeats are at stake: without the snapshot, unchanged values may be sent once more.
+        this.#log.error({ event: "buffer_unreadable", error: (err as Error).message }, "the snapshot of delivered values is unreadable; unchanged values may be sent again once");
+      }
+    }
+    for (const b of this.#db.prepare("SELECT id, format, payload FROM batches WHERE id > ? ORDER BY id").iterate(upto) as Iterable<{ id: number; format: number; payload: Uint8Array }>) {
+      try {
+        delivered.merge(parseMessages(decodeBytes(b.format, b.payload)));
+      } catch {
+        // next() reports and drops an unreadable pending batch; an acknowledged one no longer matters
+      }
+    }
+    return delivered;
+  }
+
+  #keptAcked(): { batches: number; bytes: number } {
+    const r = this.#sql.keptAcked.get() as { batches: number; bytes: number };
+    return { batches: Number(r.batches), bytes: Number(r.bytes) };
+  }
+
+  /** Due every snapshotIntervalMs, or once SNAPSHOT_KEPT_BYTES of acknowledged batches wait. */
+  #snapshotIfDue(): void {
+    if (!this.#delivered.dirty && this.#kept.batches === 0) return;
+    if (Date.now() - this.#lastSnapshot < this.#snapshotIntervalMs && this.#kept.bytes < SNAPSHOT_KEPT_BYTES) return;
+    this.#snapshot();
+  }
+
+  /**
+   * Writes the table of what was delivered, covering every batch so far, and deletes the
+   * acknowledged batches it covers, in one transaction. Never throws: a failure only delays it.
+   */
+  #snapshot(): void {
+    this.#lastSnapshot = Date.now();
+    if (!this.#delivered.dirty && this.#kept.batches === 0) return;
+    let deleted = 0;
+    try {
+      if (this.#synchronous !== "NORMAL") {
+        this.#db.exec("PRAGMA synchronous = NORMAL");
+        this.#synchronous = "NORMAL";
+      }
+      this.#db.exec("BEGIN IMMEDIATE");
+      // Every batch up to #lastId has been noted (split parts hold items noted before), so the
+      // table covers them all; unchanged, only `upto` moves.
+      const upto = this.#lastId;
+      if (this.#delivered.dirty || Number(this.#sql.moveUpto.run(upto).changes) === 0) {
+        const encoded = this.#delivered.encode();
+        this.#sql.writeDelivered.run(upto, encoded.format, encoded.payload);
+      }
+      deleted = Number(this.#sql.deleteAcked.run(upto).changes);
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      try {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      } catch {
+        // the original error is the one worth reporting
+      }
+      this.#delivered.dirty = true;
+      this.#log.warn({ event: "buffer_snapshot", error: err instanceof Error ? err.message : String(err) }, `buffer ${this.#path}: writing the snapshot of delivered values failed; retrying later`);
+      return;
+    }
+    this.#kept = this.#keptAcked();
+    if (deleted > 0) this.#afterDeletes(deleted);
   }
 
   // --- space reuse ------------------------------------------------------------
