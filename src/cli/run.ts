@@ -15,14 +15,24 @@ export async function run(argv: string[]): Promise<number> {
   routeOpcuaLogging(logger);
   const stateDir = path.resolve(values["state-dir"] ?? process.env.KERF_STATE_DIR ?? "/var/lib/kerf");
   const agent = new Agent({ loaded, stateDir, logger });
-  await agent.start();
-  logger.info({ instance: loaded.config.instance, stateDir, machines: loaded.config.machines.length }, "kerf started");
-
-  await new Promise<void>((resolve) => {
+  // Listening before start: a SIGTERM during startup still stops cleanly, once started.
+  const signal = new Promise<void>((resolve) => {
     process.once("SIGTERM", resolve);
     process.once("SIGINT", resolve);
   });
+  await agent.start();
+  logger.info({ instance: loaded.config.instance, stateDir, machines: loaded.config.machines.length }, "kerf started");
+
+  await signal;
   logger.info("stopping");
+  // The agent stops within STOP_DEADLINE_MS; this is the last resort before the runtime's SIGKILL.
+  const lastResort = setTimeout(() => {
+    logger.error("the connector did not stop in time; exiting (the buffer keeps what it holds)");
+    process.exit(1);
+  }, 9_500).unref();
   await agent.stop({ drainMs: 5_000 });
+  clearTimeout(lastResort);
+  // Sockets or timers a library still holds must not keep a stopped connector alive.
+  setTimeout(() => process.exit(), 500).unref();
   return 0;
 }
