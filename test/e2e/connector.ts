@@ -139,7 +139,7 @@ export function missingValues(cloud: StoredItem[], buffered: readonly Item[]): n
 }
 
 /** A TCP server that accepts connections and never answers: a peer that has hung. */
-export async function blackHole(port = 0): Promise<{ port: number; accepted(): number; close(): Promise<void> }> {
+export async function blackHole(): Promise<{ port: number; accepted(): number; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   let accepted = 0;
   const server = net.createServer((s) => {
@@ -150,7 +150,7 @@ export async function blackHole(port = 0): Promise<{ port: number; accepted(): n
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(port, "127.0.0.1", resolve);
+    server.listen(0, "127.0.0.1", resolve);
   });
   return {
     port: (server.address() as net.AddressInfo).port,

@@ -12,7 +12,7 @@ import { ensureIdentity } from "../../src/certs/identity.ts";
 import { DevCaEnroller } from "../../src/certs/identity.ts";
 import { writeDemoConfig, DEMO_INSTANCE, type Demo } from "../../src/demo/setup.ts";
 import { startDevCloud } from "../../src/devcloud/index.ts";
-import { CloudStore, type StoredItem } from "../../src/devcloud/store.ts";
+import type { StoredItem } from "../../src/devcloud/store.ts";
 import { silentLogger } from "../../src/log.ts";
 import { openClientPki } from "../../src/opcua/pki.ts";
 import { loadNodeId, SIM_NODES } from "../../src/simulator/nodes.ts";
@@ -69,20 +69,19 @@ describe("SIGTERM: kerf run exits with 0 before the SIGKILL, losing nothing", ()
   });
 
   it("while the cloud accepts connections and never answers (requests in flight stay buffered)", { timeout: 120_000 }, async () => {
-    const { demo, dir, stateDir } = await demoEnv();
+    const { demo, stateDir } = await demoEnv();
+    // The cloud behind a TCP proxy that can turn into a peer that accepts and never answers.
+    const cloud = await switchableProxy(demo.devcloud.port);
+    cleanups.push(() => cloud.close());
+    editConfig(demo.configFile, (c) => (c.cloud.url = `https://127.0.0.1:${cloud.port}`));
     const c = run(demo.configFile, stateDir);
     await waitFor("values at the cloud", flowing(demo.devcloud.store, DEMO_MACHINE, 10), 60_000);
-    const port = demo.devcloud.port;
-    await demo.devcloud.stop();
-    const hole = await blackHole(port);
-    cleanups.push(() => hole.close());
-    await waitFor("requests hanging at the silent cloud", () => hole.accepted() >= 1, 30_000);
+    cloud.mode("black-hole");
+    await waitFor("requests hanging at the silent cloud", () => cloud.accepted() >= 1, 30_000);
 
     expect(await stopLikeAContainer(c)).toEqual({ code: 0, signal: null, killed: false });
-    const store = new CloudStore(path.join(dir, "devcloud", "devcloud.db"));
-    cleanups.push(async () => store.close());
     expect(readBuffer(stateDir, DEMO_MACHINE).stats.items).toBeGreaterThan(0);
-    expectNothingLost((m, k) => store.items(m, k), stateDir, [DEMO_MACHINE]);
+    expectNothingLost((m, k) => demo.devcloud.store.items(m, k), stateDir, [DEMO_MACHINE]);
   });
 
   it("while CreateMonitoredItems calls for 20,000 items are under way over a slow link", { timeout: 180_000 }, async () => {
