@@ -4,7 +4,7 @@ import type { Agent as UndiciAgent } from "undici";
 import { DurableBuffer, type BufferStats } from "./buffer/buffer.ts";
 import { BufferWriter } from "./buffer/writer.ts";
 import { watchMapping } from "./mapping-reload.ts";
-import { HEALTH_INTERVAL_MS, memorySnapshot, writeHealth } from "./health.ts";
+import { HEALTH_INTERVAL_MS, memorySnapshot, processIdentity, writeHealth, type AgentState, type ProcessIdentity } from "./health.ts";
 import { ensureIdentity, type Enroller } from "./certs/identity.ts";
 import { loadIdentityFiles } from "./certs/files.ts";
 import type { LoadedConfig } from "./config/load.ts";
@@ -14,9 +14,17 @@ import { releaseAfterBurst } from "./memory.ts";
 import { MachineSession } from "./opcua/session.ts";
 import type { MappingGroup } from "./config/schema.ts";
 import type { EndpointSpec, GroupSpec } from "./opcua/types.ts";
-import type { MessageSink } from "./types.ts";
+import { itemCount, type MessageSink } from "./types.ts";
 import { createUplinkAgent } from "./uplink/agent.ts";
 import { Sender, type SenderStats } from "./uplink/sender.ts";
+
+/**
+ * A stop ends within this, whatever hangs (a server or cloud that accepts and never answers, a
+ * subscribe of 100,000 items): a container runtime sends SIGKILL 10 s after SIGTERM.
+ */
+export const STOP_DEADLINE_MS = 8_000;
+/** Requests in flight at a stop get this long to be answered before they are aborted (they stay buffered). */
+const STOP_GRACE_MS = 1_000;
 
 export interface AgentOptions {
   loaded: LoadedConfig;
@@ -41,6 +49,11 @@ export class Agent {
   #healthTimer: NodeJS.Timeout | null = null;
   readonly #memory: ReturnType<typeof releaseAfterBurst>;
   #mappingWatch: { close(): void; reload(): Promise<boolean> } | null = null;
+  #state: AgentState = "running";
+  #stopped: Promise<{ buffer: BufferStats; uplink: SenderStats | null }> | null = null;
+  readonly #process: ProcessIdentity = processIdentity();
+  /** Values that arrived after the buffer was closed (a session that did not stop in time). */
+  #late = 0;
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -95,9 +108,21 @@ export class Agent {
     this.sender.start();
 
     const pki = await openClientPki({ dir: path.join(this.#o.stateDir, "pki"), instance: config.instance, logger: this.#log.child({ component: "pki" }) });
-    const sink: MessageSink = { write: (messages) => this.#writer.write(messages) };
+    const sink: MessageSink = {
+      write: (messages) => {
+        if (this.#state === "stopped") {
+          // only a session that outlived the stop deadline gets here
+          if (this.#late === 0) this.#log.warn("values arrived after the buffer was closed; they are not stored");
+          this.#late += itemCount(messages);
+          return;
+        }
+        this.#writer.write(messages);
+      },
+    };
     for (const spec of endpointSpecs(this.#o.loaded, secrets)) {
-      const session = new MachineSession({ spec, pki, sink, logger: this.#log.child({ component: "opcua" }) });
+      const keys = new Set(spec.groups.flatMap((g) => g.nodes.map((n) => n.key)));
+      const lastDelivered = this.buffer.lastDelivered(spec.machine, keys);
+      const session = new MachineSession({ spec, pki, sink, lastDelivered, logger: this.#log.child({ component: "opcua" }) });
       // Subscribing a large mapping allocates far more than it keeps.
       session.on("subscribed", () => this.#memory.schedule(`${session.machine} subscribed`));
       this.sessions.push(session);
@@ -121,10 +146,14 @@ export class Agent {
 
   #writeHealth(): void {
     const h = this.health();
+    const at = new Date().toISOString();
     try {
       writeHealth(this.#o.stateDir, {
-        at: new Date().toISOString(),
+        at,
         pid: process.pid,
+        process: this.#process,
+        state: this.#state,
+        ...(this.#state === "stopped" ? { stopped: true, stoppedAt: at } : {}),
         sessions: h.sessions.map((s) => ({ machine: s.machine, state: s.state, lastError: s.lastError, lastDataAt: s.lastDataAt })),
         uplink: h.uplink && { lastAckAt: h.uplink.lastAckAt, consecutiveFailures: h.uplink.consecutiveFailures, lastError: h.uplink.lastError },
         buffer: { items: h.buffer.items, bytes: h.buffer.bytes, droppedItems: h.buffer.droppedItems },
@@ -136,22 +165,62 @@ export class Agent {
     }
   }
 
-  /** Stops in reverse order and returns the final counters (the buffer is closed afterwards). */
-  async stop(options: { drainMs?: number } = {}): Promise<{ buffer: BufferStats; uplink: SenderStats | null }> {
+  /**
+   * Stops in reverse order and returns the final counters (the buffer is closed afterwards).
+   * Whatever hangs, it returns within `deadlineMs` (STOP_DEADLINE_MS): every step gets what is
+   * left of it, requests in flight are aborted after a short grace and stay buffered, and the last
+   * health report says "stopped". `drainMs` waits for the backlog to go out, within the deadline
+   * and only while the cloud answers. Calling it again returns the same stop.
+   */
+  stop(options: { drainMs?: number; deadlineMs?: number } = {}): Promise<{ buffer: BufferStats; uplink: SenderStats | null }> {
+    this.#stopped ??= this.#stop(options);
+    return this.#stopped;
+  }
+
+  async #stop(options: { drainMs?: number; deadlineMs?: number }): Promise<{ buffer: BufferStats; uplink: SenderStats | null }> {
+    const deadline = Date.now() + (options.deadlineMs ?? STOP_DEADLINE_MS);
+    const left = (reserveMs = 0) => Math.max(0, deadline - reserveMs - Date.now());
     if (this.#healthTimer) clearInterval(this.#healthTimer);
+    this.#state = "stopping";
+    this.#writeHealth();
     this.#memory.cancel();
     this.#mappingWatch?.close();
-    await Promise.all(this.sessions.map((s) => s.stop()));
+    // Sessions first: their last values and "offline" statuses still go into the buffer.
+    if (!(await within(Promise.all(this.sessions.map((s) => s.stop())), left(3 * STOP_GRACE_MS)))) {
+      this.#log.warn({ machines: this.sessions.filter((s) => s.state !== "stopped").map((s) => s.machine) }, "OPC UA sessions did not close in time; leaving them");
+    }
+    // What the sessions wrote last is committed before anything else stops.
+    this.#writer.commit();
+    if (this.sender) {
+      // Waiting for the backlog only helps while the cloud answers.
+      await this.#drain(this.sender, Math.min(options.drainMs ?? 0, left(2 * STOP_GRACE_MS)));
+      await within(this.sender.stop(Math.min(STOP_GRACE_MS, left(STOP_GRACE_MS))), left(STOP_GRACE_MS / 2));
+    }
+    if (this.#dispatcher && !(await within(this.#dispatcher.close(), Math.min(STOP_GRACE_MS / 2, left())))) {
+      void this.#dispatcher.destroy().catch(() => undefined);
+    }
+    // a session left behind may have written since
     this.#writer.commit();
     this.#writer.close();
-    if (this.sender) {
-      if (options.drainMs) await this.sender.drain(options.drainMs);
-      await this.sender.stop();
-    }
-    await this.#dispatcher?.close();
     const final = { buffer: this.buffer.stats(), uplink: this.sender?.stats() ?? null };
-    this.buffer.close();
+    this.#state = "stopped";
+    this.#writeHealth();
+    // A full compaction can take a while on a large file; with little time left it waits for the next start.
+    this.buffer.close({ compact: left() > STOP_GRACE_MS });
     return final;
+  }
+
+  /** Waits for the backlog to go out, at most `ms`, and no longer once the cloud stops acknowledging. */
+  async #drain(sender: Sender, ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    let lastAck = sender.health().lastAckAt;
+    while (sender.health().consecutiveFailures === 0) {
+      const slice = Math.min(500, deadline - Date.now());
+      if (slice <= 0 || (await sender.drain(slice))) return;
+      const ack = sender.health().lastAckAt;
+      if (ack === lastAck) return;
+      lastAck = ack;
+    }
   }
 
   /** Re-reads the mapping now (the file watcher does this on its own); false when it was refused. */
@@ -208,4 +277,16 @@ export function groupSpecs(groups: readonly MappingGroup[]): GroupSpec[] {
     nodes: g.nodes,
     events: (g.events ?? []).map((e) => ({ key: e.key, notifier: e.notifier, eventType: e.eventType, select: e.select, queueSize: e.queueSize })),
   }));
+}
+
+/** Waits for `promise` at most `ms`; true when it settled in time (a rejection counts as settled). */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  const done = await Promise.race([settled, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]);
+  clearTimeout(timer);
+  return done;
 }

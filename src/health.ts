@@ -4,14 +4,34 @@ import path from "node:path";
 /**
  * Health goes through a file in the state folder, not an HTTP port: the connector
  * listens on nothing. The agent rewrites it every HEALTH_INTERVAL_MS; a file that has
- * gone stale means the agent's loops are no longer making progress.
+ * gone stale means the agent's loops are no longer making progress. A clean stop writes
+ * its final state; a process that died without one is found through `process`.
  */
 export const HEALTH_INTERVAL_MS = 10_000;
 const FILE = "health.json";
 
+/** Running, stopping (SIGTERM received), or stopped cleanly (the last report the process wrote). */
+export type AgentState = "running" | "stopping" | "stopped";
+
+/**
+ * Which process wrote the report. A pid alone can name another process after a restart of the
+ * container or the machine (pids are reused), so the process's start time (clock ticks after
+ * boot, /proc/<pid>/stat field 22) and the kernel's boot id must match too, where Linux has them.
+ */
+export interface ProcessIdentity {
+  pid: number;
+  startTicks?: string;
+  bootId?: string;
+}
+
 export interface HealthReport {
   at: string;
   pid: number;
+  process: ProcessIdentity;
+  state: AgentState;
+  /** Set on the final report of a clean stop. */
+  stopped?: true;
+  stoppedAt?: string;
   sessions: { machine: string; state: string; lastError: string | null; lastDataAt: number | null }[];
   uplink: { lastAckAt: number | null; consecutiveFailures: number; lastError: string | null } | null;
   buffer: { items: number; bytes: number; droppedItems: number };
@@ -36,14 +56,82 @@ export function writeHealth(stateDir: string, report: HealthReport): void {
   renameSync(file + ".tmp", file);
 }
 
-export function judgeHealth(stateDir: string, now = Date.now()): { healthy: boolean; reason: string; report?: HealthReport } {
+/** This process, or `pid`, as /proc shows it; only the pid where there is no /proc. */
+export function processIdentity(pid = process.pid): ProcessIdentity {
+  const id: ProcessIdentity = { pid };
+  const startTicks = readStartTicks(pid);
+  if (startTicks !== undefined) id.startTicks = startTicks;
+  const bootId = readText("/proc/sys/kernel/random/boot_id");
+  if (bootId !== undefined) id.bootId = bootId;
+  return id;
+}
+
+/**
+ * Whether the process that wrote a report is still alive: the pid exists and is no zombie, and
+ * its start time and boot id are those in the report (where both sides know them).
+ */
+export function isAlive(recorded: ProcessIdentity): boolean {
+  if (!Number.isInteger(recorded.pid) || recorded.pid <= 0) return false;
+  try {
+    process.kill(recorded.pid, 0);
+  } catch (err) {
+    // EPERM: it exists but belongs to another user
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  const now = processIdentity(recorded.pid);
+  if (recorded.bootId !== undefined && now.bootId !== undefined && recorded.bootId !== now.bootId) return false;
+  if (recorded.startTicks !== undefined && now.startTicks !== recorded.startTicks) return false;
+  return readState(recorded.pid) !== "Z";
+}
+
+export type HealthStatus = "healthy" | "unhealthy" | "not running";
+
+export interface HealthVerdict {
+  status: HealthStatus;
+  healthy: boolean;
+  reason: string;
+  report?: HealthReport;
+}
+
+export function judgeHealth(stateDir: string, now = Date.now(), alive: (p: ProcessIdentity) => boolean = isAlive): HealthVerdict {
   let report: HealthReport;
   try {
     report = JSON.parse(readFileSync(path.join(stateDir, FILE), "utf8")) as HealthReport;
   } catch {
-    return { healthy: false, reason: `no health report in ${stateDir} (is the connector running with this --state-dir?)` };
+    return { status: "not running", healthy: false, reason: `no health report in ${stateDir} (is the connector running with this --state-dir?)` };
   }
+  const verdict = (status: HealthStatus, reason: string): HealthVerdict => ({ status, healthy: status === "healthy", reason, report });
+  if (report.stopped || report.state === "stopped") return verdict("not running", `the connector stopped at ${report.stoppedAt ?? report.at}`);
+  // Reports of older versions carry only the pid.
+  if (!alive(report.process ?? { pid: report.pid })) {
+    return verdict("not running", `the connector (pid ${report.pid}) is not running; it did not stop cleanly (killed or crashed?) and last reported at ${report.at}`);
+  }
+  if (report.state === "stopping") return verdict("unhealthy", `the connector is stopping (since ${report.at})`);
   const age = now - Date.parse(report.at);
-  if (!(age <= 3 * HEALTH_INTERVAL_MS)) return { healthy: false, reason: `health report is ${Math.round(age / 1000)} s old: the agent is stuck`, report };
-  return { healthy: true, reason: "ok", report };
+  if (!(age <= 3 * HEALTH_INTERVAL_MS)) return verdict("unhealthy", `health report is ${Math.round(age / 1000)} s old: the agent is stuck`);
+  return verdict("healthy", "ok");
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return readFileSync(file, "utf8").trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The fields of /proc/<pid>/stat after the command name, which may itself hold spaces and parentheses. */
+function statFields(pid: number): string[] | undefined {
+  const stat = readText(`/proc/${pid}/stat`);
+  if (stat === undefined) return undefined;
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
+function readStartTicks(pid: number): string | undefined {
+  // field 22 (starttime); the fields after the name start at field 3
+  return statFields(pid)?.[22 - 3];
+}
+
+function readState(pid: number): string | undefined {
+  return statFields(pid)?.[0];
 }

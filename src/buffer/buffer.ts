@@ -13,12 +13,34 @@
  * - `counters(name, value)`: lifetime item counts (appended, acked, dropped by reason).
  * - `meta(name, value)`: the `epoch`, a random UUID made once with the file. It goes into
  *   the idempotency key, so a wiped state dir never produces keys the cloud has seen.
+ * - `delivered(upto, format, payload)`: one row, the snapshot of what was delivered (below).
  * - `PRAGMA application_id` marks the file as ours, `user_version` is the schema version.
  *
  * ## Ids
  * The batch id is the wire `batch` number. AUTOINCREMENT keeps ids strictly increasing
  * and never reused: not after every row is deleted, not across restarts. A batch refused
  * as too large is split by `replace` into new batches with new (higher) ids.
+ *
+ * ## What was delivered survives a restart
+ * After a restart (also after SIGKILL) the sessions subscribe anew, and the first notification of
+ * each new monitored item repeats the server's current value. A value that has not changed since
+ * it was delivered must not reach the cloud twice, so the buffer knows the last data item it took
+ * per (machine, key) (delivered.ts), across restarts, without a write per item:
+ * - the items are noted in memory on `append` (one map update per item);
+ * - every 5 s (sooner when 4 MiB of acknowledged batches wait), one transaction writes the whole
+ *   table as one compressed row with `upto`, the highest batch id it covers;
+ * - so `ack` does not delete a batch but marks it (`acked` = 1): it leaves the queue and the
+ *   counts at once, and the snapshot that covers it deletes it;
+ * - at open, the table is the snapshot plus the items of the batches above `upto`, acknowledged
+ *   or not.
+ *
+ * ## Merging a backlog
+ * `nextMerged` hands the sender consecutive batches that were never in a request merged into
+ * one, up to the request limits: a backlog leaves in few large requests, not one per publish
+ * response. `markAttempted` records (in `meta`, as `attempted_through`) that a batch went into
+ * a request: the cloud may know its idempotency key from then on, so it is never merged. A merged
+ * batch takes the row and id of the newest batch it is made of (which the cloud has not seen,
+ * and which lies above any snapshot's `upto` that a part lies above).
  *
  * ## Durability
  * - `append`, `appendMany` (and `replace`) commit with `synchronous = FULL`: when they return,
@@ -63,9 +85,10 @@
  */
 import { statSync } from "node:fs";
 import type { Logger } from "../log.ts";
-import { itemCount, type Message } from "../types.ts";
+import { itemCount, type Item, type Message } from "../types.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { decodeBytes, encode, encodeJson, parseMessages, type Encoded } from "./codec.ts";
+import { decodeBytes, encode, encodeBytes, parseMessages, type Encoded } from "./codec.ts";
+import { LastDelivered } from "./delivered.ts";
 import { DropLog } from "./drop-log.ts";
 import { COUNTER_NAMES, ioError, openDatabase, type CounterName } from "./schema.ts";
 
@@ -108,6 +131,8 @@ export interface BufferOptions {
   logger: Logger;
   /** zstd-compress payloads (default true: about 10x smaller for 1000-item batches and faster overall). */
   compress?: boolean;
+  /** How often the snapshot of what was delivered is written; default 5 s (see above). */
+  snapshotIntervalMs?: number;
 }
 
 const DROP_REASONS: readonly DropReason[] = ["buffer_full", "rejected", "too_large"];
@@ -117,6 +142,10 @@ const MAINTAIN_WHEN_DRAINED_MS = 5000;
 const VACUUM_PAGES_PER_RUN = 16384;
 /** Vacuum only when the free list is at least this many pages and a quarter of the file. */
 const VACUUM_MIN_FREE_PAGES = 256;
+/** How often the snapshot of what was delivered is written by default (see above)... */
+const SNAPSHOT_INTERVAL_MS = 5000;
+/** ...or sooner, when acknowledged batches waiting for it take this much. */
+const SNAPSHOT_KEPT_BYTES = 4 * 1024 * 1024;
 
 interface Totals {
   batches: number;
@@ -130,6 +159,10 @@ interface Delta extends Totals {
   evicted: { batches: number; items: number };
   tooLarge: { batches: number; items: number };
   deletes: number;
+  /** Batches acknowledged, kept until a snapshot covers them. */
+  kept: { batches: number; bytes: number };
+  /** The highest id inserted. */
+  lastId: number;
 }
 
 interface Row {
@@ -153,6 +186,7 @@ export class DurableBuffer {
   readonly #path: string;
   readonly #maxBytes: number;
   readonly #compress: boolean;
+  readonly #snapshotIntervalMs: number;
   readonly #log: Logger;
   readonly #stored: Totals;
   readonly #counters: Record<CounterName, number>;
@@ -161,21 +195,32 @@ export class DurableBuffer {
   readonly #sql: {
     insert: StatementSync;
     remove: StatementSync;
+    markAcked: StatementSync;
+    keptAcked: StatementSync;
+    deleteAcked: StatementSync;
+    writeDelivered: StatementSync;
+    moveUpto: StatementSync;
     oldest: StatementSync;
     removeUpTo: StatementSync;
     head: StatementSync;
-    all: StatementSync;
+    pending: StatementSync;
     rewrite: StatementSync;
     setAttempted: StatementSync;
     bump: StatementSync;
     oldestTime: StatementSync;
   };
-  /** Batches with a higher id have never been handed to a request (see markAttempted). */
-  #attemptedThrough: number;
   #deletesSinceMaintenance = 0;
   #lastMaintenance = Date.now();
   #closed = false;
   #synchronous: "FULL" | "NORMAL" = "FULL";
+  readonly #delivered: LastDelivered;
+  /** The highest batch id handed out. */
+  #lastId: number;
+  #lastSnapshot = Date.now();
+  /** Acknowledged batches that wait for a snapshot to delete them. */
+  #kept = { batches: 0, bytes: 0 };
+  /** Batches with a higher id have never been handed to a request (see markAttempted). */
+  #attemptedThrough: number;
 
   /** Opens or creates the buffer at `options.path`; throws KerfError BUFFER_IO naming the path. */
   static open(options: BufferOptions): DurableBuffer {
@@ -197,20 +242,26 @@ export class DurableBuffer {
     this.#path = options.path;
     this.#maxBytes = options.maxBytes;
     this.#compress = options.compress ?? true;
+    this.#snapshotIntervalMs = options.snapshotIntervalMs ?? SNAPSHOT_INTERVAL_MS;
     this.#log = options.logger;
     this.#sql = {
       insert: db.prepare("INSERT INTO batches (created_at, items, bytes, format, payload) VALUES (?, ?, ?, ?, ?)"),
-      remove: db.prepare("DELETE FROM batches WHERE id = ? RETURNING items, bytes, created_at"),
-      oldest: db.prepare("SELECT id, items, bytes FROM batches ORDER BY id"),
-      removeUpTo: db.prepare("DELETE FROM batches WHERE id <= ?"),
-      head: db.prepare("SELECT id, created_at, items, bytes, format, payload FROM batches ORDER BY id LIMIT ?"),
-      all: db.prepare("SELECT id, created_at, items, bytes, format, payload FROM batches ORDER BY id"),
-      rewrite: db.prepare("UPDATE batches SET created_at = ?, items = ?, bytes = ?, format = ?, payload = ? WHERE id = ?"),
+      remove: db.prepare("DELETE FROM batches WHERE id = ? AND acked = 0 RETURNING items, bytes, created_at"),
+      markAcked: db.prepare("UPDATE batches SET acked = 1 WHERE id = ? AND acked = 0 RETURNING items, bytes, created_at"),
+      keptAcked: db.prepare("SELECT count(*) AS batches, total(bytes) AS bytes FROM batches WHERE acked = 1"),
+      deleteAcked: db.prepare("DELETE FROM batches WHERE acked = 1 AND id <= ?"),
+      writeDelivered: db.prepare("INSERT OR REPLACE INTO delivered (id, upto, format, payload) VALUES (1, ?, ?, ?)"),
+      moveUpto: db.prepare("UPDATE delivered SET upto = ? WHERE id = 1"),
+      oldest: db.prepare("SELECT id, items, bytes FROM batches WHERE acked = 0 ORDER BY id"),
+      removeUpTo: db.prepare("DELETE FROM batches WHERE acked = 0 AND id <= ?"),
+      head: db.prepare("SELECT id, created_at, items, bytes, format, payload FROM batches WHERE acked = 0 ORDER BY id LIMIT ?"),
+      pending: db.prepare("SELECT id, created_at, items, bytes, format, payload FROM batches WHERE acked = 0 ORDER BY id"),
+      rewrite: db.prepare("UPDATE batches SET created_at = ?, items = ?, bytes = ?, format = ?, payload = ? WHERE id = ? AND acked = 0"),
       setAttempted: db.prepare("INSERT INTO meta (name, value) VALUES ('attempted_through', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
       bump: db.prepare("UPDATE counters SET value = value + ? WHERE name = ?"),
-      oldestTime: db.prepare("SELECT min(created_at) AS t FROM batches"),
+      oldestTime: db.prepare("SELECT min(created_at) AS t FROM batches WHERE acked = 0"),
     };
-    const totals = db.prepare("SELECT count(*) AS batches, total(items) AS items, total(bytes) AS bytes FROM batches").get() as unknown as Totals;
+    const totals = db.prepare("SELECT count(*) AS batches, total(items) AS items, total(bytes) AS bytes FROM batches WHERE acked = 0").get() as unknown as Totals;
     this.#stored = { batches: Number(totals.batches), items: Number(totals.items), bytes: Number(totals.bytes) };
     const rows = db.prepare("SELECT name, value FROM counters").all() as { name: string; value: number }[];
     const counters = Object.fromEntries(rows.map((r) => [r.name, r.value]));
@@ -218,11 +269,14 @@ export class DurableBuffer {
       if (typeof counters[name] !== "number") throw new Error(`counter ${name} is missing from the counters table`);
     }
     this.#counters = counters as Record<CounterName, number>;
+    this.#lastId = Number((db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").get() as { seq: number } | undefined)?.seq ?? 0);
+    this.#delivered = this.#readDelivered();
+    this.#kept = this.#keptAcked();
     const attempted = db.prepare("SELECT value FROM meta WHERE name = 'attempted_through'").get() as { value: string } | undefined;
     if (attempted) this.#attemptedThrough = Number(attempted.value);
     else {
       // A new file, or one from before this mark existed: every batch in it may have been sent.
-      this.#attemptedThrough = Number((db.prepare("SELECT max(id) AS id FROM batches").get() as { id: number | null }).id ?? 0);
+      this.#attemptedThrough = this.#lastId;
       this.#sql.setAttempted.run(String(this.#attemptedThrough));
     }
     this.#evictLog = new DropLog((batches, items) => {
@@ -261,7 +315,7 @@ export class DurableBuffer {
     }
     const encoded = batches.map((messages) => ({ encoded: encode(messages, this.#compress), items: itemCount(messages) }));
     const createdAt = Date.now();
-    return this.#transaction("append", "FULL", (delta) => {
+    const ids = this.#transaction("append", "FULL", (delta) => {
       delta.counters.appended_items += dropped;
       delta.counters.dropped_buffer_full += dropped;
       return encoded.map((b) => {
@@ -269,6 +323,19 @@ export class DurableBuffer {
         return this.#insert(b.encoded, b.items, createdAt, delta);
       });
     });
+    for (const messages of batches) this.#delivered.note(messages);
+    this.#snapshotIfDue();
+    return ids;
+  }
+
+  /**
+   * The last data item appended for each of `keys` of `machine`, also in an earlier process:
+   * the session's starting point for telling a repeated value from a new one. Keys not in
+   * `keys` (no longer mapped) are forgotten.
+   */
+  lastDelivered(machine: string, keys: ReadonlySet<string>): Map<string, Item> {
+    this.#assertOpen();
+    return this.#delivered.take(machine, keys);
   }
 
   /** Up to `limit` batches, oldest first, skipping the ids in `exclude` (those in flight). */
@@ -304,11 +371,9 @@ export class DurableBuffer {
 
   /**
    * Up to `limit` batches like `next`, where consecutive batches that were never handed to a
-   * request are first merged, within `limits` (JSON bytes, items), into the row of the oldest:
-   * a backlog then leaves in few large requests instead of one per publish response. A merged
-   * batch keeps the first one's id, whose idempotency key the cloud has not seen, and its
-   * creation time. The merge is committed (fsynced) before it is returned: a merge undone by a
-   * power loss after its request would bring back batches whose items the cloud already has.
+   * request are first merged, within `limits` (JSON bytes, items), into one (see "Merging a
+   * backlog"). The merge is committed (fsynced) before it is returned: a merge undone by a power
+   * loss after its request would bring back batches whose items the cloud already has.
    */
   nextMerged(limit: number, exclude: ReadonlySet<number>, limits: { maxItems: number; maxBytes: number }): StoredBatch[] {
     this.#assertOpen();
@@ -323,7 +388,7 @@ export class DurableBuffer {
       if (group.length > 0) groups.push(group);
       group = [];
     };
-    for (const row of this.#sql.all.iterate() as Iterable<Row>) {
+    for (const row of this.#sql.pending.iterate() as Iterable<Row>) {
       if (exclude.has(row.id)) {
         close();
         if (groups.length === limit) break;
@@ -373,13 +438,23 @@ export class DurableBuffer {
     this.#attemptedThrough = id;
   }
 
-  /** The cloud confirmed batch `id`: delete it. An unknown id (dropped meanwhile) is a no-op. */
+  /**
+   * The cloud confirmed batch `id`: it leaves the queue (the next snapshot deletes it, see
+   * above). An unknown id (dropped meanwhile) is a no-op.
+   */
   ack(id: number): void {
     this.#assertOpen();
     this.#transaction("ack", "NORMAL", (delta) => {
-      const row = this.#remove(id, delta);
-      if (row) delta.counters.acked_items += row.items;
+      const row = this.#sql.markAcked.get(id) as { items: number; bytes: number } | undefined;
+      if (!row) return;
+      delta.batches -= 1;
+      delta.items -= row.items;
+      delta.bytes -= row.bytes;
+      delta.counters.acked_items += row.items;
+      delta.kept.batches += 1;
+      delta.kept.bytes += row.bytes;
     });
+    this.#snapshotIfDue();
   }
 
   /**
@@ -439,38 +514,45 @@ export class DurableBuffer {
     };
   }
 
-  /** Writes pending drop logs, compacts, and closes the file. Idempotent. */
-  close(): void {
+  /**
+   * Writes pending drop logs and the snapshot of what was delivered, compacts, and closes the
+   * file. Idempotent. `compact: false` returns free pages only as far as one maintenance run
+   * does (a stop with little time left).
+   */
+  close(options: { compact?: boolean } = {}): void {
     if (this.#closed) return;
-    this.#closed = true;
     this.#evictLog.flush();
     this.#tooLargeLog.flush();
-    this.#maintain(Number.MAX_SAFE_INTEGER, 1);
+    this.#snapshot();
+    this.#closed = true;
+    if (options.compact === false) this.#maintain(VACUUM_PAGES_PER_RUN, VACUUM_MIN_FREE_PAGES);
+    else this.#maintain(Number.MAX_SAFE_INTEGER, 1);
     this.#db.close();
   }
 
   /**
-   * One batch from several consecutive ones, in the first one's row (see nextMerged); null when
-   * the merged payload would not fit in maxBytes (possible after `compress` was switched off).
+   * One batch from several consecutive ones, in the newest one's row (see "Merging a
+   * backlog"); null when the merged payload would not fit in maxBytes (possible after
+   * `compress` was switched off).
    */
   #merge(group: { row: Row; json: Buffer }[]): StoredBatch | null {
     const parts: Buffer[] = [];
     group.forEach((g, i) => parts.push(i === 0 ? Buffer.from("[") : Buffer.from(","), g.json.subarray(1, g.json.length - 1)));
     parts.push(Buffer.from("]"));
     const json = Buffer.concat(parts);
-    const encoded = encodeJson(json, this.#compress);
-    const first = group[0]!.row;
+    const encoded = encodeBytes(json, this.#compress);
+    const last = group[group.length - 1]!.row;
     const items = group.reduce((n, g) => n + g.row.items, 0);
     const createdAt = Math.min(...group.map((g) => g.row.created_at));
     const partsBytes = group.reduce((n, g) => n + g.row.bytes, 0);
     if (this.#stored.bytes - partsBytes + encoded.payload.byteLength > this.#maxBytes) return null;
     this.#transaction("merge", "FULL", (delta) => {
-      for (const g of group.slice(1)) this.#remove(g.row.id, delta);
-      this.#sql.rewrite.run(createdAt, items, encoded.payload.byteLength, encoded.format, encoded.payload, first.id);
-      delta.items += items - first.items;
-      delta.bytes += encoded.payload.byteLength - first.bytes;
+      for (const g of group.slice(0, -1)) this.#remove(g.row.id, delta);
+      this.#sql.rewrite.run(createdAt, items, encoded.payload.byteLength, encoded.format, encoded.payload, last.id);
+      delta.items += items - last.items;
+      delta.bytes += encoded.payload.byteLength - last.bytes;
     });
-    return { ...storedBatch({ ...first, created_at: createdAt, items, bytes: encoded.payload.byteLength }, json), parts: group.map((g) => g.row.items) };
+    return { ...storedBatch({ ...last, created_at: createdAt, items, bytes: encoded.payload.byteLength }, json), parts: group.map((g) => g.row.items) };
   }
 
   // --- inside a transaction -------------------------------------------------
@@ -482,6 +564,7 @@ export class DurableBuffer {
       // Insert an empty row and delete it at once: the batch consumes an id like any other.
       const id = Number(this.#sql.insert.run(createdAt, items, 0, encoded.format, new Uint8Array(0)).lastInsertRowid);
       this.#sql.remove.run(id);
+      delta.lastId = id;
       delta.counters.dropped_too_large += items;
       delta.tooLarge.batches += 1;
       delta.tooLarge.items += items;
@@ -490,6 +573,7 @@ export class DurableBuffer {
     const excess = this.#stored.bytes + delta.bytes + bytes - this.#maxBytes;
     if (excess > 0) this.#evict(excess, delta);
     const id = Number(this.#sql.insert.run(createdAt, items, bytes, encoded.format, encoded.payload).lastInsertRowid);
+    delta.lastId = id;
     delta.batches += 1;
     delta.items += items;
     delta.bytes += bytes;
@@ -541,6 +625,8 @@ export class DurableBuffer {
       evicted: { batches: 0, items: 0 },
       tooLarge: { batches: 0, items: 0 },
       deletes: 0,
+      kept: { batches: 0, bytes: 0 },
+      lastId: 0,
     };
     let result: T;
     try {
@@ -568,8 +654,86 @@ export class DurableBuffer {
     for (const name of COUNTER_NAMES) this.#counters[name] += delta.counters[name];
     if (delta.evicted.batches > 0) this.#evictLog.add(delta.evicted.batches, delta.evicted.items);
     if (delta.tooLarge.batches > 0) this.#tooLargeLog.add(delta.tooLarge.batches, delta.tooLarge.items);
+    this.#lastId = Math.max(this.#lastId, delta.lastId);
+    this.#kept.batches += delta.kept.batches;
+    this.#kept.bytes += delta.kept.bytes;
     if (delta.deletes > 0) this.#afterDeletes(delta.deletes);
     return result;
+  }
+
+  // --- what was delivered --------------------------------------------------------
+
+  /** The snapshot and the batches above it, as they were at the last close or kill. */
+  #readDelivered(): LastDelivered {
+    const row = this.#db.prepare("SELECT upto, format, payload FROM delivered WHERE id = 1").get() as { upto: number; format: number; payload: Uint8Array } | undefined;
+    let delivered = new LastDelivered();
+    let upto = 0;
+    if (row) {
+      try {
+        delivered = LastDelivered.decode(row.format, row.payload);
+        upto = row.upto;
+      } catch (err) {
+        // Only repeats are at stake: without the snapshot, unchanged values may be sent once more.
+        this.#log.error({ event: "buffer_unreadable", error: (err as Error).message }, "the snapshot of delivered values is unreadable; unchanged values may be sent again once");
+      }
+    }
+    for (const b of this.#db.prepare("SELECT id, format, payload FROM batches WHERE id > ? ORDER BY id").iterate(upto) as Iterable<{ id: number; format: number; payload: Uint8Array }>) {
+      try {
+        delivered.merge(parseMessages(decodeBytes(b.format, b.payload)));
+      } catch {
+        // next() reports and drops an unreadable pending batch; an acknowledged one no longer matters
+      }
+    }
+    return delivered;
+  }
+
+  #keptAcked(): { batches: number; bytes: number } {
+    const r = this.#sql.keptAcked.get() as { batches: number; bytes: number };
+    return { batches: Number(r.batches), bytes: Number(r.bytes) };
+  }
+
+  /** Due every snapshotIntervalMs, or once SNAPSHOT_KEPT_BYTES of acknowledged batches wait. */
+  #snapshotIfDue(): void {
+    if (!this.#delivered.dirty && this.#kept.batches === 0) return;
+    if (Date.now() - this.#lastSnapshot < this.#snapshotIntervalMs && this.#kept.bytes < SNAPSHOT_KEPT_BYTES) return;
+    this.#snapshot();
+  }
+
+  /**
+   * Writes the table of what was delivered, covering every batch so far, and deletes the
+   * acknowledged batches it covers, in one transaction. Never throws: a failure only delays it.
+   */
+  #snapshot(): void {
+    this.#lastSnapshot = Date.now();
+    if (!this.#delivered.dirty && this.#kept.batches === 0) return;
+    let deleted = 0;
+    try {
+      if (this.#synchronous !== "NORMAL") {
+        this.#db.exec("PRAGMA synchronous = NORMAL");
+        this.#synchronous = "NORMAL";
+      }
+      this.#db.exec("BEGIN IMMEDIATE");
+      // Every batch up to #lastId has been noted (split parts hold items noted before), so the
+      // table covers them all; unchanged, only `upto` moves.
+      const upto = this.#lastId;
+      if (this.#delivered.dirty || Number(this.#sql.moveUpto.run(upto).changes) === 0) {
+        const encoded = this.#delivered.encode();
+        this.#sql.writeDelivered.run(upto, encoded.format, encoded.payload);
+      }
+      deleted = Number(this.#sql.deleteAcked.run(upto).changes);
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      try {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      } catch {
+        // the original error is the one worth reporting
+      }
+      this.#delivered.dirty = true;
+      this.#log.warn({ event: "buffer_snapshot", error: err instanceof Error ? err.message : String(err) }, `buffer ${this.#path}: writing the snapshot of delivered values failed; retrying later`);
+      return;
+    }
+    this.#kept = this.#keptAcked();
+    if (deleted > 0) this.#afterDeletes(deleted);
   }
 
   // --- space reuse ------------------------------------------------------------

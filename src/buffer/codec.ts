@@ -28,11 +28,16 @@ const zstdOptions = {
 };
 
 export function encode(messages: readonly Message[], compress: boolean): Encoded {
-  return encodeJson(Buffer.from(JSON.stringify(messages), "utf8"), compress);
+  return encodeBytes(Buffer.from(JSON.stringify(messages), "utf8"), compress);
 }
 
-/** The same for messages that are JSON already (a JSON array, UTF-8). */
-export function encodeJson(json: Buffer, compress: boolean): Encoded {
+/** Any JSON value, stored like a batch's messages (the snapshot of what was delivered uses it). */
+export function encodeJson(value: unknown, compress: boolean): Encoded {
+  return encodeBytes(Buffer.from(JSON.stringify(value), "utf8"), compress);
+}
+
+/** JSON that is text already (a merged batch's messages, UTF-8). */
+export function encodeBytes(json: Buffer, compress: boolean): Encoded {
   if (compress) {
     const packed = zstdCompressSync(json, zstdOptions);
     // Tiny batches can grow; keep whichever is smaller.
@@ -41,12 +46,20 @@ export function encodeJson(json: Buffer, compress: boolean): Encoded {
   return { format: Format.json, payload: json };
 }
 
+/** What `encodeJson` stored; throws on an unknown format or damaged zstd data. */
+export function decodeJson(format: number, payload: Uint8Array): unknown {
+  return JSON.parse(decompress(format, payload).toString("utf8"));
+}
+
+function decompress(format: number, payload: Uint8Array): Buffer {
+  if (format === Format.json) return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (format === Format.zstd) return zstdDecompressSync(payload);
+  throw new Error(`unknown payload format ${format} (expected 0 = json or 1 = zstd)`);
+}
+
 /** The stored JSON array's UTF-8 bytes, checked only for its brackets: the sender forwards them as they are. */
 export function decodeBytes(format: number, payload: Uint8Array): Buffer {
-  let json: Buffer;
-  if (format === Format.json) json = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
-  else if (format === Format.zstd) json = zstdDecompressSync(payload);
-  else throw new Error(`unknown payload format ${format} (expected 0 = json or 1 = zstd)`);
+  const json = decompress(format, payload);
   // JSON.stringify of an array: no whitespace around it
   if (json[0] !== 0x5b || json[json.length - 1] !== 0x5d) throw new Error("payload is not a JSON array of messages");
   return json;

@@ -6,7 +6,7 @@ import { KerfError } from "../errors.ts";
 
 /** Marks the file as a Kerf buffer ("KERF"), so a foreign SQLite file is refused. */
 const APPLICATION_ID = 0x4b455246;
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 /** The WAL is truncated back to this size after a checkpoint resets it. */
 export const JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024;
 
@@ -19,7 +19,7 @@ export const COUNTER_NAMES = [
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 
-const SCHEMA = `
+const SCHEMA_V1 = `
 CREATE TABLE meta (
   name  TEXT PRIMARY KEY,
   value TEXT NOT NULL
@@ -41,6 +41,19 @@ CREATE TABLE batches (
 -- is not always the lowest id.
 CREATE INDEX batches_created_at ON batches (created_at);
 `;
+
+/** Version 2: acknowledged batches are kept until a snapshot of what was delivered covers them. */
+const V2 = `
+ALTER TABLE batches ADD COLUMN acked INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX batches_acked ON batches (acked, id);
+CREATE TABLE delivered (
+  id      INTEGER PRIMARY KEY CHECK (id = 1),
+  upto    INTEGER NOT NULL,
+  format  INTEGER NOT NULL,
+  payload BLOB NOT NULL
+) STRICT;
+`;
+const SCHEMA = SCHEMA_V1 + V2;
 
 export function ioError(path: string, doing: string, err: unknown): KerfError {
   const reason = err instanceof Error ? err.message : String(err);
@@ -149,10 +162,24 @@ function migrate(db: DatabaseSync, path: string): string {
   if (appId !== APPLICATION_ID) {
     throw new KerfError("BUFFER_IO", `buffer ${path} is an SQLite database of another program (application_id ${appId}, expected ${APPLICATION_ID})`);
   }
-  if (version !== SCHEMA_VERSION) {
+  if (version === 1) upgradeToV2(db, path);
+  else if (version !== SCHEMA_VERSION) {
     throw new KerfError("BUFFER_IO", `buffer ${path} has schema version ${version}; this Kerf reads version ${SCHEMA_VERSION}`);
   }
   const row = db.prepare("SELECT value FROM meta WHERE name = 'epoch'").get() as { value: string } | undefined;
   if (row === undefined) throw new KerfError("BUFFER_IO", `buffer ${path} has no epoch in its meta table (expected one since creation)`);
   return row.value;
+}
+
+/** A version 1 file gains the acked flag and the delivered snapshot; nothing else changes. */
+function upgradeToV2(db: DatabaseSync, path: string): void {
+  db.exec("BEGIN IMMEDIATE");
+  try {
+    db.exec(V2);
+    db.exec("PRAGMA user_version = 2");
+    db.exec("COMMIT");
+  } catch (err) {
+    if (db.isTransaction) db.exec("ROLLBACK");
+    throw ioError(path, "upgrading the schema to version 2", err);
+  }
 }

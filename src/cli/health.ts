@@ -15,7 +15,7 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCli(argv, { "state-dir": { type: "string" } }, "health", usage);
   noPositionals(positionals, "health", usage);
   const verdict = judgeHealth(stateDirOption(values["state-dir"]));
-  process.stdout.write(`${verdict.healthy ? "healthy" : "unhealthy"}: ${verdict.reason}\n`);
+  process.stdout.write(`${verdict.status}: ${verdict.reason}\n`);
   if (verdict.report) process.stdout.write(JSON.stringify(verdict.report) + "\n");
   return verdict.healthy ? 0 : 1;
 }

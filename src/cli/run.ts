@@ -33,6 +33,14 @@ export async function run(argv: string[]): Promise<number> {
   logger.info({ instance: loaded.config.instance, stateDir, machines: loaded.config.machines.length }, "kerf started");
 
   logger.info({ reason: await stop }, "stopping");
+  // The agent stops within STOP_DEADLINE_MS; this is the last resort before the runtime's SIGKILL.
+  const lastResort = setTimeout(() => {
+    logger.error("the connector did not stop in time; exiting (the buffer keeps what it holds)");
+    process.exit(1);
+  }, 9_500).unref();
   await agent.stop({ drainMs: 5_000 });
+  clearTimeout(lastResort);
+  // Sockets or timers a library still holds must not keep a stopped connector alive.
+  setTimeout(() => process.exit(), 500).unref();
   return 0;
 }

@@ -32,7 +32,15 @@ export interface MachineSessionOptions {
   sink: MessageSink;
   logger: Logger;
   backoff?: { initialMs: number; maxMs: number };
+  /** What was delivered per key before this process started (the buffer keeps it across restarts). */
+  lastDelivered?: Map<string, Item>;
 }
+
+/** How long a stopping session waits for node-opcua to close the session, and then the channel. */
+const STOP_CLOSE_MS = 1_500;
+
+/** Thrown into the loop's awaits when stop() is called; nothing else sees it. */
+class Stopping extends Error {}
 
 export interface SessionHealth {
   state: SessionState;
@@ -69,6 +77,8 @@ export class MachineSession extends EventEmitter {
   #state: SessionState = "disconnected";
   #since = Date.now();
   #stopping = false;
+  #stopRequested: Promise<never>;
+  #requestStop!: () => void;
   #wake: (() => void) | null = null;
   #loop: Promise<void> | null = null;
   #client: OPCUAClient | null = null;
@@ -78,7 +88,7 @@ export class MachineSession extends EventEmitter {
   #lastDataAt: number | null = null;
   #connects = 0;
   #online = false;
-  #lastDelivered = new Map<string, Item>();
+  #lastDelivered: Map<string, Item>;
   readonly #sequence: SequenceCounters = { duplicates: 0, recovered: 0, lost: 0 };
   #lastStatus = "";
   readonly #undecodable = new Map<string, { values: number; messages: number }>();
@@ -94,6 +104,9 @@ export class MachineSession extends EventEmitter {
     this.#sink = options.sink;
     this.#log = options.logger.child({ machine: options.spec.machine });
     this.#backoff = options.backoff ?? { initialMs: 500, maxMs: 30_000 };
+    this.#lastDelivered = options.lastDelivered ?? new Map();
+    this.#stopRequested = new Promise<never>((_, reject) => (this.#requestStop = () => reject(new Stopping("connector stopping"))));
+    this.#stopRequested.catch(() => undefined);
   }
 
   get state(): SessionState {
@@ -135,11 +148,23 @@ export class MachineSession extends EventEmitter {
     this.#loop = this.#run();
   }
 
+  /**
+   * Ends the session promptly in any state: a connect attempt, a subscribe or a backoff sleep
+   * under way is abandoned at once, and closing the session and the channel is bounded
+   * (STOP_CLOSE_MS each), since node-opcua's connect, close and disconnect can hang on a server
+   * that has gone silent.
+   */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#requestStop();
     this.#wake?.();
     await this.#loop;
     this.#setState("stopped");
+  }
+
+  /** `promise`, or the Stopping error as soon as stop() is called. */
+  #untilStop<T>(promise: Promise<T>): Promise<T> {
+    return Promise.race([promise, this.#stopRequested]);
   }
 
   async #run(): Promise<void> {
@@ -149,8 +174,9 @@ export class MachineSession extends EventEmitter {
     while (!this.#stopping) {
       this.#setState(this.#connects === 0 ? "connecting" : "reconnecting");
       let reason: string;
+      const connecting = this.#connect();
       try {
-        const { lost } = await this.#connect();
+        const { lost } = await this.#untilStop(connecting);
         attempt = 0;
         refusals = 0;
         this.#credentialsRejected = false;
@@ -159,15 +185,24 @@ export class MachineSession extends EventEmitter {
         // a new session with every item subscribed (not a repaired channel)
         this.emit("subscribed");
         this.#reportStatus("online");
-        reason = await lost;
+        reason = await this.#untilStop(lost);
       } catch (err) {
-        // node-opcua reports a transport-limit abort only as "Connection Break"; the real reason was kept.
-        reason = this.#abortReason ?? (await describeConnectFailure(err, this.#spec, this.#pki));
-        this.#lastError = reason;
-        const refused = credentialsRejection(err);
-        this.#credentialsRejected = refused !== null;
-        if (refused) refusals++;
-        else this.#log.error({ endpoint: this.#spec.endpointUrl, attempt }, reason);
+        if (this.#stopping) {
+          reason = "connector stopping";
+          // An abandoned attempt may still make a client or session after the teardown below.
+          connecting.then(
+            () => this.#teardown(),
+            () => this.#teardown(),
+          );
+        } else {
+          // node-opcua reports a transport-limit abort only as "Connection Break"; the real reason was kept.
+          reason = this.#abortReason ?? (await describeConnectFailure(err, this.#spec, this.#pki));
+          this.#lastError = reason;
+          const refused = credentialsRejection(err);
+          this.#credentialsRejected = refused !== null;
+          if (refused) refusals++;
+          else this.#log.error({ endpoint: this.#spec.endpointUrl, attempt }, reason);
+        }
       }
       await this.#teardown();
       if (this.#stopping) break;
@@ -178,7 +213,7 @@ export class MachineSession extends EventEmitter {
       }
       const delay = backoff(++attempt, { initialDelayMs: this.#backoff.initialMs, maxDelayMs: this.#backoff.maxMs });
       this.#log.info({ delayMs: Math.round(delay) }, "reconnecting after backoff");
-      await this.#sleep(delay);
+      await this.#untilStop(this.#sleep(delay)).catch(() => undefined);
     }
     await this.#teardown();
     if (this.#online) this.#reportStatus("offline", "connector stopping");
@@ -195,6 +230,7 @@ export class MachineSession extends EventEmitter {
     await reconcileTrust(this.#pki.certificateManager);
     const { mode, policy } = spec.securityMode === "best" ? await this.#pickBest() : { mode: spec.securityMode, policy: spec.securityPolicy };
     if (spec.trustOnFirstUse) await trustOnFirstUse(this.#pki, spec, this.#log);
+    this.#assertRunning();
     if (DEPRECATED.has(policy)) {
       this.#log.warn({ policy }, `connecting with the deprecated security policy ${policy} (allowDeprecated is set for this machine)`);
     }
@@ -233,6 +269,7 @@ export class MachineSession extends EventEmitter {
     this.#wake = () => settle("connector stopping");
 
     await withTimeout(client.connect(spec.endpointUrl), spec.connectTimeoutMs, "connect");
+    this.#assertRunning();
     // What the secure channel really negotiated, and the server's description of that endpoint.
     const channel = (client as unknown as { _secureChannel: { securityMode: MessageSecurityMode; securityPolicy: SecurityPolicy } | null })._secureChannel;
     const endpoint = channel ? client.findEndpointForSecurity(channel.securityMode, channel.securityPolicy) : undefined;
@@ -248,6 +285,7 @@ export class MachineSession extends EventEmitter {
     }
     const session = await withTimeout(client.createSession(userIdentity(this.#user())), spec.connectTimeoutMs, "create session");
     this.#session = session;
+    this.#assertRunning();
     const sessionId = session.sessionId.toString();
     session.on("session_closed", () => settle("session closed by the server"));
     session.on("keepalive_failure", () => settle("session keep-alive failed"));
@@ -425,8 +463,14 @@ export class MachineSession extends EventEmitter {
     this.#client = null;
     this.#session = null;
     this.#subscriptions = null;
-    if (session) await withTimeout(session.close(true), 2_000, "close session").catch(() => undefined);
-    if (client) await withTimeout(client.disconnect(), 2_000, "disconnect").catch(() => undefined);
+    const ms = this.#stopping ? STOP_CLOSE_MS : 2_000;
+    if (session) await withTimeout(session.close(true), ms, "close session").catch(() => undefined);
+    if (client) await withTimeout(client.disconnect(), ms, "disconnect").catch(() => undefined);
+  }
+
+  /** An attempt that stop() has abandoned goes no further (the loop tears down what it made). */
+  #assertRunning(): void {
+    if (this.#stopping) throw new Stopping("connector stopping");
   }
 
   /**

@@ -165,20 +165,26 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.#loop = this.#run();
   }
 
-  /** Stops taking batches, then waits for the requests in flight, at most requestTimeoutMs; unfinished ones stay buffered. */
-  async stop(): Promise<void> {
+  /**
+   * Stops taking batches, waits for the requests in flight at most `graceMs` (default
+   * requestTimeoutMs), then aborts the rest: their batches stay buffered and go out after a restart.
+   */
+  async stop(graceMs = this.#o.requestTimeoutMs): Promise<void> {
     if (!this.#running) return;
     this.#running = false;
     this.#wakeLoop();
     await this.#loop;
     const pending = Promise.allSettled([...this.#inFlight.values()].map((f) => f.done));
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([pending.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), this.#o.requestTimeoutMs)))]);
-    clearTimeout(timer);
-    if (timedOut) {
-      this.#abort.abort(new Error("sender stopped"));
-      await pending;
-    }
+    const within = async (ms: number) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = await Promise.race([pending.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))]);
+      clearTimeout(timer);
+      return done;
+    };
+    if (await within(graceMs)) return;
+    this.#abort.abort(new Error("sender stopped"));
+    // An aborted request settles at once; this bound only guards against one that does not.
+    await within(1_000);
   }
 
   /** Waits until the store has nothing left to send, or the time is up; true if it drained. */

@@ -1,30 +1,15 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { DatabaseSync } from "node:sqlite";
 import { closeSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { DurableBuffer, type BufferOptions } from "../../src/buffer/buffer.ts";
+import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { isKerfError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/log.ts";
 import type { Message } from "../../src/types.ts";
-import { batch, captureLogger, tempDir, WARN } from "./helpers.ts";
+import { batch, bufferPerTest, captureLogger, tempDir, WARN } from "./helpers.ts";
 
-let dir: string;
-let cleanup: () => Promise<void>;
-const open: DurableBuffer[] = [];
-
-function openBuffer(options: Partial<BufferOptions> = {}): DurableBuffer {
-  const b = DurableBuffer.open({ path: join(dir, "state", "buffer.db"), maxBytes: 10_000_000, logger: silentLogger(), ...options });
-  open.push(b);
-  return b;
-}
-
-beforeEach(async () => {
-  ({ dir, cleanup } = await tempDir());
-});
-afterEach(async () => {
-  for (const b of open.splice(0)) b.close();
-  await cleanup();
-});
+const t = bufferPerTest(join("state", "buffer.db"));
+const openBuffer = t.open;
 
 describe("append, next, ack", () => {
   it("stores batches, returns them oldest first and deletes on ack", () => {
@@ -193,7 +178,7 @@ describe("compression", () => {
 
   it("drops a batch whose stored payload is damaged and keeps serving the rest", () => {
     const { logger, lines } = captureLogger();
-    const path = join(dir, "state", "buffer.db");
+    const path = join(t.dir(), "state", "buffer.db");
     let b = openBuffer({ logger, compress: true });
     b.append(batch(200, 1));
     b.append(batch(200, 2));
@@ -212,7 +197,7 @@ describe("compression", () => {
 describe("stored JSON goes out as stored", () => {
   it("serves the stored bytes, parses them only on demand, and drops an uncompressed payload that is not a JSON array", () => {
     const { logger, lines } = captureLogger();
-    const path = join(dir, "state", "buffer.db");
+    const path = join(t.dir(), "state", "buffer.db");
     let b = openBuffer({ logger, compress: false });
     b.append(batch(3, 1));
     b.append(batch(3, 2));
@@ -237,7 +222,7 @@ describe("open errors are KerfError BUFFER_IO naming the path", () => {
       fn();
     } catch (err) {
       expect(isKerfError(err, "BUFFER_IO")).toBe(true);
-      expect((err as Error).message).toContain(dir);
+      expect((err as Error).message).toContain(t.dir());
       expect((err as Error).message).toMatch(pattern);
       return;
     }
@@ -245,18 +230,18 @@ describe("open errors are KerfError BUFFER_IO naming the path", () => {
   }
 
   it("for a directory that cannot be created", () => {
-    writeFileSync(join(dir, "file"), "x");
-    expectBufferIo(() => DurableBuffer.open({ path: join(dir, "file", "sub", "b.db"), maxBytes: 1000, logger: silentLogger() }), /directory/);
+    writeFileSync(join(t.dir(), "file"), "x");
+    expectBufferIo(() => DurableBuffer.open({ path: join(t.dir(), "file", "sub", "b.db"), maxBytes: 1000, logger: silentLogger() }), /directory/);
   });
 
   it("for a file that is not a database", () => {
-    const path = join(dir, "b.db");
+    const path = join(t.dir(), "b.db");
     writeFileSync(path, "this is not sqlite ".repeat(100));
     expectBufferIo(() => DurableBuffer.open({ path, maxBytes: 1000, logger: silentLogger() }), /not an SQLite database/);
   });
 
   it("for another program's SQLite database", () => {
-    const path = join(dir, "b.db");
+    const path = join(t.dir(), "b.db");
     const db = new DatabaseSync(path);
     db.exec("CREATE TABLE t (x)");
     db.close();
@@ -269,7 +254,7 @@ describe("open errors are KerfError BUFFER_IO naming the path", () => {
   });
 
   it("for a corrupt file, via quick_check", () => {
-    const path = join(dir, "state", "buffer.db");
+    const path = join(t.dir(), "state", "buffer.db");
     const b = openBuffer({ compress: false });
     for (let i = 0; i < 50; i++) b.append(batch(50, i));
     b.close();

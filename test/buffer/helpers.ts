@@ -2,6 +2,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pino, type Logger } from "pino";
+import { afterEach, beforeEach } from "vitest";
+import { DurableBuffer, type BufferOptions } from "../../src/buffer/buffer.ts";
+import { silentLogger } from "../../src/log.ts";
 import type { DataMessage, Message } from "../../src/types.ts";
 
 /** A temp dir per test, removed afterwards. */
@@ -41,4 +44,30 @@ export function dataMessage(n: number, seq = 0): DataMessage {
 
 export function batch(n: number, seq = 0): Message[] {
   return [dataMessage(n, seq)];
+}
+
+/**
+ * Per test: a temp dir and the buffers opened at `file` in it (`open`), closed and removed
+ * afterwards. Registers its own beforeEach and afterEach.
+ */
+export function bufferPerTest(file: string, defaults: Partial<BufferOptions> = {}) {
+  let dir = "";
+  let cleanup = async () => undefined as void;
+  const opened: DurableBuffer[] = [];
+  beforeEach(async () => {
+    ({ dir, cleanup } = await tempDir());
+  });
+  afterEach(async () => {
+    for (const b of opened.splice(0)) b.close();
+    await cleanup();
+  });
+  return {
+    dir: () => dir,
+    path: () => join(dir, file),
+    open(options: Partial<BufferOptions> = {}): DurableBuffer {
+      const b = DurableBuffer.open({ path: join(dir, file), maxBytes: 10_000_000, logger: silentLogger(), ...defaults, ...options });
+      opened.push(b);
+      return b;
+    },
+  };
 }

@@ -24,15 +24,15 @@ afterEach(async () => {
 });
 
 describe("nextMerged", () => {
-  it("merges consecutive never-sent batches into the oldest one's id, in order, and keeps every count", () => {
+  it("merges consecutive never-sent batches into the newest one's id, in order, and keeps every count", () => {
     const ids = [1, 2, 3, 4, 5].map((seq) => buffer.append(batch(10, seq)));
     const [merged, ...rest] = buffer.nextMerged(4, new Set(), LIMITS);
     expect(rest).toEqual([]);
-    expect(merged!.id).toBe(ids[0]);
+    expect(merged!.id).toBe(ids[4]);
     expect(merged!.items).toBe(50);
     expect(values(merged!)).toEqual([1, 2, 3, 4, 5].flatMap((seq) => Array.from({ length: 10 }, (_, i) => seq * 100_000 + i)));
     // what is stored is what was returned
-    expect(buffer.next(10).map((b) => [b.id, b.items])).toEqual([[ids[0], 50]]);
+    expect(buffer.next(10).map((b) => [b.id, b.items])).toEqual([[ids[4], 50]]);
     const stats = buffer.stats();
     expect(stats).toMatchObject({ batches: 1, items: 50, appendedItems: 50 });
     buffer.ack(merged!.id);
@@ -48,7 +48,7 @@ describe("nextMerged", () => {
       [ids[0], 10],
       [ids[1], 10],
       [ids[2], 10],
-      [ids[3], 20],
+      [ids[4], 20],
     ]);
   });
 
@@ -56,12 +56,12 @@ describe("nextMerged", () => {
     const ids = [1, 2, 3, 4, 5, 6, 7].map((seq) => buffer.append(batch(10, seq)));
     const got = buffer.nextMerged(10, new Set([ids[2]!]), { maxItems: 30, maxBytes: 1_000_000 });
     expect(got.map((b) => [b.id, b.items])).toEqual([
-      [ids[0], 20],
-      [ids[3], 30],
+      [ids[1], 20],
+      [ids[5], 30],
       [ids[6], 10],
     ]);
     const small = buffer.nextMerged(10, new Set(), { maxItems: 1000, maxBytes: got[0]!.json.length });
-    expect(small.map((b) => b.id)).toEqual([ids[0], ids[2], ids[3], ids[6]]);
+    expect(small.map((b) => b.id)).toEqual([ids[1], ids[2], ids[5], ids[6]]);
   });
 
   it("returns at most `limit` batches", () => {
@@ -83,7 +83,7 @@ describe("nextMerged", () => {
       [ids[0], 10],
       [ids[1], 10],
       [ids[2], 10],
-      [later, 20],
+      [later2, 20],
     ]);
     expect(later2).toBe(later + 1);
   });

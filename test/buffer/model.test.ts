@@ -100,7 +100,7 @@ class Model {
       const stored = this.batches.reduce((n, b) => n + b.bytes, 0);
       if (stored - g.reduce((n, b) => n + b.bytes, 0) + bytes > this.maxBytes) return g[0]!;
       const merged: ModelBatch = {
-        id: g[0]!.id,
+        id: g[g.length - 1]!.id,
         messages,
         items: g.reduce((n, b) => n + b.items, 0),
         bytes,

@@ -29,8 +29,8 @@ afterEach(async () => {
 });
 
 /** Runs the child until it has reported `appends` appends, then SIGKILLs it. Returns its complete lines. */
-async function runAndKill(path: string, firstSeq: number, compress: boolean, appends: number): Promise<string[]> {
-  const child = spawn(process.execPath, [script, path, String(firstSeq), compress ? "1" : "0"], { stdio: ["ignore", "pipe", "pipe"] });
+async function runAndKill(path: string, firstSeq: number, compress: boolean, appends: number, snapshotIntervalMs: number): Promise<string[]> {
+  const child = spawn(process.execPath, [script, path, String(firstSeq), compress ? "1" : "0", String(snapshotIntervalMs)], { stdio: ["ignore", "pipe", "pipe"] });
   children.push(child);
   let out = "";
   let err = "";
@@ -55,15 +55,22 @@ it("loses nothing that append returned, across repeated SIGKILLs", async () => {
   const acked = new Set<number>();
   const ackStarted = new Set<number>();
   let lastId = 0;
+  /** Per key index, the highest seq reported appended whose batch holds it. */
+  const lastSeqOfKey = new Map<number, number>();
+  let lastSeq = 0;
 
   for (let round = 0; round < 4; round++) {
-    const lines = await runAndKill(path, round * 100_000, round % 2 === 0, 30 + Math.floor(Math.random() * 300));
+    // Snapshots of what was delivered: on every append and ack in some rounds, none in others.
+    const lines = await runAndKill(path, round * 100_000, round % 2 === 0, 30 + Math.floor(Math.random() * 300), round < 2 ? 0 : 60_000);
     const ids: number[] = [];
     for (const line of lines) {
       const [kind, id, seq] = line.split(" ");
       if (kind === "a") {
         appended.set(Number(id), Number(seq));
         ids.push(Number(id));
+        const items = loopBatch(Number(seq))[0]!;
+        if (items.kind === "data") for (let i = 0; i < items.items.length; i++) lastSeqOfKey.set(i, Number(seq));
+        lastSeq = Number(seq);
       } else if (kind === "k") {
         acked.add(Number(id));
       } else if (kind === "i") {
@@ -102,6 +109,13 @@ it("loses nothing that append returned, across repeated SIGKILLs", async () => {
       }
       // Batches appended but not yet reported before the kill are intact too.
       for (const batch of stored.values()) expect(batch.messages).toEqual(loopBatch(seqOf(batch.messages)));
+      // What was delivered per key: the last batch reported, or the one the kill cut off before its report.
+      const delivered = buffer.lastDelivered("press-01", new Set(Array.from({ length: 70 }, (_, i) => `load.c${String(i).padStart(5, "0")}`)));
+      for (const [i, seq] of lastSeqOfKey) {
+        const v = Number(delivered.get(`load.c${String(i).padStart(5, "0")}`)?.v);
+        expect(Math.floor(v / 1000), `key ${i}`).toBeGreaterThanOrEqual(seq);
+        expect(Math.floor(v / 1000), `key ${i}`).toBeLessThanOrEqual(lastSeq + 1);
+      }
       const s = buffer.stats();
       expect(s.appendedItems).toBe(s.ackedItems + s.droppedItems + s.items);
       expect(s.droppedItems).toBe(0);

@@ -1,58 +1,37 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DurableBuffer } from "../../src/buffer/buffer.ts";
-import { ensureIdentity } from "../../src/certs/identity.ts";
-import { setupDemo, DEMO_INSTANCE, type Demo } from "../../src/demo/setup.ts";
+import type { Demo } from "../../src/demo/setup.ts";
 import { silentLogger } from "../../src/log.ts";
-import { checkSeries, DEMO_MACHINE, loadKey, tempDir, waitFor } from "../helpers/env.ts";
+import { checkSeries, DEMO_MACHINE, loadKey, waitFor } from "../helpers/env.ts";
+import { demoForKerfRun, killHard, startConnector, stopLikeAContainer, type Connector } from "./connector.ts";
 
 const COUNTERS = 20;
-const repo = path.resolve(import.meta.dirname, "../..");
-
-function startConnector(demo: Demo): ChildProcess {
-  const child = spawn(path.join(repo, "bin/kerf.js"), ["run", "--config", demo.configFile, "--state-dir", demo.connectorStateDir], {
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  child.stderr!.setEncoding("utf8").on("data", () => undefined);
-  return child;
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once("exit", () => r()));
-}
 
 describe("connector killed with SIGKILL mid-stream", () => {
+  let env: Awaited<ReturnType<typeof demoForKerfRun>>;
   let demo: Demo;
-  let tmp: Awaited<ReturnType<typeof tempDir>>;
-  const children: ChildProcess[] = [];
+  const children: Connector[] = [];
 
   beforeAll(async () => {
-    tmp = await tempDir();
-    demo = await setupDemo({ stateDir: tmp.dir, logger: silentLogger(), load: { count: COUNTERS, periodMs: 100 } });
-    // `kerf run` has no enroller: the identity is issued beforehand, as enrolment would.
-    await ensureIdentity({ dir: path.join(demo.connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: demo.enroller, logger: silentLogger() });
+    env = await demoForKerfRun({ load: { count: COUNTERS, periodMs: 100 } });
+    demo = env.demo;
   });
   afterAll(async () => {
-    for (const c of children) {
-      c.kill("SIGKILL");
-      await exited(c);
-    }
-    await demo?.stop();
-    await tmp?.cleanup();
+    for (const c of children) await killHard(c);
+    await env?.stop();
   });
 
   it("loses nothing it had buffered and delivers nothing twice", { timeout: 120_000 }, async () => {
     const store = demo.devcloud.store;
-    const first = startConnector(demo);
+    const first = startConnector(demo.configFile, demo.connectorStateDir);
     children.push(first);
     await waitFor("values from the first connector process", () => Number(store.latest(DEMO_MACHINE)[loadKey(0)]?.v) >= 10, 30_000);
 
     // Hold acknowledgements back so that the buffer has a backlog when the process dies.
     demo.devcloud.faults.status = () => 503;
     await new Promise((r) => setTimeout(r, 3_000));
-    first.kill("SIGKILL");
-    await exited(first);
+    await killHard(first);
     demo.devcloud.faults.status = undefined;
 
     // What the dead process had on disk: every one of these must reach the cloud.
@@ -72,12 +51,10 @@ describe("connector killed with SIGKILL mid-stream", () => {
     expect(pending.get(loadKey(0))?.size ?? 0).toBeGreaterThan(15);
     const maxBeforeKill = Math.max(...pending.get(loadKey(0))!);
 
-    const second = startConnector(demo);
+    const second = startConnector(demo.configFile, demo.connectorStateDir);
     children.push(second);
     await waitFor("the backlog and new values delivered", () => Number(store.latest(DEMO_MACHINE)[loadKey(0)]?.v) > maxBeforeKill + 20, 45_000);
-    second.kill("SIGTERM");
-    await exited(second);
-    expect(second.exitCode).toBe(0);
+    expect(await stopLikeAContainer(second)).toMatchObject({ code: 0, killed: false });
 
     for (let i = 0; i < COUNTERS; i++) {
       const key = loadKey(i);

@@ -51,4 +51,26 @@ describe("OPC UA trust store", () => {
     await waitFor("a spindle value", () => messages.some((m) => m.kind === "data" && m.items.some((i) => i.key === "spindle")), 10_000);
     expect(messages.some((m) => m.kind === "status" && m.state === "online")).toBe(true);
   });
+
+  it("a refusal recorded after the operator's accept leaves the certificate trusted", async () => {
+    const tmp = await tempDir();
+    cleanups.push(tmp.cleanup);
+    const server = await openClientPki({ dir: path.join(tmp.dir, "server"), instance: "some-server", logger: silentLogger() });
+    cleanups.push(() => server.certificateManager.dispose());
+    const pki = await openClientPki({ dir: path.join(tmp.dir, "pki"), instance: "trust-test", logger: silentLogger() });
+    cleanups.push(() => pki.certificateManager.dispose());
+    const cm = pki.certificateManager;
+    // A connect attempt refused the unknown certificate: it is in rejected/.
+    expect(String(await cm.checkCertificate(server.certificateDer))).toMatch(/BadCertificateUntrusted/);
+    expect(readdirSync(cm.rejectedFolder)).toHaveLength(1);
+
+    // The operator accepts; then the verdict of an attempt that began before is recorded, as
+    // node-opcua does, by rejecting the certificate.
+    await cm.trustCertificate(server.certificateDer);
+    await cm.rejectCertificate(server.certificateDer);
+
+    expect(readdirSync(cm.rejectedFolder)).toEqual([]);
+    expect(readdirSync(cm.trustedFolder)).toHaveLength(1);
+    expect(String(await cm.verifyCertificate(server.certificateDer))).toBe("Good");
+  });
 });
