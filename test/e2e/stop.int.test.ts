@@ -142,8 +142,9 @@ describe("SIGTERM: kerf run exits with 0 before the SIGKILL, losing nothing", ()
     const c = run(demo.configFile, stateDir);
     await waitFor("values from m-repair", flowing(demo.devcloud.store, "m-repair", 10), 60_000);
     repairing.mode("black-hole");
+    // the log says a repeated line once per 10 s: one is enough to know m-refused sleeps in its backoff
     const backoffs = () => c.lines.filter((l) => l.machine === "m-refused" && l.msg === "reconnecting after backoff").length;
-    await waitFor("a channel repair hanging, a connect hanging, and backoff sleeps", () => repairing.accepted() >= 1 && hole.accepted() >= 1 && backoffs() >= 2, 30_000);
+    await waitFor("a channel repair hanging, a connect hanging, and backoff sleeps", () => repairing.accepted() >= 1 && hole.accepted() >= 1 && backoffs() >= 1, 30_000);
 
     expect(await stopLikeAContainer(c)).toEqual({ code: 0, signal: null, killed: false });
     expectNothingLost((m, k) => demo.devcloud.store.items(m, k), stateDir, ["m-repair"]);

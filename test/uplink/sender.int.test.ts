@@ -84,9 +84,9 @@ describe("delivery", () => {
     s.on("acked", (b, r) => acked.push([b.id, r]));
     s.start();
     expect(await s.drain(10_000)).toBe(true);
-    // what waited together left merged, under the oldest batch's id
-    expect(acked.map(([id]) => id)).toEqual([ids[0]]);
-    expect(keys).toEqual([`line-1:${buffer.epoch}:${ids[0]}`]);
+    // what waited together left merged, under the newest batch's id
+    expect(acked.map(([id]) => id)).toEqual([ids[2]]);
+    expect(keys).toEqual([`line-1:${buffer.epoch}:${ids[2]}`]);
     expect(acked.every(([, r]) => r.status === 200 && r.duplicate === false)).toBe(true);
     expect(cloud.store.counts()).toMatchObject({ batches: 1, items: 6, duplicateItems: 0 });
     expect(buffer.stats()).toMatchObject({ items: 0, ackedItems: 6, droppedItems: 0 });
