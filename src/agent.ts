@@ -11,6 +11,7 @@ import type { LoadedConfig } from "./config/load.ts";
 import type { Logger } from "./log.ts";
 import { openClientPki } from "./opcua/pki.ts";
 import { releaseAfterBurst } from "./memory.ts";
+import { processGuardStats } from "./process-guard.ts";
 import { MachineSession } from "./opcua/session.ts";
 import type { MappingGroup } from "./config/schema.ts";
 import type { EndpointSpec, GroupSpec } from "./opcua/types.ts";
@@ -154,9 +155,18 @@ export class Agent {
         process: this.#process,
         state: this.#state,
         ...(this.#state === "stopped" ? { stopped: true, stoppedAt: at } : {}),
-        sessions: h.sessions.map((s) => ({ machine: s.machine, state: s.state, lastError: s.lastError, lastDataAt: s.lastDataAt })),
+        sessions: h.sessions.map((s) => ({
+          machine: s.machine,
+          state: s.state,
+          lastError: s.lastError,
+          lastDataAt: s.lastDataAt,
+          ...(s.credentialsRejected ? { credentialsRejected: true } : {}),
+          ...(Object.keys(s.undecodable).length > 0 ? { undecodable: s.undecodable } : {}),
+        })),
         uplink: h.uplink && { lastAckAt: h.uplink.lastAckAt, consecutiveFailures: h.uplink.consecutiveFailures, lastError: h.uplink.lastError },
         buffer: { items: h.buffer.items, bytes: h.buffer.bytes, droppedItems: h.buffer.droppedItems },
+        writer: { pendingItems: h.writer.pendingItems, failures: h.writer.failures, lastError: h.writer.lastError },
+        unhandledRejections: processGuardStats().unhandledRejections,
         memory: memorySnapshot(),
         stages: { ...this.#writer.takeStages(), ...this.sender?.takeStages() },
       });

@@ -32,9 +32,22 @@ export interface HealthReport {
   /** Set on the final report of a clean stop. */
   stopped?: true;
   stoppedAt?: string;
-  sessions: { machine: string; state: string; lastError: string | null; lastDataAt: number | null }[];
+  sessions: {
+    machine: string;
+    state: string;
+    lastError: string | null;
+    lastDataAt: number | null;
+    /** The server refused the credentials: retried after minutes, or when the password file changes. */
+    credentialsRejected?: boolean;
+    /** By group: values that could not be decoded (each sent as null with a Bad status), and messages that could not be repaired (lost). */
+    undecodable?: Record<string, { values: number; messages: number }>;
+  }[];
   uplink: { lastAckAt: number | null; consecutiveFailures: number; lastError: string | null } | null;
   buffer: { items: number; bytes: number; droppedItems: number };
+  /** Values waiting for their commit to the buffer, and commits failed in a row (a disk that refuses writes). */
+  writer?: { pendingItems: number; failures: number; lastError: string | null };
+  /** Promise rejections nothing handled (each a bug, logged at ERROR; the process went on). */
+  unhandledRejections?: number;
   memory: { rssMb: number; heapUsedMb: number; heapTotalMb: number; externalMb: number; arrayBuffersMb: number };
   /**
    * Where values spent their time since the previous report: waiting for their commit to the
