@@ -30,7 +30,7 @@ class ConnectorCertificateManager extends OPCUACertificateManager {
   }
 }
 
-/** Whether a certificate with the leaf's fingerprint is in trusted/ or rejected/ on disk. */
+/** Whether a certificate with the leaf's fingerprint is in rejected/ or trusted/ on disk. */
 async function isInStore(cm: OPCUACertificateManager, leaf: Buffer): Promise<boolean> {
   let fingerprint: string;
   try {
@@ -38,7 +38,10 @@ async function isInStore(cm: OPCUACertificateManager, leaf: Buffer): Promise<boo
   } catch {
     return false;
   }
-  for (const dir of [cm.trustedFolder, cm.rejectedFolder]) {
+  // rejected/ first: an accept renames the file from there to trusted/, so read in this order it
+  // is seen in one or the other whenever the rename happens (the other order missed it once in
+  // 40 runs under load, and the certificate went back to rejected/).
+  for (const dir of [cm.rejectedFolder, cm.trustedFolder]) {
     if ((await certificatesIn(dir)).some((c) => c.fingerprint === fingerprint)) return true;
   }
   return false;
