@@ -282,6 +282,8 @@ async function runScenario(s: Scenario) {
     const cloudBuckets: Record<number, number> = {};
     let firstAckAt = 0;
     devcloud.store.onBatch((b) => {
+      // a resent batch the cloud recognised (its answer was lost): stored once, counted once
+      if (b.duplicate) return;
       const now = Date.now();
       firstAckAt ||= now;
       let lastT = "";
