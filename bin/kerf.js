@@ -16,4 +16,9 @@ if (major < 24) {
   process.stderr.write(`kerf needs Node 24 or later; this is Node ${process.versions.node}. Run it through npx or npm scripts, which use the project's pinned Node.\n`);
   process.exit(1);
 }
+// V8 keeps the code it compiled (node-opcua is most of it) in the system's temporary folder:
+// the next start loads its modules in about 0.4 s instead of 0.75 s. Where the folder cannot be
+// written, Node goes on without it.
+const { enableCompileCache } = await import("node:module");
+enableCompileCache?.();
 await import("../src/main.ts");

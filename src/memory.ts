@@ -34,8 +34,10 @@ export function releaseFreedMemory(log: Logger, reason: string): void {
 /**
  * Runs releaseFreedMemory once, `delayMs` after the last of a burst of calls, and at most once
  * per `minIntervalMs`: a machine whose connection flaps must not pause the connector every time.
+ * Ten seconds, not two: the first values of 100,000 new monitored items are still arriving two
+ * seconds after the last one was created, and the pause (0.3 s) would hold them up.
  */
-export function releaseAfterBurst(log: Logger, delayMs = 2_000, minIntervalMs = 60_000): { schedule(reason: string): void; cancel(): void } {
+export function releaseAfterBurst(log: Logger, delayMs = 10_000, minIntervalMs = 60_000): { schedule(reason: string): void; cancel(): void } {
   let timer: NodeJS.Timeout | undefined;
   let lastRun = -Infinity;
   return {
