@@ -55,20 +55,52 @@ interface Scenario {
 }
 
 const repo = path.resolve(import.meta.dirname, "../..");
-const { values } = parseArgs({
-  options: {
-    scenario: { type: "string", default: "10k" },
-    nodes: { type: "string" },
-    period: { type: "string" },
-    seconds: { type: "string" },
-    mode: { type: "string", default: "SignAndEncrypt" },
-    policy: { type: "string", default: "Basic256Sha256" },
-    "node-options": { type: "string" },
-    "per-publish": { type: "string" },
-    "fsync-delay-ms": { type: "string" },
-    "cpu-hogs": { type: "string" },
-  },
-});
+const USAGE = `usage: npm run bench -- [--scenario 10k|50k|100k-items|10k-hostile|all] [--nodes N --period MS --seconds S]
+                     [--mode M --policy P] [--per-publish N] [--fsync-delay-ms N] [--cpu-hogs N] [--node-options=...]
+`;
+
+/** A mistake on the command line gets one line and the usage, exit 2, as in every kerf command. */
+function usageError(message: string): never {
+  process.stderr.write(`bench: ${message}\n${USAGE}`);
+  process.exit(2);
+}
+
+const { values } = parseBenchArgs();
+
+function parseBenchArgs() {
+  try {
+    return parseArgs({
+      options: {
+        scenario: { type: "string", default: "10k" },
+        nodes: { type: "string" },
+        period: { type: "string" },
+        seconds: { type: "string" },
+        mode: { type: "string", default: "SignAndEncrypt" },
+        policy: { type: "string", default: "Basic256Sha256" },
+        "node-options": { type: "string" },
+        "per-publish": { type: "string" },
+        "fsync-delay-ms": { type: "string" },
+        "cpu-hogs": { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (err) {
+    usageError((err as Error).message);
+  }
+}
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+
+/** A numeric option as a positive number (or `fallback` when absent); anything else is a usage error. */
+function num(name: "nodes" | "period" | "seconds" | "per-publish" | "fsync-delay-ms" | "cpu-hogs", fallback: number): number {
+  const text = values[name];
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0 || text.trim() === "") usageError(`--${name}: expected a number ≥ 0, found '${text}'`);
+  return n;
+}
 
 // The simulator runs at node-opcua's defaults (1,000 notifications per publish response) in every
 // scenario that carries a target: that is what the field runs.
@@ -84,18 +116,18 @@ const presets: Record<string, Omit<Scenario, "mode" | "policy">> = {
 
 function scenarios(): Scenario[] {
   const sec = { mode: values.mode as SecurityModeName, policy: values.policy as SecurityPolicyName };
-  const perPublish = values["per-publish"] ? { perPublish: Number(values["per-publish"]) } : {};
+  const perPublish = values["per-publish"] ? { perPublish: num("per-publish", 0) } : {};
   if (values.nodes || values.period) {
-    const nodes = Number(values.nodes ?? 1000);
-    const periodMs = Number(values.period ?? 100);
+    const nodes = num("nodes", 1000);
+    const periodMs = num("period", 100);
     const ceiling = nodes * (1000 / periodMs) > 50_000 ? "before" : "beside";
-    return [{ name: `${nodes} nodes × ${periodMs} ms`, nodes, periodMs, seconds: Number(values.seconds ?? 20), ceiling, ...sec, ...perPublish }];
+    return [{ name: `${nodes} nodes × ${periodMs} ms`, nodes, periodMs, seconds: num("seconds", 20), ceiling, ...sec, ...perPublish }];
   }
   const names = values.scenario === "all" ? Object.keys(presets) : values.scenario!.split(",");
   return names.map((n) => {
     const p = presets[n];
-    if (!p) throw new Error(`unknown scenario '${n}'; known: ${Object.keys(presets).join(", ")}, all`);
-    return { ...p, ...(values.seconds ? { seconds: Number(values.seconds) } : {}), ...perPublish, ...sec };
+    if (!p) usageError(`unknown scenario '${n}'; known: ${Object.keys(presets).join(", ")}, all`);
+    return { ...p, ...(values.seconds ? { seconds: num("seconds", 0) } : {}), ...perPublish, ...sec };
   });
 }
 
@@ -272,7 +304,7 @@ async function runScenario(s: Scenario) {
     const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
     await ensureIdentity({ dir: path.join(connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: new DevCaEnroller(devcloud.ca), logger });
 
-    for (let i = 0; i < Number(values["cpu-hogs"] ?? 0); i++) children.push(spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }));
+    for (let i = 0; i < num("cpu-hogs", 0); i++) children.push(spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }));
     const alone = s.ceiling === "before" ? await measureBareAlone(s, endpointUrl, barePkiDir, children) : null;
     if (alone) {
       process.stderr.write(`bench: bare client alone ${JSON.stringify(alone)}\n`);
@@ -320,7 +352,7 @@ async function runScenario(s: Scenario) {
     const connectorLog = path.join(dir, "connector.log");
     const command = [path.join(repo, "bin/kerf.js"), "run", "--config", configFile, "--state-dir", connectorStateDir];
     // A slow disk (an edge PC's eMMC or SD card): strace delays every fsync of the connector.
-    const delayUs = Math.round(Number(values["fsync-delay-ms"] ?? 0) * 1000);
+    const delayUs = Math.round(num("fsync-delay-ms", 0) * 1000);
     if (delayUs > 0) command.unshift("strace", "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=fsync,fdatasync", "-e", `inject=fsync,fdatasync:delay_exit=${delayUs}`, "--");
     const connector = spawn(command[0]!, command.slice(1), {
       stdio: ["ignore", openSync(connectorLog, "w"), "inherit"],

@@ -1,0 +1,26 @@
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+
+const main = path.resolve(import.meta.dirname, "../../src/bench/main.ts");
+const bench = (...args: string[]) => spawnSync(process.execPath, [main, ...args], { encoding: "utf8", timeout: 30_000 });
+
+describe("npm run bench's command line", () => {
+  it("answers --help with its usage and exit 0", () => {
+    const r = bench("--help");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^usage: npm run bench -- /);
+  });
+
+  it.each([
+    [["--bogus"], /^bench: Unknown option '--bogus'/],
+    [["--scenario", "1m"], /^bench: unknown scenario '1m'; known: 10k, 50k, 100k-items, 10k-hostile, all/],
+    [["--nodes", "many"], /^bench: --nodes: expected a number ≥ 0, found 'many'/],
+  ])("refuses %j in one line with the usage, exit 2, no stack trace", (args, message) => {
+    const r = bench(...args);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr).toContain("usage: npm run bench");
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+});
