@@ -426,8 +426,9 @@ async function runScenario(s: Scenario) {
     await sleep(3000);
     readHealth();
 
+    const barePeakRssMb = bare ? procStats(bare.child.pid!).peakRssMb : 0;
     const beside = bare ? await bare.finish() : null;
-    const ceiling = alone ?? (beside && { delivered: sumWindow(beside.buckets, windowStart, windowEnd), latency: beside.latency, everyItemSeenMs: beside.everyItemSeenMs, peakRssMb: procStats(bare!.child.pid!).peakRssMb, cpuPercent: null, othersCpuPercent: null });
+    const ceiling = alone ?? (beside && { delivered: sumWindow(beside.buckets, windowStart, windowEnd), latency: beside.latency, everyItemSeenMs: beside.everyItemSeenMs, peakRssMb: barePeakRssMb, cpuPercent: null, othersCpuPercent: null });
     const delivered = sumWindow(cloudBuckets, windowStart, windowEnd);
     const offered = s.nodes * s.seconds * (1000 / s.periodMs);
     // What is still buffered or being retried arrives later: wait for the whole window before counting gaps.
