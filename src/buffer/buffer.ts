@@ -349,14 +349,8 @@ export class DurableBuffer {
     for (const row of rows) {
       if (out.length === limit) break;
       if (exclude.has(row.id)) continue;
-      let json: Buffer;
-      try {
-        json = decodeBytes(row.format, row.payload);
-      } catch (err) {
-        unreadable.push({ id: row.id, error: err instanceof Error ? err.message : String(err) });
-        continue;
-      }
-      out.push(storedBatch(row, json));
+      const json = readPayload(row, unreadable);
+      if (json) out.push(storedBatch(row, json));
     }
     if (unreadable.length > 0) {
       // Stopping the sender forever on one damaged row would lose everything behind it.
@@ -394,13 +388,8 @@ export class DurableBuffer {
         if (groups.length === limit) break;
         continue;
       }
-      let json: Buffer;
-      try {
-        json = decodeBytes(row.format, row.payload);
-      } catch (err) {
-        unreadable.push({ id: row.id, error: err instanceof Error ? err.message : String(err) });
-        continue;
-      }
+      const json = readPayload(row, unreadable);
+      if (!json) continue;
       if (group.length > 0 && items + row.items <= limits.maxItems && bytes + json.length + 1 <= limits.maxBytes) {
         group.push({ row, json });
         items += row.items;
@@ -763,6 +752,16 @@ export class DurableBuffer {
 
   #assertOpen(): void {
     if (this.#closed) throw new Error(`buffer ${this.#path} is closed`);
+  }
+}
+
+/** A row's JSON bytes; null (and the row noted in `unreadable`) when they cannot be decoded. */
+function readPayload(row: Row, unreadable: { id: number; error: string }[]): Buffer | null {
+  try {
+    return decodeBytes(row.format, row.payload);
+  } catch (err) {
+    unreadable.push({ id: row.id, error: err instanceof Error ? err.message : String(err) });
+    return null;
   }
 }
 
