@@ -669,6 +669,9 @@ export class DurableBuffer {
     for (const b of this.#db.prepare("SELECT id, format, payload FROM batches WHERE id > ? ORDER BY id").iterate(upto) as Iterable<{ id: number; format: number; payload: Uint8Array }>) {
       try {
         delivered.merge(parseMessages(decodeBytes(b.format, b.payload)));
+        // The snapshot row lacks these items: the next snapshot must write the table, not only
+        // move `upto` over them (and delete the acknowledged batches that held them).
+        delivered.dirty = true;
       } catch {
         // next() reports and drops an unreadable pending batch; an acknowledged one no longer matters
       }
