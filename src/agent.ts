@@ -1,6 +1,5 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import type { Agent as UndiciAgent } from "undici";
 import { DurableBuffer, type BufferStats } from "./buffer/buffer.ts";
 import { BufferWriter } from "./buffer/writer.ts";
 import { watchMapping } from "./mapping-reload.ts";
@@ -16,7 +15,7 @@ import { MachineSession } from "./opcua/session.ts";
 import type { MappingGroup } from "./config/schema.ts";
 import type { EndpointSpec, GroupSpec } from "./opcua/types.ts";
 import { itemCount, type MessageSink } from "./types.ts";
-import { createUplinkAgent } from "./uplink/agent.ts";
+import { Transport } from "./uplink/transport.ts";
 import { Sender, type SenderStats } from "./uplink/sender.ts";
 
 /**
@@ -44,7 +43,7 @@ export class Agent {
   readonly #writer: BufferWriter;
   #o: AgentOptions;
   #log: Logger;
-  #dispatcher: UndiciAgent | null = null;
+  #transport: Transport | null = null;
   sender: Sender | null = null;
   sessions: MachineSession[] = [];
   #healthTimer: NodeJS.Timeout | null = null;
@@ -85,7 +84,7 @@ export class Agent {
           enroller: this.#o.enroller,
           logger: this.#log.child({ component: "identity" }),
         });
-    this.#dispatcher = createUplinkAgent({
+    this.#transport = new Transport({
       certPem: identity.certPem,
       keyPem: identity.keyPem,
       caPem: config.cloud.caFile ? readFileSync(config.cloud.caFile, "utf8") : undefined,
@@ -96,7 +95,7 @@ export class Agent {
     });
     this.sender = new Sender({
       store: this.buffer,
-      agent: this.#dispatcher,
+      transport: this.#transport,
       url: config.cloud.url,
       instance: config.instance,
       concurrency: config.cloud.concurrency,
@@ -206,8 +205,8 @@ export class Agent {
       await this.#drain(this.sender, Math.min(options.drainMs ?? 0, left(2 * STOP_GRACE_MS)));
       await within(this.sender.stop(Math.min(STOP_GRACE_MS, left(STOP_GRACE_MS))), left(STOP_GRACE_MS / 2));
     }
-    if (this.#dispatcher && !(await within(this.#dispatcher.close(), Math.min(STOP_GRACE_MS / 2, left())))) {
-      void this.#dispatcher.destroy().catch(() => undefined);
+    if (this.#transport && !(await within(this.#transport.close(), Math.min(STOP_GRACE_MS / 2, left())))) {
+      void this.#transport.destroy().catch(() => undefined);
     }
     // a session left behind may have written since
     this.#writer.commit();

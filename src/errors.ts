@@ -16,8 +16,10 @@ export type KerfErrorCode =
   | "UPLINK_TLS"
   | "UPLINK_HTTP"
   | "UPLINK_NETWORK"
+  | "UPLINK_CLOSED"
   | "BUFFER_IO"
   | "CERT_INVALID"
+  | "CERT_KEY_MISMATCH"
   | "STATE_DIR"
   | "USAGE";
 

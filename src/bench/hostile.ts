@@ -23,7 +23,7 @@ import { createHostile, FAULT_KINDS, type FaultKind } from "../devcloud/hostile.
 import { startDevCloud, type DevCloudFaults } from "../devcloud/server.ts";
 import { silentLogger } from "../log.ts";
 import type { Message } from "../types.ts";
-import { createUplinkAgent } from "../uplink/agent.ts";
+import { Transport } from "../uplink/transport.ts";
 import { Sender } from "../uplink/sender.ts";
 
 /** The fault mix of the benchmark row: a quarter of the ingest requests, every kind alike, seed 42. */
@@ -52,8 +52,8 @@ export async function runHostileBench(o: HostileBenchOptions) {
   const cloud = await startDevCloud({ dir: path.join(dir, "devcloud"), logger, storage: "memory", keep: () => false, faults: hostileFaults(o) });
   const buffer = DurableBuffer.open({ path: path.join(dir, "buffer.db"), maxBytes: 1024 ** 3, logger });
   const identity = await ensureIdentity({ dir: path.join(dir, "identity"), instance: "bench", enroller: new DevCaEnroller(cloud.ca), logger });
-  const agent = createUplinkAgent({ certPem: identity.certPem, keyPem: identity.keyPem, caPem: cloud.ca.certPem, pins: [cloud.pin], logger });
-  const sender = new Sender({ store: buffer, agent, url: cloud.url, instance: "bench", concurrency: o.concurrency, maxItemsPerRequest: 5000, logger });
+  const transport = new Transport({ certPem: identity.certPem, keyPem: identity.keyPem, caPem: cloud.ca.certPem, pins: [cloud.pin], logger });
+  const sender = new Sender({ store: buffer, transport, url: cloud.url, instance: "bench", concurrency: o.concurrency, maxItemsPerRequest: 5000, logger });
   try {
     const perBatch = Math.round(o.itemsPerSec / 10);
     const expected = perBatch * 10 * (o.seconds + 1);
@@ -137,7 +137,7 @@ export async function runHostileBench(o: HostileBenchOptions) {
     };
   } finally {
     await sender.stop();
-    await agent.close();
+    await transport.close();
     buffer.close();
     await cloud.stop();
     await rm(dir, { recursive: true, force: true });

@@ -64,6 +64,8 @@ export interface DevCloud {
   faults: DevCloudFaults;
   /** Ingest requests being handled now, and the most at once so far (a test may reset `peak`). */
   inFlight: { now: number; peak: number };
+  /** Ingest requests per client certificate (its serial number, hex): who came with which identity. */
+  clientCertificates: Map<string, number>;
   stop(): Promise<void>;
 }
 
@@ -77,6 +79,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   const store = options.storage === "memory" ? new MemoryStore(options.keep ? { keep: options.keep } : {}) : new CloudStore(join(options.dir, "devcloud.db"));
   const faults: DevCloudFaults = options.faults ?? {};
   const inFlight = { now: 0, peak: 0 };
+  const clientCertificates = new Map<string, number>();
 
   const https: Server = createServer(
     {
@@ -110,6 +113,8 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     if (url.pathname === "/v1/ingest") {
       if (req.method !== "POST") return send(res, 405, { error: `use POST for ${url.pathname}` }, { allow: "POST" });
       store.countRequest();
+      const serial = (req.socket as TLSSocket).getPeerCertificate().serialNumber ?? "";
+      clientCertificates.set(serial, (clientCertificates.get(serial) ?? 0) + 1);
       inFlight.peak = Math.max(inFlight.peak, ++inFlight.now);
       res.once("close", () => inFlight.now--);
       return ingest(req, res, cn);
@@ -201,6 +206,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     store,
     faults,
     inFlight,
+    clientCertificates,
     async stop() {
       if (stopped) return;
       stopped = true;

@@ -14,7 +14,7 @@ import { request, type Dispatcher } from "undici";
 import { DurationHistogram, type DurationSummary } from "../durations.ts";
 import type { Logger } from "../log.ts";
 import { itemCount, type Message } from "../types.ts";
-import { toUplinkError } from "./client.ts";
+import { toUplinkError } from "./errors.ts";
 import { Pacer } from "./pacer.ts";
 import { backoff, classify, defaultRetryOptions, type Decision, type RetryOptions } from "./retry.ts";
 
@@ -60,7 +60,8 @@ export interface AckResponse {
 
 export interface SenderOptions {
   store: BatchStore;
-  agent: Dispatcher;
+  /** The way to the cloud: the Transport, or decoration composed onto it. */
+  transport: Dispatcher;
   /** Base URL of the cloud; requests go to {url}/v1/ingest. */
   url: string;
   instance: string;
@@ -137,7 +138,7 @@ export class Sender extends EventEmitter<SenderEvents> {
     super();
     this.#o = {
       store: options.store,
-      agent: options.agent,
+      transport: options.transport,
       url: options.url,
       instance: options.instance,
       concurrency: Math.max(1, options.concurrency ?? 4),
@@ -342,7 +343,7 @@ export class Sender extends EventEmitter<SenderEvents> {
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(deadlineMs)]);
     try {
       const res = await request(this.#endpoint, {
-        dispatcher: this.#o.agent,
+        dispatcher: this.#o.transport,
         method: "POST",
         headers: {
           "content-type": "application/json",

@@ -1,14 +1,14 @@
 /** The reference cloud over real mTLS: ingest validation, idempotency, persistence and limits. */
 import { connect } from "node:net";
 import { gzipSync } from "node:zlib";
-import { request, type Agent } from "undici";
+import { request, type Dispatcher } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { spkiPin } from "../../src/certs/pins.ts";
 import { createHostile, type FaultKind, type HostileOptions } from "../../src/devcloud/hostile.ts";
 import { startDevCloud, type DevCloud } from "../../src/devcloud/server.ts";
 import { silentLogger } from "../../src/log.ts";
 import type { Message } from "../../src/types.ts";
-import { createUplinkAgent } from "../../src/uplink/agent.ts";
+import { Transport } from "../../src/uplink/transport.ts";
 import { clientIdentity, tempDir } from "../uplink/helpers.ts";
 
 let dir: string;
@@ -26,9 +26,9 @@ afterEach(async () => {
   await removeDir();
 });
 
-async function clientAgent(instance = "line-1"): Promise<Agent> {
+async function clientAgent(instance = "line-1"): Promise<Dispatcher> {
   const id = await clientIdentity(cloud.ca, instance);
-  const agent = createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() });
+  const agent = new Transport({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() });
   cleanup.push(() => agent.close());
   return agent;
 }
@@ -37,7 +37,7 @@ function data(machine: string, key: string, values: Array<[number, string]>): Me
   return { kind: "data", machine, items: values.map(([v, t]) => ({ key, v, q: 0, t })) };
 }
 
-async function ingest(agent: Agent, body: unknown, headers: Record<string, string> = {}, raw?: Buffer) {
+async function ingest(agent: Dispatcher, body: unknown, headers: Record<string, string> = {}, raw?: Buffer) {
   const envelope = body as { connector?: string; batch?: number };
   const res = await request(`${cloud.url}/v1/ingest`, {
     dispatcher: agent,
@@ -54,7 +54,7 @@ async function ingest(agent: Agent, body: unknown, headers: Record<string, strin
   return { status: res.statusCode, json: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }
 
-async function get(agent: Agent, path: string) {
+async function get(agent: Dispatcher, path: string) {
   const res = await request(`${cloud.url}${path}`, { dispatcher: agent });
   return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
 }
@@ -183,7 +183,7 @@ describe("hostile mode", () => {
   const only = (kind: FaultKind, options: Partial<HostileOptions> = {}) => (cloud.faults.hostile = createHostile({ rate: 1, seed: 1, mix: { [kind]: 1 }, ...options }));
   const batch = (n: number, items = 1) => ({ connector: "line-1", batch: n, messages: [data("m1", `k${n}`, Array.from({ length: items }, (_, i): [number, string] => [i, t(i)]))] });
   /** The raw answer: status, headers and the body's chunks. */
-  async function post(agent: Agent, body: { batch: number }) {
+  async function post(agent: Dispatcher, body: { batch: number }) {
     const res = await request(`${cloud.url}/v1/ingest`, {
       dispatcher: agent,
       method: "POST",

@@ -13,7 +13,7 @@ import { silentLogger } from "../../src/log.ts";
 import { BAD_ENCODING_LIMITS_EXCEEDED, encodeBounded } from "../../src/opcua/encode.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
 import { ROGUE_BAD_UTF8_BYTES, ROGUE_HTML, ROGUE_PROTO_JSON } from "../../src/simulator/nodes.ts";
-import { createUplinkAgent } from "../../src/uplink/agent.ts";
+import { Transport } from "../../src/uplink/transport.ts";
 import { Sender } from "../../src/uplink/sender.ts";
 import { tempDir, waitFor } from "../helpers/env.ts";
 import { clientIdentity } from "../uplink/helpers.ts";
@@ -33,11 +33,11 @@ describe("rogue values in the cloud", () => {
     const buffer = DurableBuffer.open({ path: path.join(tmp.dir, "buffer.db"), maxBytes: 64 * 1024 * 1024, logger: silentLogger() });
     cleanups.push(() => buffer.close());
     const id = await clientIdentity(cloud.ca, "line-1");
-    const agent = createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() });
-    cleanups.push(() => agent.close());
+    const transport = new Transport({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() });
+    cleanups.push(() => transport.close());
     const sender = new Sender({
       store: buffer,
-      agent,
+      transport,
       url: cloud.url,
       instance: "line-1",
       concurrency: 2,

@@ -10,7 +10,7 @@ import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { createDevCa } from "../../src/certs/devca.ts";
 import { spkiPin } from "../../src/certs/pins.ts";
 import { silentLogger } from "../../src/log.ts";
-import { createUplinkAgent } from "../../src/uplink/agent.ts";
+import { Transport } from "../../src/uplink/transport.ts";
 import { Sender } from "../../src/uplink/sender.ts";
 import { clientIdentity, tempDir } from "./helpers.ts";
 
@@ -55,11 +55,11 @@ async function start(mode: { current: Mode }) {
   const buffer = DurableBuffer.open({ path: path.join(dir, "buffer.db"), maxBytes: 16 * 1024 * 1024, logger: silentLogger() });
   cleanup.push(() => buffer.close());
   const id = await clientIdentity(ca, "line-1");
-  const agent = createUplinkAgent({ ...id, caPem: ca.certPem, pins: [spkiPin(server.certPem)], logger: silentLogger() });
-  cleanup.push(() => agent.close());
+  const transport = new Transport({ ...id, caPem: ca.certPem, pins: [spkiPin(server.certPem)], logger: silentLogger() });
+  cleanup.push(() => transport.close());
   const sender = new Sender({
     store: buffer,
-    agent,
+    transport,
     url: `https://127.0.0.1:${(cloud.address() as AddressInfo).port}`,
     instance: "line-1",
     concurrency: 1,

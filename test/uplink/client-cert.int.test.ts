@@ -5,15 +5,15 @@
  */
 import tls from "node:tls";
 import { gzipSync } from "node:zlib";
-import { Agent, request } from "undici";
+import { Agent, request, type Dispatcher } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createDevCa } from "../../src/certs/devca.ts";
 import { createHostile, type FaultKind } from "../../src/devcloud/hostile.ts";
 import { startDevCloud, type DevCloud } from "../../src/devcloud/server.ts";
 import type { KerfError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/log.ts";
-import { createUplinkAgent } from "../../src/uplink/agent.ts";
-import { toUplinkError } from "../../src/uplink/client.ts";
+import { Transport } from "../../src/uplink/transport.ts";
+import { toUplinkError } from "../../src/uplink/errors.ts";
 import { classify } from "../../src/uplink/retry.ts";
 import { clientIdentity, tempDir } from "./helpers.ts";
 
@@ -36,13 +36,13 @@ afterAll(async () => {
   await removeDir();
 });
 
-function track(agent: Agent): Agent {
+function track(agent: Dispatcher): Dispatcher {
   cleanup.push(() => agent.close());
   return agent;
 }
 
 /** A GET /v1/machines/m1/latest: the status, or the uplink's KerfError. */
-async function probe(agent: Agent): Promise<number | KerfError> {
+async function probe(agent: Dispatcher): Promise<number | KerfError> {
   try {
     const res = await request(`${cloud.url}/v1/machines/m1/latest`, { dispatcher: agent });
     await res.body.text();
@@ -55,7 +55,7 @@ async function probe(agent: Agent): Promise<number | KerfError> {
 const code = (r: number | KerfError) => (typeof r === "number" ? r : r.code);
 
 /** A valid POST /v1/ingest as the sender makes it: the status, or the uplink's KerfError. */
-async function ingest(agent: Agent, batch: number): Promise<number | KerfError> {
+async function ingest(agent: Dispatcher, batch: number): Promise<number | KerfError> {
   const messages = [{ kind: "data", machine: "m1", items: [{ key: "a", v: batch, q: 0, t: new Date().toISOString() }] }];
   try {
     const res = await request(`${cloud.url}/v1/ingest`, {
@@ -74,7 +74,7 @@ async function ingest(agent: Agent, batch: number): Promise<number | KerfError> 
 describe("client certificates at the devcloud", () => {
   it("a current certificate from the cloud's CA gets in", async () => {
     const id = await clientIdentity(cloud.ca, "line-1");
-    expect(await probe(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() })))).toBe(200);
+    expect(await probe(track(new Transport({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() })))).toBe(200);
   });
 
   it("no client certificate: refused, reported as UPLINK_NO_CLIENT_CERT with a clear message", async () => {
@@ -88,19 +88,19 @@ describe("client certificates at the devcloud", () => {
   it("a certificate from another CA: refused", async () => {
     const other = await createDevCa(otherCaDir);
     const id = await clientIdentity(other, "line-1");
-    expect(code(await probe(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() }))))).toBe("UPLINK_NO_CLIENT_CERT");
+    expect(code(await probe(track(new Transport({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() }))))).toBe("UPLINK_NO_CLIENT_CERT");
   });
 
   it("an expired certificate from the right CA: refused", async () => {
     const day = 86400_000;
     const id = await clientIdentity(cloud.ca, "line-1", { notBefore: new Date(Date.now() - 30 * day), notAfter: new Date(Date.now() - day) });
-    expect(code(await probe(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() }))))).toBe("UPLINK_NO_CLIENT_CERT");
+    expect(code(await probe(track(new Transport({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() }))))).toBe("UPLINK_NO_CLIENT_CERT");
   });
 
   it("a certificate that is not valid yet: refused", async () => {
     const day = 86400_000;
     const id = await clientIdentity(cloud.ca, "line-1", { notBefore: new Date(Date.now() + day), notAfter: new Date(Date.now() + 30 * day) });
-    expect(code(await probe(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() }))))).toBe("UPLINK_NO_CLIENT_CERT");
+    expect(code(await probe(track(new Transport({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() }))))).toBe("UPLINK_NO_CLIENT_CERT");
   });
 
   for (const kind of ["reset", "lostAnswer"] as FaultKind[]) {
@@ -110,7 +110,7 @@ describe("client certificates at the devcloud", () => {
       try {
         // A new agent each time: the request is the first on its connection, which is what used to mislead.
         for (let batch = 1; batch <= 3; batch++) {
-          const result = await ingest(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() })), batch);
+          const result = await ingest(track(new Transport({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() })), batch);
           expect(code(result), `attempt ${batch}`).toBe("UPLINK_NETWORK");
           expect(classify({ error: result })).toMatchObject({ action: "retry", level: "warn" });
         }
@@ -118,7 +118,7 @@ describe("client certificates at the devcloud", () => {
         cloud.faults.hostile = undefined;
       }
       // The same identity is let in: nothing was wrong with the certificate.
-      expect(await ingest(track(createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() })), 9)).toBe(200);
+      expect(await ingest(track(new Transport({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() })), 9)).toBe(200);
     });
   }
 

@@ -10,7 +10,7 @@ import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { createHostile, type Hostile } from "../../src/devcloud/hostile.ts";
 import { startDevCloud, type DevCloud } from "../../src/devcloud/server.ts";
 import { silentLogger } from "../../src/log.ts";
-import { createUplinkAgent } from "../../src/uplink/agent.ts";
+import { Transport } from "../../src/uplink/transport.ts";
 import { Sender, type SenderOptions } from "../../src/uplink/sender.ts";
 import { waitFor } from "../helpers/env.ts";
 import { clientIdentity, countStored, notExactlyOnce, numberedItems, tempDir } from "./helpers.ts";
@@ -28,11 +28,11 @@ async function rig(hostile?: Hostile) {
   const buffer = DurableBuffer.open({ path: path.join(dir, "buffer.db"), maxBytes: 256 * 1024 * 1024, logger: silentLogger() });
   cleanup.push(() => buffer.close());
   const id = await clientIdentity(cloud.ca, "line-1");
-  const agent = createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() });
-  cleanup.push(() => agent.close());
+  const transport = new Transport({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() });
+  cleanup.push(() => transport.close());
   const sender = (options: Partial<SenderOptions> = {}) => {
     // The product's timeouts: a drip must be cut short by the sender's own deadline, not by a test setting.
-    const s = new Sender({ store: buffer, agent, url: cloud.url, instance: "line-1", concurrency: 4, requestTimeoutMs: 30_000, pollIntervalMs: 50, logger: silentLogger(), ...options });
+    const s = new Sender({ store: buffer, transport, url: cloud.url, instance: "line-1", concurrency: 4, requestTimeoutMs: 30_000, pollIntervalMs: 50, logger: silentLogger(), ...options });
     cleanup.push(() => s.stop());
     return s;
   };

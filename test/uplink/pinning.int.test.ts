@@ -3,14 +3,14 @@
  * be accepted, and that no request byte leaves before the pin check passed.
  */
 import { once } from "node:events";
-import { request, Agent } from "undici";
+import { request, Agent, type Dispatcher } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createDevCa, type DevCa } from "../../src/certs/devca.ts";
 import { spkiPin } from "../../src/certs/pins.ts";
 import { isKerfError, type KerfError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/log.ts";
-import { checkPinnedServerIdentity, createUplinkAgent } from "../../src/uplink/agent.ts";
-import { toUplinkError } from "../../src/uplink/client.ts";
+import { checkPinnedServerIdentity, Transport } from "../../src/uplink/transport.ts";
+import { toUplinkError } from "../../src/uplink/errors.ts";
 import { clientIdentity, startTlsServer, tempDir, type TestTlsServer } from "./helpers.ts";
 
 const unrelatedPin = "sha256/" + Buffer.alloc(32, 7).toString("base64");
@@ -37,14 +37,14 @@ async function server(chainPem: string, keyPem: string, extra: Parameters<typeof
   return s;
 }
 
-function agent(pins: string[]): Agent {
-  const a = createUplinkAgent({ ...client, caPem: ca.certPem, pins, logger: silentLogger() });
+function agent(pins: string[]): Dispatcher {
+  const a = new Transport({ ...client, caPem: ca.certPem, pins, logger: silentLogger() });
   cleanup.push(() => a.close());
   return a;
 }
 
 /** One GET through the agent: the status, or the KerfError the uplink would report. */
-async function get(a: Agent, port: number, host = "127.0.0.1", path = "/probe"): Promise<number | KerfError> {
+async function get(a: Dispatcher, port: number, host = "127.0.0.1", path = "/probe"): Promise<number | KerfError> {
   try {
     const res = await request(`https://${host}:${port}${path}`, { dispatcher: a });
     await res.body.text();
@@ -193,7 +193,7 @@ async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> 
 
 describe("configuration", () => {
   it("refuses an empty or malformed pin list at creation", () => {
-    expect(() => createUplinkAgent({ ...client, pins: [], logger: silentLogger() })).toThrow(/at least one SPKI pin/);
-    expect(() => createUplinkAgent({ ...client, pins: ["sha256/short"], logger: silentLogger() })).toThrow(/invalid SPKI pin 'sha256\/short'/);
+    expect(() => new Transport({ ...client, pins: [], logger: silentLogger() })).toThrow(/at least one SPKI pin/);
+    expect(() => new Transport({ ...client, pins: ["sha256/short"], logger: silentLogger() })).toThrow(/invalid SPKI pin 'sha256\/short'/);
   });
 });

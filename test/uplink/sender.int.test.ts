@@ -3,13 +3,13 @@
  * retry table, end to end, with no data lost and none stored twice.
  */
 import path from "node:path";
-import type { Agent } from "undici";
+import type { Dispatcher } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { startDevCloud, type DevCloud, type DevCloudOptions } from "../../src/devcloud/server.ts";
 import { silentLogger } from "../../src/log.ts";
 import type { Message } from "../../src/types.ts";
-import { createUplinkAgent } from "../../src/uplink/agent.ts";
+import { Transport } from "../../src/uplink/transport.ts";
 import { Sender, type AckResponse, type SenderOptions } from "../../src/uplink/sender.ts";
 import { spkiPin } from "../../src/certs/pins.ts";
 import { clientIdentity, startTlsServer, tempDir } from "./helpers.ts";
@@ -30,10 +30,10 @@ async function setup(cloudOptions: Partial<DevCloudOptions> = {}) {
 
 async function sender(options: Partial<SenderOptions> & { pins?: string[] } = {}): Promise<Sender> {
   const id = await clientIdentity(cloud.ca, "line-1");
-  const agent: Agent = createUplinkAgent({ ...id, caPem: cloud.ca.certPem, pins: options.pins ?? [cloud.pin], logger: silentLogger() });
+  const transport: Dispatcher = new Transport({ ...id, caPem: cloud.ca.certPem, pins: options.pins ?? [cloud.pin], logger: silentLogger() });
   const s = new Sender({
     store: buffer,
-    agent,
+    transport,
     url: cloud.url,
     instance: "line-1",
     concurrency: 2,
@@ -43,7 +43,7 @@ async function sender(options: Partial<SenderOptions> & { pins?: string[] } = {}
     logger: silentLogger(),
     ...options,
   });
-  cleanup.push(() => agent.close());
+  cleanup.push(() => transport.close());
   cleanup.push(() => s.stop());
   return s;
 }
@@ -294,10 +294,10 @@ describe("failures of the connection", () => {
     await setup();
     const { createDevCa } = await import("../../src/certs/devca.ts");
     const stranger = await clientIdentity(await createDevCa(path.join(dir, "stranger-ca")), "line-1");
-    const agent = createUplinkAgent({ ...stranger, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() });
-    cleanup.push(() => agent.close());
+    const transport = new Transport({ ...stranger, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() });
+    cleanup.push(() => transport.close());
     buffer.append(batch("m1", "a", 1));
-    const s = await sender({ agent });
+    const s = await sender({ transport });
     s.start();
     await until(() => s.stats().retries >= 1);
     await s.stop();
