@@ -89,7 +89,7 @@ describe("load mode", () => {
       { samplingInterval: 0, queueSize: 10, discardOldest: true },
       TimestampsToReturn.Both,
     );
-    group.on("changed", (item, dv, index) => {
+    group.on("changed", (_item, dv, index) => {
       received[index]!.push(dv.value.value as number);
       stamps[index]!.push(dv.sourceTimestamp!.getTime());
     });
