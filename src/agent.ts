@@ -14,7 +14,7 @@ import { processGuardStats } from "./process-guard.ts";
 import { MachineSession } from "./opcua/session.ts";
 import type { MappingGroup } from "./config/schema.ts";
 import type { EndpointSpec, GroupSpec } from "./opcua/types.ts";
-import { itemCount, type MessageSink } from "./types.ts";
+import { itemCount, type MessageSink } from "./message.ts";
 import { Transport } from "./uplink/transport.ts";
 import { Sender, type SenderStats } from "./uplink/sender.ts";
 

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { DurableBuffer, diskBytes } from "../buffer/buffer.ts";
 import { silentLogger } from "../log.ts";
-import type { Message } from "../types.ts";
+import type { Message } from "../message.ts";
 
 const { values } = parseArgs({ options: { dir: { type: "string" }, seconds: { type: "string", default: "3" } } });
 const seconds = Number(values.seconds);

@@ -22,7 +22,7 @@ import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
 import { createHostile, FAULT_KINDS, type FaultKind } from "../devcloud/hostile.ts";
 import { startDevCloud, type DevCloudFaults } from "../devcloud/server.ts";
 import { silentLogger } from "../log.ts";
-import type { Message } from "../types.ts";
+import type { Message } from "../message.ts";
 import { Transport } from "../uplink/transport.ts";
 import { Sender } from "../uplink/sender.ts";
 

@@ -85,29 +85,12 @@
  */
 import { statSync } from "node:fs";
 import type { Logger } from "../log.ts";
-import { itemCount, type Item, type Message } from "../types.ts";
+import { itemCount, type DropReason, type Item, type Message, type StoredBatch } from "../message.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { decodeBytes, encode, encodeBytes, parseMessages, type Encoded } from "./codec.ts";
 import { LastDelivered } from "./delivered.ts";
 import { DropLog } from "./drop-log.ts";
 import { COUNTER_NAMES, ioError, openDatabase, type CounterName } from "./schema.ts";
-
-export type DropReason = "buffer_full" | "rejected" | "too_large";
-
-export interface StoredBatch {
-  id: number;
-  /** The messages as stored: a JSON array, UTF-8. */
-  json: Buffer;
-  /** The same, parsed on first use (the sender only needs `json`). */
-  readonly messages: Message[];
-  items: number;
-  /** Stored payload bytes (after compression); what counts against `maxBytes`. */
-  bytes: number;
-  /** When the batch was appended, epoch ms. Split parts keep their original's time. */
-  createdAt: number;
-  /** Only on a batch that nextMerged has just merged: the item counts of the batches it was made of, oldest first. */
-  parts?: number[];
-}
 
 export interface BufferStats {
   /** What is stored now (not yet acknowledged). */

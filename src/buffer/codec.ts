@@ -1,5 +1,5 @@
 import { constants, zstdCompressSync, zstdDecompressSync } from "node:zlib";
-import type { Message } from "../types.ts";
+import type { Message } from "../message.ts";
 
 /**
  * How a batch's payload is stored. The format travels with every row, so a buffer

@@ -1,4 +1,4 @@
-import type { Item, Message } from "../types.ts";
+import type { Item, Message } from "../message.ts";
 import { decodeJson, encodeJson, type Encoded } from "./codec.ts";
 
 type Row = [key: string, t: string, q: number, v: unknown];

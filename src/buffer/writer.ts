@@ -21,7 +21,8 @@
 import { backoff } from "../backoff.ts";
 import { DurationHistogram, type DurationSummary } from "../durations.ts";
 import type { Logger } from "../log.ts";
-import { itemCount, type Message } from "../types.ts";
+import { itemCount, type Message } from "../message.ts";
+import { chunkMessages } from "../uplink/batches.ts";
 import type { DurableBuffer } from "./buffer.ts";
 
 export interface WriterOptions {
@@ -183,31 +184,4 @@ export class BufferWriter {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = null;
   }
-}
-
-/** Messages cut into batches of at most `maxItems` items; a data message larger than that is cut by its items. */
-export function chunkMessages(messages: readonly Message[], maxItems: number): Message[][] {
-  const out: Message[][] = [];
-  let current: Message[] = [];
-  let count = 0;
-  const push = (m: Message, n: number) => {
-    if (count + n > maxItems && current.length > 0) {
-      out.push(current);
-      current = [];
-      count = 0;
-    }
-    current.push(m);
-    count += n;
-  };
-  for (const m of messages) {
-    if (m.kind !== "data") push(m, 1);
-    else if (m.items.length <= maxItems) push(m, m.items.length);
-    else
-      for (let i = 0; i < m.items.length; i += maxItems) {
-        const items = m.items.slice(i, i + maxItems);
-        push({ ...m, items }, items.length);
-      }
-  }
-  if (current.length > 0) out.push(current);
-  return out;
 }

@@ -7,7 +7,7 @@ import { setupDemo, type Demo } from "../demo/setup.ts";
 import { createLogger } from "../log.ts";
 import { installProcessGuard } from "../process-guard.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
-import type { StoredBatch } from "../buffer/buffer.ts";
+import type { StoredBatch } from "../message.ts";
 import { intOption, noPositionals, parseCli } from "./args.ts";
 import { prepareStateDir } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";

@@ -3,7 +3,7 @@
  * Unknown fields are ignored, so a newer connector can add fields without breaking an older cloud.
  */
 import { z } from "zod";
-import type { Message } from "../types.ts";
+import type { Message } from "../message.ts";
 
 const name = z.string().min(1).max(256);
 const timestamp = z.iso.datetime({ message: "expected an ISO 8601 UTC timestamp such as 2026-01-31T12:00:00.000Z" });

@@ -3,7 +3,7 @@
  * upkeep at 50k items/s would otherwise take the core the connector is being measured on.
  * Same contract as CloudStore, minus durability across a restart.
  */
-import { itemCount, type Message } from "../types.ts";
+import { itemCount, type Message } from "../message.ts";
 import { notify, type BatchListener, type BatchRecord, type CloudCounts, type StoredItem } from "./store.ts";
 
 export interface MemoryStoreOptions {

@@ -16,7 +16,7 @@ import { createDevCa, type DevCa } from "../certs/devca.ts";
 import { writeFileAtomic } from "../certs/files.ts";
 import { spkiPin } from "../certs/pins.ts";
 import type { Logger } from "../log.ts";
-import { itemCount } from "../types.ts";
+import { itemCount } from "../message.ts";
 import { parseEnvelope, type Envelope } from "./envelope.ts";
 import type { Hostile } from "./hostile.ts";
 import { MemoryStore } from "./memory-store.ts";

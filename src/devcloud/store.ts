@@ -3,7 +3,7 @@
  * survive a restart (the outage tests stop and restart it on the same directory).
  */
 import { DatabaseSync } from "node:sqlite";
-import { itemCount, type Message } from "../types.ts";
+import { itemCount, type Message } from "../message.ts";
 
 export interface StoredItem {
   v: unknown;

@@ -12,7 +12,7 @@ import {
   type NodeId,
   type ReadValueIdOptions,
 } from "node-opcua-client";
-import type { EventMessage } from "../types.ts";
+import type { EventMessage } from "../message.ts";
 import { namespaceIndex, parseSelectPath } from "./browse-path.ts";
 import { encodeVariant } from "./encode.ts";
 import { resolveMappedNodeId } from "./nodes.ts";

@@ -1,4 +1,4 @@
-import type { Item } from "../types.ts";
+import type { Item } from "../message.ts";
 
 interface Beat {
   periodMs: number;

@@ -10,7 +10,7 @@ import {
   type UserIdentityInfo,
 } from "node-opcua-client";
 import type { Logger } from "../log.ts";
-import type { Item, MessageSink } from "../types.ts";
+import type { Item, MessageSink } from "../message.ts";
 import { backoff } from "../backoff.ts";
 import { withTimeout } from "../timeout.ts";
 import { KerfError } from "../errors.ts";

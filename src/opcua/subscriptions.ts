@@ -15,7 +15,7 @@ import {
   type Variant,
 } from "node-opcua-client";
 import type { Logger } from "../log.ts";
-import type { EventMessage, Item, MessageSink } from "../types.ts";
+import type { EventMessage, Item, MessageSink } from "../message.ts";
 import { createItems, deleteItems, HandleTable, modifyItems, onDataChanges, type DataChangeReport } from "./data-items.ts";
 import { dataValueTime, ValueEncoder } from "./encode.ts";
 import { conditionRefreshRequest, prepareEvent, type PreparedEvent } from "./events.ts";

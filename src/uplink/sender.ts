@@ -13,7 +13,8 @@ import { gzipSync } from "node:zlib";
 import { request, type Dispatcher } from "undici";
 import { DurationHistogram, type DurationSummary } from "../durations.ts";
 import type { Logger } from "../log.ts";
-import { itemCount, type Message } from "../types.ts";
+import type { BatchStore, DropReason, StoredBatch } from "../message.ts";
+import { envelope, halve, splitByItems } from "./batches.ts";
 import { toUplinkError } from "./errors.ts";
 import { Pacer } from "./pacer.ts";
 import { backoff, classify, defaultRetryOptions, type Decision, type RetryOptions } from "./retry.ts";
@@ -24,32 +25,6 @@ import { backoff, classify, defaultRetryOptions, type Decision, type RetryOption
  * 6–8 ms a batch at the median, and on a machine busy with other work its p99 was 490 ms.
  */
 const GZIP = { level: 1 };
-const CLOSE_BRACE = Buffer.from("}");
-
-export interface StoredBatch {
-  id: number;
-  /** `messages` as a JSON array, UTF-8: sent as it is. */
-  json: Buffer;
-  readonly messages: Message[];
-  items: number;
-  bytes: number;
-  createdAt: number;
-  /** Set by nextMerged on a batch it merged: the item counts of the batches it was made of. */
-  parts?: number[];
-}
-
-/** What the sender needs from the durable buffer (src/buffer/buffer.ts implements it). */
-export interface BatchStore {
-  readonly epoch: string;
-  next(limit: number, exclude?: ReadonlySet<number>): StoredBatch[];
-  /** Like next, with consecutive never-sent batches merged within the limits (buffer.ts). */
-  nextMerged?(limit: number, exclude: ReadonlySet<number>, limits: { maxItems: number; maxBytes: number }): StoredBatch[];
-  /** The batch goes into a request: the cloud may know its key from now on, so it is never merged. */
-  markAttempted?(id: number): void;
-  ack(id: number): void;
-  replace(id: number, parts: Message[][]): number[];
-  drop(id: number, reason: "buffer_full" | "rejected" | "too_large", detail: string): void;
-}
 
 /** The cloud's answer to an acknowledged batch. */
 export interface AckResponse {
@@ -101,7 +76,7 @@ export interface SenderStats {
 
 export interface SenderEvents {
   acked: [batch: StoredBatch, response: AckResponse];
-  dropped: [batch: StoredBatch, reason: "rejected" | "too_large", detail: string];
+  dropped: [batch: StoredBatch, reason: Exclude<DropReason, "buffer_full">, detail: string];
 }
 
 const maxResponseBytes = 64 * 1024;
@@ -333,10 +308,8 @@ export class Sender extends EventEmitter<SenderEvents> {
   }
 
   async #post(batch: StoredBatch): Promise<{ decision: Decision; status: number; body: string; gzipMs: number }> {
-    // The stored JSON goes out as it is: parsing and re-serialising 100k items/s would cost more than the rest of the uplink.
-    const head = Buffer.from(`{"connector":${JSON.stringify(this.#o.instance)},"batch":${batch.id},"messages":`);
     const gzipStart = performance.now();
-    const payload = gzipSync(Buffer.concat([head, batch.json, CLOSE_BRACE]), GZIP);
+    const payload = gzipSync(envelope(this.#o.instance, batch), GZIP);
     const gzipMs = performance.now() - gzipStart;
     this.#stats.sentItems += batch.items;
     const deadlineMs = this.#pacer.deadlineMs(this.#retryAt.get(batch.id)?.attempts);
@@ -444,7 +417,7 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.#log.info({ batch: batch.id, items: batch.items, into: ids, reason }, "uplink: split batch");
   }
 
-  #drop(batch: StoredBatch, reason: "rejected" | "too_large", detail: string): void {
+  #drop(batch: StoredBatch, reason: Exclude<DropReason, "buffer_full">, detail: string): void {
     this.#retryAt.delete(batch.id);
     this.#mergedParts.delete(batch.id);
     this.#o.store.drop(batch.id, reason, detail);
@@ -470,49 +443,6 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.#notify = null;
     notify?.();
   }
-}
-
-/** Messages cut where the running item count reaches each of `counts`; null if they do not line up. */
-export function splitByItems(messages: readonly Message[], counts: readonly number[]): Message[][] | null {
-  const out: Message[][] = [];
-  let i = 0;
-  for (const count of counts) {
-    const part: Message[] = [];
-    let n = 0;
-    while (n < count && i < messages.length) {
-      const m = messages[i++]!;
-      part.push(m);
-      n += itemCount([m]);
-    }
-    if (n !== count) return null;
-    out.push(part);
-  }
-  return i === messages.length ? out : null;
-}
-
-/**
- * Two halves of a batch: by messages if there are several, else a single data message by its
- * items. Null when there is nothing left to cut (one item, event or status).
- */
-export function halve(messages: readonly Message[]): [Message[], Message[]] | null {
-  if (messages.length > 1) {
-    // Cut where the item counts balance, so a batch of one huge and many small messages still halves its size.
-    const total = itemCount(messages);
-    let acc = 0;
-    let cut = 1;
-    for (let i = 0; i < messages.length - 1; i++) {
-      acc += itemCount([messages[i]!]);
-      cut = i + 1;
-      if (acc * 2 >= total) break;
-    }
-    return [messages.slice(0, cut), messages.slice(cut)];
-  }
-  const only = messages[0];
-  if (only?.kind === "data" && only.items.length > 1) {
-    const mid = Math.ceil(only.items.length / 2);
-    return [[{ ...only, items: only.items.slice(0, mid) }], [{ ...only, items: only.items.slice(mid) }]];
-  }
-  return null;
 }
 
 async function readBounded(body: Dispatcher.ResponseData["body"]): Promise<string> {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { isKerfError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/log.ts";
-import type { Message } from "../../src/types.ts";
+import type { Message } from "../../src/message.ts";
 import { batch, bufferPerTest, captureLogger, tempDir, WARN } from "./helpers.ts";
 
 const t = bufferPerTest(join("state", "buffer.db"));

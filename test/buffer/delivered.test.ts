@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
-import type { Item, Message } from "../../src/types.ts";
+import type { Item, Message } from "../../src/message.ts";
 import { bufferPerTest, captureLogger } from "./helpers.ts";
 
 const t = bufferPerTest("buffer.db", { maxBytes: 100_000_000 });

@@ -5,7 +5,7 @@ import { pino, type Logger } from "pino";
 import { afterEach, beforeEach } from "vitest";
 import { DurableBuffer, type BufferOptions } from "../../src/buffer/buffer.ts";
 import { silentLogger } from "../../src/log.ts";
-import type { DataMessage, Message } from "../../src/types.ts";
+import type { DataMessage, Message } from "../../src/message.ts";
 
 /** A temp dir per test, removed afterwards. */
 export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {

@@ -3,7 +3,7 @@ import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { silentLogger } from "../../src/log.ts";
-import type { DataMessage } from "../../src/types.ts";
+import type { DataMessage } from "../../src/message.ts";
 import { batch, tempDir } from "./helpers.ts";
 
 let dir: string;

@@ -6,10 +6,11 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import fc from "fast-check";
 import { join } from "node:path";
-import { DurableBuffer, type DropReason } from "../../src/buffer/buffer.ts";
+import { DurableBuffer } from "../../src/buffer/buffer.ts";
+import type { DropReason } from "../../src/message.ts";
 import { encode } from "../../src/buffer/codec.ts";
 import { silentLogger } from "../../src/log.ts";
-import { itemCount, type Message } from "../../src/types.ts";
+import { itemCount, type Message } from "../../src/message.ts";
 import { tempDir } from "./helpers.ts";
 
 interface ModelBatch {

@@ -1,10 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { join } from "node:path";
 import { DurableBuffer } from "../../src/buffer/buffer.ts";
-import { BufferWriter, chunkMessages } from "../../src/buffer/writer.ts";
+import { BufferWriter } from "../../src/buffer/writer.ts";
+import { chunkMessages } from "../../src/uplink/batches.ts";
 import { KerfError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/log.ts";
-import type { DataMessage, Message } from "../../src/types.ts";
+import type { DataMessage, Message } from "../../src/message.ts";
 import { captureLogger, dataMessage, tempDir } from "./helpers.ts";
 
 let dir: string;

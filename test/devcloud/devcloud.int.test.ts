@@ -7,7 +7,7 @@ import { spkiPin } from "../../src/certs/pins.ts";
 import { createHostile, type FaultKind, type HostileOptions } from "../../src/devcloud/hostile.ts";
 import { startDevCloud, type DevCloud } from "../../src/devcloud/server.ts";
 import { silentLogger } from "../../src/log.ts";
-import type { Message } from "../../src/types.ts";
+import type { Message } from "../../src/message.ts";
 import { Transport } from "../../src/uplink/transport.ts";
 import { clientIdentity, tempDir } from "../uplink/helpers.ts";
 

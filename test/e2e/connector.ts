@@ -13,7 +13,7 @@ import { setupDemo, DEMO_INSTANCE, type Demo, type DemoOptions } from "../../src
 import { silentLogger } from "../../src/log.ts";
 import { tempDir } from "../helpers/env.ts";
 import type { StoredItem } from "../../src/devcloud/store.ts";
-import type { Item } from "../../src/types.ts";
+import type { Item } from "../../src/message.ts";
 
 const repo = path.resolve(import.meta.dirname, "../..");
 const kerfBin = path.join(repo, "bin/kerf.js");

@@ -6,7 +6,7 @@ import type { Logger } from "../../src/log.ts";
 import { SubscriptionSet } from "../../src/opcua/subscriptions.ts";
 import type { GroupSpec, NodeSpec } from "../../src/opcua/types.ts";
 import { startSimulator, type Simulator, type SimulatorOptions } from "../../src/simulator/server.ts";
-import type { EventMessage, Item, Message } from "../../src/types.ts";
+import type { EventMessage, Item, Message } from "../../src/message.ts";
 import { tempDir } from "../helpers/env.ts";
 
 export { waitFor, checkSeries } from "../helpers/env.ts";

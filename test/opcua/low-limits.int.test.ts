@@ -6,7 +6,7 @@ import { MachineSession } from "../../src/opcua/session.ts";
 import type { GroupSpec } from "../../src/opcua/types.ts";
 import { loadNodeId } from "../../src/simulator/nodes.ts";
 import { startSimulator } from "../../src/simulator/server.ts";
-import type { Item, Message } from "../../src/types.ts";
+import type { Item, Message } from "../../src/message.ts";
 import { checkSeries, tempDir, waitFor } from "../helpers/env.ts";
 import { endpointSpec } from "../helpers/opcua.ts";
 

@@ -6,7 +6,7 @@ import { MachineSession } from "../../src/opcua/session.ts";
 import type { EndpointSpec } from "../../src/opcua/types.ts";
 import { loadNodeId, SIM_NODES } from "../../src/simulator/nodes.ts";
 import { startSimulator, type Simulator } from "../../src/simulator/server.ts";
-import type { Item, Message } from "../../src/types.ts";
+import type { Item, Message } from "../../src/message.ts";
 import { checkSeries, tempDir, waitFor } from "../helpers/env.ts";
 import { simulatorAndPki } from "../helpers/opcua.ts";
 import { startProxy } from "../helpers/proxy.ts";

@@ -10,7 +10,7 @@ import { MachineSession } from "../../src/opcua/session.ts";
 import type { EndpointSpec } from "../../src/opcua/types.ts";
 import { loadNodeId } from "../../src/simulator/nodes.ts";
 import type { Simulator, SimulatorOptions } from "../../src/simulator/server.ts";
-import type { Message } from "../../src/types.ts";
+import type { Message } from "../../src/message.ts";
 import { tempDir, waitFor } from "../helpers/env.ts";
 import { endpointSpec, simulatorAndPki } from "../helpers/opcua.ts";
 

@@ -7,7 +7,7 @@ import { MachineSession } from "../../src/opcua/session.ts";
 import type { EndpointSpec } from "../../src/opcua/types.ts";
 import { SIM_NODES } from "../../src/simulator/nodes.ts";
 import { startSimulator, type Simulator } from "../../src/simulator/server.ts";
-import type { Message } from "../../src/types.ts";
+import type { Message } from "../../src/message.ts";
 import { tempDir, waitFor } from "../helpers/env.ts";
 import { endpointSpec } from "../helpers/opcua.ts";
 

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { credentialsBackoffMs, credentialsRejection } from "../../src/opcua/credentials.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
 import { loadNodeId } from "../../src/simulator/nodes.ts";
-import type { Message } from "../../src/types.ts";
+import type { Message } from "../../src/message.ts";
 import { tempDir, waitFor } from "../helpers/env.ts";
 import { endpointSpec, simulatorAndPki } from "../helpers/opcua.ts";
 

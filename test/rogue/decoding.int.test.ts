@@ -9,7 +9,7 @@ import { BAD_ENCODING_LIMITS_EXCEEDED } from "../../src/opcua/encode.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
 import type { NodeSpec } from "../../src/opcua/types.ts";
 import { loadNodeId, ROGUE_DECODING_NODES } from "../../src/simulator/nodes.ts";
-import type { Item } from "../../src/types.ts";
+import type { Item } from "../../src/message.ts";
 import { checkSeries, loadKey, tempDir, waitFor } from "../helpers/env.ts";
 import { endpointSpec, simulatorAndPki } from "../helpers/opcua.ts";
 

@@ -4,7 +4,7 @@ import { silentLogger } from "../../src/log.ts";
 import { BAD_ENCODING_LIMITS_EXCEEDED } from "../../src/opcua/encode.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
 import { ROGUE_BAD_UTF8_BYTES, ROGUE_HTML, ROGUE_PROTO_JSON } from "../../src/simulator/nodes.ts";
-import type { Item, Message } from "../../src/types.ts";
+import type { Item, Message } from "../../src/message.ts";
 import { checkSeries, tempDir, waitFor } from "../helpers/env.ts";
 import { COUNTER_KEY, ROGUE_KEYS, rogueSpec, startRogueSetup } from "./helpers.ts";
 

@@ -20,7 +20,7 @@ import { MachineSession } from "../../src/opcua/session.ts";
 import type { NodeSpec } from "../../src/opcua/types.ts";
 import { loadNodeId, ROGUE_DECODING_NODES } from "../../src/simulator/nodes.ts";
 import { startSimulator } from "../../src/simulator/server.ts";
-import type { Item } from "../../src/types.ts";
+import type { Item } from "../../src/message.ts";
 import { checkSeries, loadKey, tempDir, waitFor } from "../helpers/env.ts";
 import { endpointSpec, simulatorAndPki } from "../helpers/opcua.ts";
 

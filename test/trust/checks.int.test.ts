@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
 import { describeConnectFailure } from "../../src/opcua/trust.ts";
-import type { Message } from "../../src/types.ts";
+import type { Message } from "../../src/message.ts";
 import { waitFor } from "../helpers/env.ts";
 import { makeAppCert, TestCa } from "./certs.ts";
 import { bench, capturingLogger, cleanupList, connectAndCheck, kerf, simulator, spec, WARN } from "./helpers.ts";

@@ -5,7 +5,7 @@ import { silentLogger } from "../../src/log.ts";
 import { describeConnectError } from "../../src/opcua/connect-errors.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
 import { describeConnectFailure, describeUntrustedServer, keepRejected } from "../../src/opcua/trust.ts";
-import type { Message } from "../../src/types.ts";
+import type { Message } from "../../src/message.ts";
 import { waitFor } from "../helpers/env.ts";
 import { bench, cleanupList, connectAndCheck, kerf, simulator, spec } from "./helpers.ts";
 

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
 import { describeUntrustedServer, trustOnFirstUse } from "../../src/opcua/trust.ts";
-import type { Message } from "../../src/types.ts";
+import type { Message } from "../../src/message.ts";
 import { waitFor } from "../helpers/env.ts";
 import { makeAppCert } from "./certs.ts";
 import { bench, capturingLogger, cleanupList, connectAndCheck, simulator, spec, WARN } from "./helpers.ts";

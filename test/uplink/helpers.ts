@@ -7,7 +7,7 @@ import path from "node:path";
 import tls from "node:tls";
 import type { CertAuthority } from "../../src/certs/devca.ts";
 import type { BatchRecord } from "../../src/devcloud/store.ts";
-import type { Message } from "../../src/types.ts";
+import type { Message } from "../../src/message.ts";
 
 export async function tempDir(prefix: string): Promise<{ dir: string; remove: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));

@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { startDevCloud, type DevCloud, type DevCloudOptions } from "../../src/devcloud/server.ts";
 import { silentLogger } from "../../src/log.ts";
-import type { Message } from "../../src/types.ts";
+import type { Message } from "../../src/message.ts";
 import { Transport } from "../../src/uplink/transport.ts";
 import { Sender, type AckResponse, type SenderOptions } from "../../src/uplink/sender.ts";
 import { spkiPin } from "../../src/certs/pins.ts";

@@ -10,7 +10,7 @@ import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { startDevCloud } from "../../src/devcloud/server.ts";
 import { isKerfError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/log.ts";
-import type { Message } from "../../src/types.ts";
+import type { Message } from "../../src/message.ts";
 import { Sender } from "../../src/uplink/sender.ts";
 import { Transport } from "../../src/uplink/transport.ts";
 import { waitFor } from "../helpers/env.ts";

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { itemCount, type Message } from "../../src/types.ts";
-import { halve } from "../../src/uplink/sender.ts";
+import { itemCount, type Message } from "../../src/message.ts";
+import { halve } from "../../src/uplink/batches.ts";
 
 const item = (n: number) => ({ key: `k${n}`, v: n, q: 0, t: "2026-01-01T00:00:00.000Z" });
 const data = (machine: string, n: number): Message => ({ kind: "data", machine, items: Array.from({ length: n }, (_, i) => item(i)) });

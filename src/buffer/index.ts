@@ -1,2 +1,0 @@
-export { DurableBuffer } from "./buffer.ts";
-export type { BufferOptions, BufferStats, DropReason, StoredBatch } from "./buffer.ts";
