@@ -21,6 +21,7 @@ export type KerfErrorCode =
   | "CERT_INVALID"
   | "CERT_KEY_MISMATCH"
   | "STATE_DIR"
+  | "DEV_COMMAND"
   | "USAGE";
 
 export class KerfError extends Error {

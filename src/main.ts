@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { KerfError } from "./errors.ts";
 import { HelpRequested, UsageError } from "./cli/args.ts";
+import { requireDevelopmentInstall } from "./cli/development.ts";
 import { requestStop } from "./cli/stop.ts";
 
 /** Each command module exports `run(argv)` and resolves to the process exit code. */
@@ -17,6 +18,9 @@ const commands: Record<string, () => Promise<Command>> = {
   endpoints: async () => (await import("./cli/endpoints.ts")).run,
   browse: async () => (await import("./cli/browse.ts")).run,
 };
+
+/** They load the simulator or the devcloud, which only a development install has (see cli/development.ts). */
+const development = new Set(["simulate", "devcloud", "demo"]);
 
 const usage = `usage: kerf <command> [options]
 
@@ -61,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
   if (name === undefined) throw new UsageError("missing the command", usage);
   const load = commands[name];
   if (!load) throw new UsageError(`unknown ${name.startsWith("-") ? "option" : "command"} '${name}'`, usage);
+  if (development.has(name)) requireDevelopmentInstall(`kerf ${name}`);
   try {
     return await (await load())(rest);
   } catch (err) {
