@@ -7,25 +7,38 @@ import { KerfError } from "../../src/errors.ts";
 export const PIN_A = "sha256/K3g4OOhatdDqyBeFI7CPOQ4jE9sxeS+SmhoFpAhGpgE=";
 export const PIN_B = "sha256/os/40kKbDzBS+/u07vU6wzoZG0sDEv9I58IV1qrAVAU=";
 
-/** A valid config; line numbers matter to the tests that edit it. */
-export const GOOD_CONFIG = `instance: kerf-test
+/** GOOD_CONFIG's first five lines: the instance, the mapping and machine saw-1 up to its endpoint. */
+const SAW_1 = `instance: kerf-test
 mapping: ./mapping.yaml
 machines:
   - id: saw-1
     endpoint: opc.tcp://127.0.0.1:4840
-cloud:
+`;
+
+/** GOOD_CONFIG's cloud section. */
+export const CLOUD = `cloud:
   url: https://cloud.example.com/
   pins: ["${PIN_A}", "${PIN_B}"]
 `;
 
-export const GOOD_MAPPING = `machines:
-  saw-1:
-    groups:
-      - name: fast
+/** A valid config; line numbers matter to the tests that edit it. */
+export const GOOD_CONFIG = `${SAW_1}${CLOUD}`;
+
+/** GOOD_CONFIG with `lines` after saw-1's endpoint (they start at line 6), then `cloud`. */
+export function configWith(lines: string, cloud = CLOUD): string {
+  return `${SAW_1}${lines}${cloud}`;
+}
+
+/** A mapping of machine saw-1 with `groups` (they start at line 4). */
+export function mappingWith(groups: string): string {
+  return `machines:\n  saw-1:\n    groups:\n${groups}`;
+}
+
+export const GOOD_MAPPING = mappingWith(`      - name: fast
         nodes:
           - key: spindle.speed
             node: "ns=2;s=Spindle.Speed"
-`;
+`);
 
 export interface TempDir {
   dir: string;

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import path from "node:path";
 import { formatConfigErrors, loadConfig } from "../../src/config/load.ts";
 import { isKerfError } from "../../src/errors.ts";
-import { GOOD_CONFIG, GOOD_MAPPING, PIN_A, PIN_B, lines, load, loadError, tempDir, type TempDir } from "./helpers.ts";
+import { CLOUD, GOOD_CONFIG, GOOD_MAPPING, PIN_A, configWith, lines, load, loadError, mappingWith, tempDir, type TempDir } from "./helpers.ts";
 
 let t: TempDir;
 beforeEach(async () => {
@@ -12,22 +12,11 @@ afterEach(async () => {
   await t.cleanup();
 });
 
-const cloud = `cloud:
-  url: https://cloud.example.com/
-  pins: ["${PIN_A}", "${PIN_B}"]
-`;
-
 describe("each error names file, line, column, field and what was expected", () => {
   it("unknown field: names the field and lists the allowed ones", async () => {
     const err = await loadError(
       t,
-      `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-    endpont: opc.tcp://typo:4840
-${cloud}`,
+      configWith("    endpont: opc.tcp://typo:4840\n"),
     );
     expect(err.code).toBe("CONFIG_INVALID");
     expect(lines(err, t.dir)).toEqual([
@@ -38,13 +27,7 @@ ${cloud}`,
   it("unknown fields named like secrets or like Object's own members are reported too (found by the fuzz test)", async () => {
     const err = await loadError(
       t,
-      `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-    toString: x
-${cloud}`,
+      configWith("    toString: x\n"),
       `${GOOD_MAPPING}            password: x\n`,
     );
     expect(lines(err, t.dir)).toEqual([
@@ -57,14 +40,9 @@ ${cloud}`,
     const long = "x".repeat(500);
     const err = await loadError(
       t,
-      `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-    connectTimeoutMs: "${long}"
+      configWith(`    connectTimeoutMs: "${long}"
     sessionTimeoutMs: [1, 2]
-${cloud}`,
+`),
     );
     const got = lines(err, t.dir);
     expect(got).toHaveLength(2);
@@ -73,23 +51,18 @@ ${cloud}`,
   });
 
   it("missing required field: points at the mapping that lacks it", async () => {
-    const err = await loadError(t, `instance: kerf-test\nmapping: ./mapping.yaml\nmachines:\n  - id: saw-1\n${cloud}`);
+    const err = await loadError(t, `instance: kerf-test\nmapping: ./mapping.yaml\nmachines:\n  - id: saw-1\n${CLOUD}`);
     expect(lines(err, t.dir)).toEqual(["kerf.yaml:4:5: machines[0].endpoint: missing required field (expected a string)"]);
   });
 
   it("inline password: a specific message, and the password itself is never echoed", async () => {
     const err = await loadError(
       t,
-      `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-    user:
+      configWith(`    user:
       type: username
       username: operator
       password: hunter2-secret
-${cloud}`,
+`),
     );
     expect(lines(err, t.dir)).toEqual([
       "kerf.yaml:7:7: machines[0].user: a username needs a password source (found neither passwordFile nor passwordEnv; expected exactly one of them)",
@@ -101,18 +74,10 @@ ${cloud}`,
   it("inline private key, anywhere in the file", async () => {
     const err = await loadError(
       t,
-      `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-cloud:
-  url: https://cloud.example.com/
-  pins: ["${PIN_A}", "${PIN_B}"]
-  identity:
+      configWith("", `${CLOUD}  identity:
     certificateFile: ./cert.pem
     privateKey: "-----BEGIN PRIVATE KEY-----"
-`,
+`),
     );
     expect(lines(err, t.dir)).toEqual([
       "kerf.yaml:10:5: cloud.identity.privateKeyFile: missing required field (expected a string)",
@@ -124,13 +89,7 @@ cloud:
   it("a password pasted into passwordEnv is not echoed", async () => {
     const err = await loadError(
       t,
-      `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-    user: { type: username, username: op, passwordEnv: "s3cr3t!pw" }
-${cloud}`,
+      configWith(`    user: { type: username, username: op, passwordEnv: "s3cr3t!pw" }\n`),
     );
     expect(lines(err, t.dir)).toEqual([
       "kerf.yaml:6:56: machines[0].user.passwordEnv: not an environment variable name (expected letters, digits and '_', not starting with a digit)",
@@ -139,15 +98,10 @@ ${cloud}`,
   });
 
   it("deprecated policy without allowDeprecated, and accepted with it", async () => {
-    const config = (extra: string) => `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-    security:
+    const config = (extra: string) => configWith(`    security:
       mode: Sign
       policy: Basic128Rsa15${extra}
-${cloud}`;
+`);
     const err = await loadError(t, config(""));
     expect(lines(err, t.dir)).toEqual([
       "kerf.yaml:8:15: machines[0].security.policy: policy Basic128Rsa15 is deprecated and needs allowDeprecated: true (found Basic128Rsa15; expected Basic256Sha256, Aes128_Sha256_RsaOaep or Aes256_Sha256_RsaPss)",
@@ -160,19 +114,14 @@ ${cloud}`;
   it("mode and policy must agree: None goes with None only", async () => {
     const err = await loadError(
       t,
-      `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-    security: { mode: None, policy: Basic256Sha256 }
+      configWith(`    security: { mode: None, policy: Basic256Sha256 }
   - id: saw-2
     endpoint: opc.tcp://127.0.0.1:4841
     security: { mode: SignAndEncrypt, policy: None }
   - id: saw-3
     endpoint: opc.tcp://127.0.0.1:4842
     security: { mode: None }
-${cloud}`,
+`),
     );
     expect(lines(err, t.dir)).toEqual([
       "kerf.yaml:6:37: machines[0].security.policy: mode None sends everything in clear, so it cannot use a security policy (found policy Basic256Sha256; expected policy None, or mode Sign or SignAndEncrypt)",
@@ -186,14 +135,9 @@ ${cloud}`,
     try {
       const loaded = await load(
         t,
-        `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-    security: { mode: None, policy: None }
+        configWith(`    security: { mode: None, policy: None }
     user: { type: username, username: op, passwordEnv: KERF_TEST_PW_NONE }
-${cloud}`,
+`),
       );
       expect(loaded.config.machines[0]!.security.mode).toBe("None");
       expect(loaded.secrets.machines["saw-1"]!.password!.reveal()).toBe("pw");
@@ -206,12 +150,7 @@ ${cloud}`,
     delete process.env.KERF_TEST_UNSET_PW;
     const err = await loadError(
       t,
-      `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-    user:
+      configWith(`    user:
       type: username
       username: operator
       passwordFile: ./secrets/missing-password
@@ -221,7 +160,7 @@ machines:
       type: username
       username: operator
       passwordEnv: KERF_TEST_UNSET_PW
-${cloud}`,
+`),
       `machines:
   saw-1:
     groups: [{ name: g, nodes: [{ key: a, node: "i=1" }] }]
@@ -240,13 +179,7 @@ ${cloud}`,
     await t.write("pw", "\n", 0o600);
     const err = await loadError(
       t,
-      `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-    user: { type: username, username: op, passwordFile: pw }
-${cloud}`,
+      configWith("    user: { type: username, username: op, passwordFile: pw }\n"),
     );
     expect(lines(err, t.dir)).toEqual([`kerf.yaml:6:57: machines[0].user.passwordFile: the password file is empty (found "pw"; expected the password)`]);
   });
@@ -275,18 +208,10 @@ ${cloud}`,
   it("duplicate YAML keys, duplicate machine ids, group names and data point keys", async () => {
     const err = await loadError(
       t,
-      `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-  - id: saw-1
+      configWith(`  - id: saw-1
     endpoint: opc.tcp://127.0.0.1:4841
-${cloud}`,
-      `machines:
-  saw-1:
-    groups:
-      - name: fast
+`),
+      mappingWith(`      - name: fast
         nodes:
           - key: spindle.speed
             node: "i=1"
@@ -297,7 +222,7 @@ ${cloud}`,
           - key: feed
             node: "i=3"
             node: "i=4"
-`,
+`),
     );
     expect(lines(err, t.dir)).toEqual([
       `kerf.yaml:6:9: machines[1].id: duplicate machine id (found "saw-1", already used by machines[0]; expected each id once)`,
@@ -315,16 +240,13 @@ ${cloud}`,
     const err = await loadError(
       t,
       GOOD_CONFIG,
-      `machines:
-  saw-1:
-    groups:
-      - name: g
+      mappingWith(`      - name: g
         nodes:
           - { key: a, node: "i=abc" }
           - { key: b, node: "ns=70000;i=1" }
           - { key: c, node: "x=1" }
           - { key: d, node: "g=not-a-guid" }
-`,
+`),
     );
     expect(err.code).toBe("MAPPING_INVALID");
     expect(lines(err, t.dir)).toEqual([
@@ -348,13 +270,10 @@ ${cloud}`,
   });
 
   it("sampling interval -1 is refused with a hint; 0 is allowed", async () => {
-    const mapping = (v: number) => `machines:
-  saw-1:
-    groups:
-      - name: g
+    const mapping = (v: number) => mappingWith(`      - name: g
         samplingInterval: ${v}
         nodes: [{ key: a, node: "i=1" }]
-`;
+`);
     const err = await loadError(t, GOOD_CONFIG, mapping(-1));
     expect(lines(err, t.dir)).toEqual([
       "mapping.yaml:5:27: machines.saw-1.groups[0].samplingInterval: a sampling interval cannot be negative (found -1; expected 0 (as fast as the server can) or a number of milliseconds; leave it out to use the group's value)",
@@ -409,20 +328,10 @@ buffer:
   it("reports ALL errors of both files at once: 3 errors give 3 lines, config first", async () => {
     const err = await loadError(
       t,
-      `instance: kerf-test
-mapping: ./mapping.yaml
-machines:
-  - id: saw-1
-    endpoint: opc.tcp://127.0.0.1:4840
-    connectTimeoutMs: soon
-${cloud}  colour: blue
-`,
-      `machines:
-  saw-1:
-    groups:
-      - name: g
+      configWith("    connectTimeoutMs: soon\n", `${CLOUD}  colour: blue\n`),
+      mappingWith(`      - name: g
         nodes: [{ key: a, node: "s=" }]
-`,
+`),
     );
     expect(err.code).toBe("CONFIG_INVALID");
     expect(err.message).toMatch(/kerf\.yaml and .*mapping\.yaml: 3 errors$/);
