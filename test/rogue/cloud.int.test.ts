@@ -7,22 +7,17 @@ import path from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { DataType, VariantArrayType } from "node-opcua-client";
 import { afterAll, describe, expect, it } from "vitest";
-import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { startDevCloud } from "../../src/devcloud/server.ts";
 import { silentLogger } from "../../src/log.ts";
 import { BAD_ENCODING_LIMITS_EXCEEDED, encodeBounded } from "../../src/opcua/encode.ts";
 import { MachineSession } from "../../src/opcua/session.ts";
 import { ROGUE_BAD_UTF8_BYTES, ROGUE_HTML, ROGUE_PROTO_JSON } from "../../src/simulator/nodes.ts";
-import { Transport } from "../../src/uplink/transport.ts";
-import { Sender } from "../../src/uplink/sender.ts";
 import { tempDir, waitFor } from "../helpers/env.ts";
-import { clientIdentity } from "../uplink/helpers.ts";
+import { clientTransport, newSender, openBuffer, runCleanups, type Cleanups } from "../uplink/helpers.ts";
 import { ROGUE_KEYS, rogueSpec, startRogueSetup } from "./helpers.ts";
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch(() => undefined);
-});
+const cleanups: Cleanups = [];
+afterAll(() => runCleanups(cleanups));
 
 describe("rogue values in the cloud", () => {
   it("reach the devcloud store JSON-escaped, byte for byte, and pollute nothing", async () => {
@@ -30,23 +25,12 @@ describe("rogue values in the cloud", () => {
     cleanups.push(tmp.cleanup);
     const cloud = await startDevCloud({ dir: path.join(tmp.dir, "cloud"), logger: silentLogger() });
     cleanups.push(() => cloud.stop());
-    const buffer = DurableBuffer.open({ path: path.join(tmp.dir, "buffer.db"), maxBytes: 64 * 1024 * 1024, logger: silentLogger() });
-    cleanups.push(() => buffer.close());
-    const id = await clientIdentity(cloud.ca, "line-1");
-    const transport = new Transport({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() });
-    cleanups.push(() => transport.close());
-    const sender = new Sender({
-      store: buffer,
-      transport,
-      url: cloud.url,
-      instance: "line-1",
-      concurrency: 2,
-      requestTimeoutMs: 5000,
-      retry: { initialDelayMs: 20, maxDelayMs: 200 },
-      pollIntervalMs: 50,
-      logger: silentLogger(),
-    });
-    cleanups.push(() => sender.stop());
+    const buffer = openBuffer(tmp.dir, 64 * 1024 * 1024, cleanups);
+    const { transport } = await clientTransport(cloud.ca, [cloud.pin], cleanups);
+    const sender = newSender(
+      { store: buffer, transport, url: cloud.url, concurrency: 2, requestTimeoutMs: 5000, retry: { initialDelayMs: 20, maxDelayMs: 200 }, pollIntervalMs: 50 },
+      cleanups,
+    );
     sender.start();
 
     // straight from the OPC UA session into the buffer, as the agent does

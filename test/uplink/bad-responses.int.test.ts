@@ -6,18 +6,12 @@ import https from "node:https";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { afterEach, expect, it } from "vitest";
-import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { createDevCa } from "../../src/certs/devca.ts";
 import { spkiPin } from "../../src/certs/pins.ts";
-import { silentLogger } from "../../src/log.ts";
-import { Transport } from "../../src/uplink/transport.ts";
-import { Sender } from "../../src/uplink/sender.ts";
-import { clientIdentity, tempDir } from "./helpers.ts";
+import { clientTransport, newSender, openBuffer, runCleanups, tempDir, type Cleanups } from "./helpers.ts";
 
-const cleanup: (() => Promise<unknown> | void)[] = [];
-afterEach(async () => {
-  while (cleanup.length) await Promise.resolve(cleanup.pop()!()).catch(() => undefined);
-});
+const cleanup: Cleanups = [];
+afterEach(() => runCleanups(cleanup));
 
 type Mode = "drip" | "reset" | "ok";
 
@@ -52,23 +46,20 @@ async function start(mode: { current: Mode }) {
     cloud.closeAllConnections();
     cloud.close(() => r());
   }));
-  const buffer = DurableBuffer.open({ path: path.join(dir, "buffer.db"), maxBytes: 16 * 1024 * 1024, logger: silentLogger() });
-  cleanup.push(() => buffer.close());
-  const id = await clientIdentity(ca, "line-1");
-  const transport = new Transport({ ...id, caPem: ca.certPem, pins: [spkiPin(server.certPem)], logger: silentLogger() });
-  cleanup.push(() => transport.close());
-  const sender = new Sender({
-    store: buffer,
-    transport,
-    url: `https://127.0.0.1:${(cloud.address() as AddressInfo).port}`,
-    instance: "line-1",
-    concurrency: 1,
-    requestTimeoutMs: 800,
-    retry: { initialDelayMs: 50, maxDelayMs: 200 },
-    pollIntervalMs: 50,
-    logger: silentLogger(),
-  });
-  cleanup.push(() => sender.stop());
+  const buffer = openBuffer(dir, 16 * 1024 * 1024, cleanup);
+  const { transport } = await clientTransport(ca, [spkiPin(server.certPem)], cleanup);
+  const sender = newSender(
+    {
+      store: buffer,
+      transport,
+      url: `https://127.0.0.1:${(cloud.address() as AddressInfo).port}`,
+      concurrency: 1,
+      requestTimeoutMs: 800,
+      retry: { initialDelayMs: 50, maxDelayMs: 200 },
+      pollIntervalMs: 50,
+    },
+    cleanup,
+  );
   return { buffer, sender, okBatches: () => okBatches };
 }
 

@@ -5,9 +5,13 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import tls from "node:tls";
+import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import type { CertAuthority } from "../../src/certs/devca.ts";
 import type { BatchRecord } from "../../src/devcloud/store.ts";
+import { silentLogger } from "../../src/log.ts";
 import type { Message } from "../../src/message.ts";
+import { Sender, type SenderOptions } from "../../src/uplink/sender.ts";
+import { Transport } from "../../src/uplink/transport.ts";
 
 export async function tempDir(prefix: string): Promise<{ dir: string; remove: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
@@ -21,6 +25,35 @@ export async function clientIdentity(ca: CertAuthority, instance: string, validi
   const publicKeyPem = publicKey.export({ type: "spki", format: "pem" }) as string;
   const certPem = await ca.issueClientCert({ instance, publicKeyPem, ...validity });
   return { certPem, keyPem };
+}
+
+/** What a test started; `runCleanups` ends it newest first. */
+export type Cleanups = (() => Promise<unknown> | void)[];
+
+export async function runCleanups(cleanups: Cleanups): Promise<void> {
+  while (cleanups.length) await Promise.resolve(cleanups.pop()!()).catch(() => undefined);
+}
+
+/** The sender's durable buffer, `buffer.db` in `dir`. */
+export function openBuffer(dir: string, maxBytes: number, cleanups: Cleanups): DurableBuffer {
+  const buffer = DurableBuffer.open({ path: path.join(dir, "buffer.db"), maxBytes, logger: silentLogger() });
+  cleanups.push(() => buffer.close());
+  return buffer;
+}
+
+/** A new client identity of instance line-1 from `ca`, and a Transport that presents it, trusts `ca` and pins `pins`. */
+export async function clientTransport(ca: CertAuthority, pins: string[], cleanups: Cleanups, options: { connections?: number } = {}) {
+  const identity = await clientIdentity(ca, "line-1");
+  const transport = new Transport({ ...identity, caPem: ca.certPem, pins, logger: silentLogger(), ...options });
+  cleanups.push(() => transport.close());
+  return { identity, transport };
+}
+
+/** A Sender of instance line-1; each test gives its own store, transport, cloud and timing. */
+export function newSender(options: Omit<SenderOptions, "instance" | "logger">, cleanups: Cleanups): Sender {
+  const sender = new Sender({ instance: "line-1", logger: silentLogger(), ...options });
+  cleanups.push(() => sender.stop());
+  return sender;
 }
 
 export interface TestTlsServer {

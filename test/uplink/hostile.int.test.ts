@@ -6,36 +6,26 @@
  */
 import path from "node:path";
 import { afterEach, expect, it } from "vitest";
-import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { createHostile, type Hostile } from "../../src/devcloud/hostile.ts";
 import { startDevCloud, type DevCloud } from "../../src/devcloud/server.ts";
 import { silentLogger } from "../../src/log.ts";
-import { Transport } from "../../src/uplink/transport.ts";
-import { Sender, type SenderOptions } from "../../src/uplink/sender.ts";
+import type { SenderOptions } from "../../src/uplink/sender.ts";
 import { waitFor } from "../helpers/env.ts";
-import { clientIdentity, countStored, notExactlyOnce, numberedItems, tempDir } from "./helpers.ts";
+import { clientTransport, countStored, newSender, notExactlyOnce, numberedItems, openBuffer, runCleanups, tempDir, type Cleanups } from "./helpers.ts";
 
-const cleanup: (() => Promise<unknown> | void)[] = [];
-afterEach(async () => {
-  while (cleanup.length) await Promise.resolve(cleanup.pop()!()).catch(() => undefined);
-});
+const cleanup: Cleanups = [];
+afterEach(() => runCleanups(cleanup));
 
 async function rig(hostile?: Hostile) {
   const { dir, remove } = await tempDir("kerf-hostile-");
   cleanup.push(remove);
   const cloud: DevCloud = await startDevCloud({ dir: path.join(dir, "cloud"), logger: silentLogger(), faults: hostile ? { hostile } : {} });
   cleanup.push(() => cloud.stop());
-  const buffer = DurableBuffer.open({ path: path.join(dir, "buffer.db"), maxBytes: 256 * 1024 * 1024, logger: silentLogger() });
-  cleanup.push(() => buffer.close());
-  const id = await clientIdentity(cloud.ca, "line-1");
-  const transport = new Transport({ ...id, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger() });
-  cleanup.push(() => transport.close());
-  const sender = (options: Partial<SenderOptions> = {}) => {
-    // The product's timeouts: a drip must be cut short by the sender's own deadline, not by a test setting.
-    const s = new Sender({ store: buffer, transport, url: cloud.url, instance: "line-1", concurrency: 4, requestTimeoutMs: 30_000, pollIntervalMs: 50, logger: silentLogger(), ...options });
-    cleanup.push(() => s.stop());
-    return s;
-  };
+  const buffer = openBuffer(dir, 256 * 1024 * 1024, cleanup);
+  const { transport } = await clientTransport(cloud.ca, [cloud.pin], cleanup);
+  // The product's timeouts: a drip must be cut short by the sender's own deadline, not by a test setting.
+  const sender = (options: Partial<SenderOptions> = {}) =>
+    newSender({ store: buffer, transport, url: cloud.url, concurrency: 4, requestTimeoutMs: 30_000, pollIntervalMs: 50, ...options }, cleanup);
   return { cloud, buffer, sender, items: numberedItems(), stored: countStored(cloud.store) };
 }
 

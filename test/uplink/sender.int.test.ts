@@ -3,16 +3,15 @@
  * retry table, end to end, with no data lost and none stored twice.
  */
 import path from "node:path";
-import type { Dispatcher } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { DurableBuffer } from "../../src/buffer/buffer.ts";
+import type { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { startDevCloud, type DevCloud, type DevCloudOptions } from "../../src/devcloud/server.ts";
 import { silentLogger } from "../../src/log.ts";
 import type { Message } from "../../src/message.ts";
 import { Transport } from "../../src/uplink/transport.ts";
-import { Sender, type AckResponse, type SenderOptions } from "../../src/uplink/sender.ts";
+import type { AckResponse, Sender, SenderOptions } from "../../src/uplink/sender.ts";
 import { spkiPin } from "../../src/certs/pins.ts";
-import { clientIdentity, startTlsServer, tempDir } from "./helpers.ts";
+import { clientIdentity, clientTransport, newSender, openBuffer, runCleanups, startTlsServer, tempDir } from "./helpers.ts";
 
 let dir: string;
 let removeDir: () => Promise<void>;
@@ -24,35 +23,22 @@ async function setup(cloudOptions: Partial<DevCloudOptions> = {}) {
   ({ dir, remove: removeDir } = await tempDir("kerf-sender-"));
   cloud = await startDevCloud({ dir: path.join(dir, "cloud"), logger: silentLogger(), ...cloudOptions });
   cleanup.push(() => cloud.stop());
-  buffer = DurableBuffer.open({ path: path.join(dir, "buffer.db"), maxBytes: 64 * 1024 * 1024, logger: silentLogger() });
-  cleanup.push(() => buffer.close());
+  buffer = openBuffer(dir, 64 * 1024 * 1024, cleanup);
 }
 
 async function sender(options: Partial<SenderOptions> & { pins?: string[] } = {}): Promise<Sender> {
-  const id = await clientIdentity(cloud.ca, "line-1");
-  const transport: Dispatcher = new Transport({ ...id, caPem: cloud.ca.certPem, pins: options.pins ?? [cloud.pin], logger: silentLogger() });
-  const s = new Sender({
-    store: buffer,
-    transport,
-    url: cloud.url,
-    instance: "line-1",
-    concurrency: 2,
-    requestTimeoutMs: 5000,
-    retry: { initialDelayMs: 20, maxDelayMs: 100 },
-    pollIntervalMs: 50,
-    logger: silentLogger(),
-    ...options,
-  });
-  cleanup.push(() => transport.close());
-  cleanup.push(() => s.stop());
-  return s;
+  const { transport } = await clientTransport(cloud.ca, options.pins ?? [cloud.pin], cleanup);
+  return newSender(
+    { store: buffer, transport, url: cloud.url, concurrency: 2, requestTimeoutMs: 5000, retry: { initialDelayMs: 20, maxDelayMs: 100 }, pollIntervalMs: 50, ...options },
+    cleanup,
+  );
 }
 
 beforeEach(() => {
   cleanup.length = 0;
 });
 afterEach(async () => {
-  while (cleanup.length) await Promise.resolve(cleanup.pop()!()).catch(() => undefined);
+  await runCleanups(cleanup);
   await removeDir();
 });
 

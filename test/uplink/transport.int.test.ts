@@ -6,20 +6,15 @@ import { X509Certificate } from "node:crypto";
 import path from "node:path";
 import type { Dispatcher } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
-import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import { startDevCloud } from "../../src/devcloud/server.ts";
 import { isKerfError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/log.ts";
 import type { Message } from "../../src/message.ts";
-import { Sender } from "../../src/uplink/sender.ts";
-import { Transport } from "../../src/uplink/transport.ts";
 import { waitFor } from "../helpers/env.ts";
-import { clientIdentity, tempDir } from "./helpers.ts";
+import { clientIdentity, clientTransport, newSender, openBuffer, runCleanups, tempDir, type Cleanups } from "./helpers.ts";
 
-const cleanup: Array<() => Promise<unknown> | void> = [];
-afterEach(async () => {
-  while (cleanup.length) await Promise.resolve(cleanup.pop()!()).catch(() => undefined);
-});
+const cleanup: Cleanups = [];
+afterEach(() => runCleanups(cleanup));
 
 const serial = (pem: string) => new X509Certificate(pem).serialNumber;
 
@@ -33,29 +28,18 @@ async function setup() {
   cleanup.push(remove);
   const cloud = await startDevCloud({ dir: path.join(dir, "cloud"), logger: silentLogger() });
   cleanup.push(() => cloud.stop());
-  const buffer = DurableBuffer.open({ path: path.join(dir, "buffer.db"), maxBytes: 64 * 1024 * 1024, logger: silentLogger() });
-  cleanup.push(() => buffer.close());
-  const first = await clientIdentity(cloud.ca, "line-1");
-  const transport = new Transport({ ...first, caPem: cloud.ca.certPem, pins: [cloud.pin], logger: silentLogger(), connections: 4 });
-  cleanup.push(() => transport.close());
+  const buffer = openBuffer(dir, 64 * 1024 * 1024, cleanup);
+  const { identity: first, transport } = await clientTransport(cloud.ca, [cloud.pin], cleanup, { connections: 4 });
   return { cloud, buffer, first, transport };
 }
 
 describe("the transport", () => {
   it("rotates the client certificate mid-stream: nothing lost, no request fails, new connections show the new certificate", { timeout: 60_000 }, async () => {
     const { cloud, buffer, first, transport } = await setup();
-    const sender = new Sender({
-      store: buffer,
-      transport,
-      url: cloud.url,
-      instance: "line-1",
-      concurrency: 2,
-      requestTimeoutMs: 10_000,
-      retry: { initialDelayMs: 20, maxDelayMs: 100 },
-      pollIntervalMs: 20,
-      logger: silentLogger(),
-    });
-    cleanup.push(() => sender.stop());
+    const sender = newSender(
+      { store: buffer, transport, url: cloud.url, concurrency: 2, requestTimeoutMs: 10_000, retry: { initialDelayMs: 20, maxDelayMs: 100 }, pollIntervalMs: 20 },
+      cleanup,
+    );
     sender.start();
 
     // A steady producer: 10 values every 10 ms, while the certificate changes under it.
@@ -106,8 +90,7 @@ describe("the transport", () => {
     expect(isKerfError(refused, "CERT_KEY_MISMATCH")).toBe(true);
 
     buffer.append(values(0, 5));
-    const sender = new Sender({ store: buffer, transport, url: cloud.url, instance: "line-1", concurrency: 1, requestTimeoutMs: 10_000, logger: silentLogger() });
-    cleanup.push(() => sender.stop());
+    const sender = newSender({ store: buffer, transport, url: cloud.url, concurrency: 1, requestTimeoutMs: 10_000 }, cleanup);
     sender.start();
     expect(await sender.drain(10_000)).toBe(true);
     expect([...cloud.clientCertificates.keys()]).toEqual([serial(first.certPem)]);
@@ -123,8 +106,7 @@ describe("the transport", () => {
     // How a bearer token will be added later, without the sender knowing.
     const decorate: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (options, handler) =>
       dispatch({ ...options, headers: { ...(options.headers as Record<string, string>), "x-kerf-test": "decorated" } }, handler);
-    const sender = new Sender({ store: buffer, transport: transport.compose(decorate), url: cloud.url, instance: "line-1", concurrency: 1, requestTimeoutMs: 10_000, logger: silentLogger() });
-    cleanup.push(() => sender.stop());
+    const sender = newSender({ store: buffer, transport: transport.compose(decorate), url: cloud.url, concurrency: 1, requestTimeoutMs: 10_000 }, cleanup);
     sender.start();
     buffer.append(values(0, 5));
     expect(await sender.drain(10_000)).toBe(true);
