@@ -1,4 +1,4 @@
-import { judgeHealth } from "../health.ts";
+import { judgeHealth } from "../agent/health.ts";
 import { noPositionals, parseCli } from "./args.ts";
 import { stateDirOption } from "./state-dir.ts";
 
