@@ -28,7 +28,7 @@ import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
 import { startDevCloud } from "../devcloud/index.ts";
 import type { MemoryStore } from "../devcloud/memory-store.ts";
 import { DEMO_INSTANCE, DEMO_MACHINE, writeDemoConfig } from "../demo/setup.ts";
-import type { HealthReport } from "../health.ts";
+import type { HealthReport } from "../agent/health.ts";
 import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { openClientPki } from "../opcua/pki.ts";

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Agent } from "../agent.ts";
+import { Agent } from "../agent/agent.ts";
 import { loadConfig } from "../config/load.ts";
 import { setupDemo, type Demo } from "../demo/setup.ts";
 import { createLogger } from "../log.ts";

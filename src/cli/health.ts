@@ -1,11 +1,12 @@
-import { judgeHealth } from "../health.ts";
+import { judgeHealth } from "../agent/health.ts";
 import { noPositionals, parseCli } from "./args.ts";
 import { stateDirOption } from "./state-dir.ts";
 
 const usage = `usage: kerf health [--state-dir DIR]
 
 Reads the health report that the running connector rewrites in its state directory and exits 0
-while its loops make progress, 1 when they do not (the container image's HEALTHCHECK).
+while its loops make progress, 1 when they do not (the container image's HEALTHCHECK). An
+unhealthy verdict names the part that makes no progress, the reason and its last error's code.
 
   --state-dir DIR   the running connector's state directory; default $KERF_STATE_DIR or /var/lib/kerf
 `;

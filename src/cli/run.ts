@@ -27,7 +27,7 @@ export async function run(argv: string[]): Promise<number> {
   installProcessGuard(logger);
   routeOpcuaLogging(logger);
   // node-opcua takes about a second to load: only once the config and the state dir are known to be good.
-  const { Agent } = await import("../agent.ts");
+  const { Agent } = await import("../agent/agent.ts");
   const agent = new Agent({ loaded, stateDir, logger });
   await agent.start();
   logger.info({ instance: loaded.config.instance, stateDir, machines: loaded.config.machines.length }, "kerf started");

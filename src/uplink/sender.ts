@@ -62,6 +62,8 @@ export interface SenderHealth {
   lastAckAt: number | null;
   lastErrorAt: number | null;
   lastError: string | null;
+  /** The code of the last error: a KerfError's (UPLINK_NETWORK, UPLINK_TLS, ...) or HTTP_<status>. */
+  lastErrorCode: string | null;
   consecutiveFailures: number;
 }
 
@@ -104,7 +106,7 @@ export class Sender extends EventEmitter<SenderEvents> {
   #running = false;
   #loop: Promise<void> | null = null;
   #notify: (() => void) | null = null;
-  #health: Omit<SenderHealth, "consecutiveFailures"> = { lastAckAt: null, lastErrorAt: null, lastError: null };
+  #health: Omit<SenderHealth, "consecutiveFailures"> = { lastAckAt: null, lastErrorAt: null, lastError: null, lastErrorCode: null };
   #stats: SenderStats = { sentItems: 0, ackedItems: 0, retries: 0, rejectedItems: 0, tooLargeItems: 0, splits: 0 };
   /** Where an acknowledged batch's time went: in the buffer before its request, compressing, the request, deleting it. */
   readonly #stages = { queue: new DurationHistogram(), gzip: new DurationHistogram(), request: new DurationHistogram(), ack: new DurationHistogram() };
@@ -277,7 +279,7 @@ export class Sender extends EventEmitter<SenderEvents> {
     }
     if (batch.parts) this.#mergedParts.set(batch.id, batch.parts);
     this.#o.store.markAttempted?.(batch.id);
-    const { decision, status, body, gzipMs } = await this.#post(batch);
+    const { decision, status, body, gzipMs, code } = await this.#post(batch);
     switch (decision.action) {
       case "success": {
         const answeredAt = Date.now();
@@ -289,7 +291,7 @@ export class Sender extends EventEmitter<SenderEvents> {
         return;
       }
       case "retry":
-        return this.#failed(batch, decision, startedAt);
+        return this.#failed(batch, decision, startedAt, code);
       case "split":
         this.#pacer.answered();
         this.#learnLimit(batch);
@@ -302,12 +304,13 @@ export class Sender extends EventEmitter<SenderEvents> {
         this.#drop(batch, "rejected", detail);
         this.#health.lastError = `batch ${batch.id} rejected: ${detail}`;
         this.#health.lastErrorAt = Date.now();
+        this.#health.lastErrorCode = code;
         return;
       }
     }
   }
 
-  async #post(batch: StoredBatch): Promise<{ decision: Decision; status: number; body: string; gzipMs: number }> {
+  async #post(batch: StoredBatch): Promise<{ decision: Decision; status: number; body: string; gzipMs: number; code: string }> {
     const gzipStart = performance.now();
     const payload = gzipSync(envelope(this.#o.instance, batch), GZIP);
     const gzipMs = performance.now() - gzipStart;
@@ -329,10 +332,10 @@ export class Sender extends EventEmitter<SenderEvents> {
         bodyTimeout: deadlineMs,
       });
       const body = await readBounded(res.body);
-      return { decision: classify({ status: res.statusCode, headers: res.headers }, { maxRetryAfterMs: this.#retry.maxRetryAfterMs }), status: res.statusCode, body, gzipMs };
+      return { decision: classify({ status: res.statusCode, headers: res.headers }, { maxRetryAfterMs: this.#retry.maxRetryAfterMs }), status: res.statusCode, body, gzipMs, code: `HTTP_${res.statusCode}` };
     } catch (err) {
       const error = toUplinkError(err, this.#host);
-      return { decision: classify({ error }), status: 0, body: "", gzipMs };
+      return { decision: classify({ error }), status: 0, body: "", gzipMs, code: error.code };
     }
   }
 
@@ -355,12 +358,13 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.emit("acked", batch, response);
   }
 
-  #failed(batch: StoredBatch, decision: Extract<Decision, { action: "retry" }>, startedAt: number): void {
+  #failed(batch: StoredBatch, decision: Extract<Decision, { action: "retry" }>, startedAt: number, code: string): void {
     if (this.#abort.signal.aborted) return; // cut short by stop(): the batch stays buffered, nothing to report
     const now = Date.now();
     this.#stats.retries++;
     this.#health.lastErrorAt = now;
     this.#health.lastError = decision.reason;
+    this.#health.lastErrorCode = code;
     const down = this.#pacer.failed(startedAt, now, decision.delayMs);
     const fields = { batch: batch.id, items: batch.items, failures: this.#pacer.failures, reason: decision.reason };
     if (down) {

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { Agent } from "../../src/agent.ts";
+import { Agent } from "../../src/agent/agent.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { setupDemo, DEMO_MACHINE, type Demo, type DemoOptions } from "../../src/demo/setup.ts";
 import { silentLogger } from "../../src/log.ts";

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { groupSpecs } from "../../src/agent.ts";
+import { groupSpecs } from "../../src/agent/specs.ts";
 import { GOOD_CONFIG, lines, load, loadError, tempDir, type TempDir } from "../config/helpers.ts";
 
 let t: TempDir;

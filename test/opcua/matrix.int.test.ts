@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { Agent } from "../../src/agent.ts";
+import { Agent } from "../../src/agent/agent.ts";
 import { DevCaEnroller } from "../../src/certs/identity.ts";
 import { generateKeyPair, privateKeyToPem, signingAlgorithmFor, x509 } from "../../src/certs/x509.ts";
 import { loadConfig } from "../../src/config/load.ts";

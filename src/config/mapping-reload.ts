@@ -1,8 +1,8 @@
 import { watch, type FSWatcher } from "node:fs";
 import path from "node:path";
-import { loadConfig, type LoadedConfig } from "./config/load.ts";
-import { KerfError } from "./errors.ts";
-import type { Logger } from "./log.ts";
+import { loadConfig, type LoadedConfig } from "./load.ts";
+import { KerfError } from "../errors.ts";
+import type { Logger } from "../log.ts";
 
 /**
  * Watches the mapping file and hands each new version that passes the real loader to `apply`.

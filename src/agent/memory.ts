@@ -1,6 +1,6 @@
 import v8 from "node:v8";
 import vm from "node:vm";
-import type { Logger } from "./log.ts";
+import type { Logger } from "../log.ts";
 
 type GcFunction = (options: { type: "major"; execution: "sync"; flavor: "last-resort" }) => void;
 let gcFunction: GcFunction | undefined;

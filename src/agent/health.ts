@@ -1,11 +1,13 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import type { Problem } from "./part.ts";
 
 /**
  * Health goes through a file in the state folder, not an HTTP port: the connector
- * listens on nothing. The agent rewrites it every HEALTH_INTERVAL_MS; a file that has
- * gone stale means the agent's loops are no longer making progress. A clean stop writes
- * its final state; a process that died without one is found through `process`.
+ * listens on nothing. The agent rewrites it every HEALTH_INTERVAL_MS with each part's own
+ * verdict (`problems`: a part whose loop makes no progress, see the README); a file that has
+ * gone stale means the agent itself is stuck. A clean stop writes its final state; a process
+ * that died without one is found through `process`.
  */
 export const HEALTH_INTERVAL_MS = 10_000;
 const FILE = "health.json";
@@ -32,6 +34,8 @@ export interface HealthReport {
   /** Set on the final report of a clean stop. */
   stopped?: true;
   stoppedAt?: string;
+  /** What keeps a part from making progress; empty while all do. Reports of older versions have none. */
+  problems?: Problem[];
   sessions: {
     machine: string;
     state: string;
@@ -41,8 +45,10 @@ export interface HealthReport {
     credentialsRejected?: boolean;
     /** By group: values that could not be decoded (each sent as null with a Bad status), and messages that could not be repaired (lost). */
     undecodable?: Record<string, { values: number; messages: number }>;
+    /** When each group with a watchdog last had data. */
+    groupDataAt?: Record<string, number>;
   }[];
-  uplink: { lastAckAt: number | null; consecutiveFailures: number; lastError: string | null } | null;
+  uplink: { lastAckAt: number | null; consecutiveFailures: number; lastError: string | null; lastErrorCode?: string | null } | null;
   buffer: { items: number; bytes: number; droppedItems: number };
   /** Values waiting for their commit to the buffer, and commits failed in a row (a disk that refuses writes). */
   writer?: { pendingItems: number; failures: number; lastError: string | null };
@@ -122,6 +128,8 @@ export function judgeHealth(stateDir: string, now = Date.now(), alive: (p: Proce
   if (report.state === "stopping") return verdict("unhealthy", `the connector is stopping (since ${report.at})`);
   const age = now - Date.parse(report.at);
   if (!(age <= 3 * HEALTH_INTERVAL_MS)) return verdict("unhealthy", `health report is ${Math.round(age / 1000)} s old: the agent is stuck`);
+  const problems = report.problems ?? [];
+  if (problems.length > 0) return verdict("unhealthy", problems.map((p) => `${p.part}: ${p.reason}${p.code ? ` (code ${p.code})` : ""}`).join("; "));
   return verdict("healthy", "ok");
 }
 

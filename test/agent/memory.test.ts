@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { releaseFreedMemory } from "../src/memory.ts";
-import { recordingLogger } from "./mapping/helpers.ts";
+import { releaseFreedMemory } from "../../src/agent/memory.ts";
+import { recordingLogger } from "../mapping/helpers.ts";
 
 describe("returning freed memory after a burst", () => {
   it("gives back the pages V8 keeps pooled after a burst of short-lived objects", () => {

@@ -1,0 +1,173 @@
+import { mkdirSync } from "node:fs";
+import type { BufferStats, DurableBuffer } from "../buffer/buffer.ts";
+import type { Enroller } from "../certs/identity.ts";
+import type { LoadedConfig } from "../config/load.ts";
+import type { Logger } from "../log.ts";
+import type { MachineSession } from "../opcua/session.ts";
+import { processGuardStats } from "../process-guard.ts";
+import type { Sender, SenderStats } from "../uplink/sender.ts";
+import { BufferPart } from "./buffer-part.ts";
+import { HEALTH_INTERVAL_MS, memorySnapshot, processIdentity, writeHealth, type AgentState, type ProcessIdentity } from "./health.ts";
+import { MachinesPart } from "./machines-part.ts";
+import type { Part, Problem } from "./part.ts";
+import { UplinkPart } from "./uplink-part.ts";
+
+/**
+ * A stop ends within this, whatever hangs (a server or cloud that accepts and never answers, a
+ * subscribe of 100,000 items): a container runtime sends SIGKILL 10 s after SIGTERM.
+ */
+export const STOP_DEADLINE_MS = 8_000;
+
+export interface AgentOptions {
+  loaded: LoadedConfig;
+  stateDir: string;
+  logger: Logger;
+  /** Issues the instance certificate when there is none yet (the enrolment seam). */
+  enroller?: Enroller;
+}
+
+/**
+ * The composition root: a list of parts started in order (buffer, uplink, machines), so that
+ * nothing the machines send has nowhere to go, and stopped in reverse.
+ */
+export class Agent {
+  readonly #o: AgentOptions;
+  readonly #log: Logger;
+  readonly #buffer: BufferPart;
+  readonly #uplink: UplinkPart;
+  readonly #machines: MachinesPart;
+  readonly #parts: readonly Part[];
+  #started: Part[] = [];
+  #healthTimer: NodeJS.Timeout | null = null;
+  #state: AgentState = "running";
+  #stopped: Promise<{ buffer: BufferStats; uplink: SenderStats | null }> | null = null;
+  readonly #process: ProcessIdentity = processIdentity();
+
+  constructor(options: AgentOptions) {
+    this.#o = options;
+    this.#log = options.logger;
+    const { loaded, stateDir, logger } = options;
+    const { config } = loaded;
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    this.#buffer = new BufferPart({
+      stateDir,
+      maxBytes: config.buffer.maxBytes,
+      maxItems: config.cloud.batch.maxItems,
+      logger: logger.child({ component: "buffer" }),
+      onCommit: () => this.#uplink.sender?.wake(),
+    });
+    this.#uplink = new UplinkPart({
+      loaded,
+      stateDir,
+      logger,
+      enroller: options.enroller,
+      store: this.#buffer.buffer,
+      backlog: () => this.#buffer.stats().items,
+    });
+    this.#machines = new MachinesPart({
+      loaded,
+      stateDir,
+      logger,
+      sink: this.#buffer.sink,
+      lastDelivered: (machine, keys) => this.#buffer.buffer.lastDelivered(machine, keys),
+    });
+    this.#parts = [this.#buffer, this.#uplink, this.#machines];
+  }
+
+  get buffer(): DurableBuffer {
+    return this.#buffer.buffer;
+  }
+
+  get sender(): Sender | null {
+    return this.#uplink.sender;
+  }
+
+  get sessions(): readonly MachineSession[] {
+    return this.#machines.sessions;
+  }
+
+  async start(): Promise<void> {
+    for (const part of this.#parts) {
+      this.#started.push(part);
+      await part.start();
+    }
+    this.#writeHealth();
+    this.#healthTimer = setInterval(() => this.#writeHealth(), HEALTH_INTERVAL_MS);
+    this.#healthTimer.unref();
+  }
+
+  #writeHealth(): void {
+    const at = new Date().toISOString();
+    try {
+      const { problems, sessions, uplink, buffer, writer } = this.health();
+      writeHealth(this.#o.stateDir, {
+        at,
+        pid: process.pid,
+        process: this.#process,
+        state: this.#state,
+        ...(this.#state === "stopped" ? { stopped: true, stoppedAt: at } : {}),
+        problems,
+        sessions: sessions.map((s) => ({
+          machine: s.machine,
+          state: s.state,
+          lastError: s.lastError,
+          lastDataAt: s.lastDataAt,
+          ...(s.credentialsRejected ? { credentialsRejected: true } : {}),
+          ...(Object.keys(s.undecodable).length > 0 ? { undecodable: s.undecodable } : {}),
+          ...(Object.keys(s.groupDataAt).length > 0 ? { groupDataAt: s.groupDataAt } : {}),
+        })),
+        uplink: uplink && { lastAckAt: uplink.lastAckAt, consecutiveFailures: uplink.consecutiveFailures, lastError: uplink.lastError, lastErrorCode: uplink.lastErrorCode },
+        buffer: { items: buffer.items, bytes: buffer.bytes, droppedItems: buffer.droppedItems },
+        writer: { pendingItems: writer.pendingItems, failures: writer.failures, lastError: writer.lastError },
+        unhandledRejections: processGuardStats().unhandledRejections,
+        memory: memorySnapshot(),
+        stages: { ...this.#buffer.takeStages(), ...this.sender?.takeStages() },
+      });
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, "cannot write the health report");
+    }
+  }
+
+  /**
+   * Stops the parts in reverse order and returns the final counters (the buffer is closed afterwards).
+   * Whatever hangs, it returns within `deadlineMs` (STOP_DEADLINE_MS): every step gets what is
+   * left of it, requests in flight are aborted after a short grace and stay buffered, and the last
+   * health report says "stopped". `drainMs` waits for the backlog to go out, within the deadline
+   * and only while the cloud answers. Calling it again returns the same stop.
+   */
+  stop(options: { drainMs?: number; deadlineMs?: number } = {}): Promise<{ buffer: BufferStats; uplink: SenderStats | null }> {
+    this.#stopped ??= this.#stop(options);
+    return this.#stopped;
+  }
+
+  async #stop(options: { drainMs?: number; deadlineMs?: number }): Promise<{ buffer: BufferStats; uplink: SenderStats | null }> {
+    const deadline = Date.now() + (options.deadlineMs ?? STOP_DEADLINE_MS);
+    const budget = { left: (reserveMs = 0) => Math.max(0, deadline - reserveMs - Date.now()), drainMs: options.drainMs ?? 0 };
+    if (this.#healthTimer) clearInterval(this.#healthTimer);
+    this.#state = "stopping";
+    this.#writeHealth();
+    for (const part of [...this.#started].reverse()) {
+      try {
+        await part.stop(budget);
+      } catch (err) {
+        this.#log.warn({ part: part.name, err: (err as Error).message }, "a part did not stop cleanly");
+      }
+    }
+    const final = { buffer: this.#buffer.stats(), uplink: this.sender?.stats() ?? null };
+    this.#state = "stopped";
+    this.#writeHealth();
+    return final;
+  }
+
+  /** Re-reads the mapping now (the file watcher does this on its own); false when it was refused. */
+  reloadMapping(): Promise<boolean> {
+    return this.#machines.reloadMapping();
+  }
+
+  /** Each part's own health, and what keeps any of them from making progress. */
+  health(now = Date.now()) {
+    const problems: Problem[] = this.#parts.flatMap((p) => p.health(now).problems);
+    const buffer = this.#buffer.health();
+    return { problems, sessions: this.#machines.health(now).sessions, uplink: this.#uplink.health(now).sender, buffer: buffer.stats, writer: buffer.writer };
+  }
+}

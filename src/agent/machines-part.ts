@@ -1,0 +1,175 @@
+import path from "node:path";
+import type { LoadedConfig } from "../config/load.ts";
+import { watchMapping } from "../config/mapping-reload.ts";
+import type { Logger } from "../log.ts";
+import type { Item, Message, MessageSink } from "../message.ts";
+import { openClientPki } from "../opcua/pki.ts";
+import { MachineSession, type SessionHealth } from "../opcua/session.ts";
+import type { GroupSpec } from "../opcua/types.ts";
+import { releaseAfterBurst } from "./memory.ts";
+import { STOP_GRACE_MS, within, type Part, type PartHealth, type Problem, type StopBudget } from "./part.ts";
+import { endpointSpecs, groupSpecs } from "./specs.ts";
+
+export interface MachineHealth extends SessionHealth {
+  machine: string;
+  /** When each group with a watchdog last had data (ms since the epoch; the start of watching until then). */
+  groupDataAt: Record<string, number>;
+}
+
+export interface MachinesPartOptions {
+  loaded: LoadedConfig;
+  stateDir: string;
+  logger: Logger;
+  /** The buffer's sink; commit() makes what was written durable now. */
+  sink: MessageSink & { commit(): void };
+  /** What was delivered per key before this process started (the buffer keeps it across restarts). */
+  lastDelivered: (machine: string, keys: Set<string>) => Map<string, Item>;
+}
+
+export interface MachinesPartHealth extends PartHealth {
+  sessions: MachineHealth[];
+}
+
+/** States in which a session's loop is connected or retrying on purpose (with its backoff). */
+const PROGRESSING: ReadonlySet<SessionHealth["state"]> = new Set(["connected", "connecting", "reconnecting"]);
+
+/**
+ * One OPC UA session per machine, writing into the buffer's sink, and the mapping file watch
+ * that applies a changed mapping to them.
+ */
+export class MachinesPart implements Part<MachinesPartHealth> {
+  readonly name = "machines";
+  readonly #o: MachinesPartOptions;
+  readonly #log: Logger;
+  readonly #memory: ReturnType<typeof releaseAfterBurst>;
+  readonly #sessions: MachineSession[] = [];
+  readonly #watched = new Map<string, GroupWatch>();
+  #mappingWatch: { close(): void; reload(): Promise<boolean> } | null = null;
+  #stopping = false;
+
+  constructor(options: MachinesPartOptions) {
+    this.#o = options;
+    this.#log = options.logger;
+    this.#memory = releaseAfterBurst(this.#log.child({ component: "memory" }));
+  }
+
+  get sessions(): readonly MachineSession[] {
+    return this.#sessions;
+  }
+
+  async start(): Promise<void> {
+    const { loaded, stateDir } = this.#o;
+    const pki = await openClientPki({ dir: path.join(stateDir, "pki"), instance: loaded.config.instance, logger: this.#log.child({ component: "pki" }) });
+    for (const spec of endpointSpecs(loaded, loaded.secrets)) {
+      const keys = new Set(spec.groups.flatMap((g) => g.nodes.map((n) => n.key)));
+      const watch = new GroupWatch(spec.groups);
+      this.#watched.set(spec.machine, watch);
+      const sink: MessageSink = {
+        write: (messages) => {
+          watch.saw(messages);
+          this.#o.sink.write(messages);
+        },
+      };
+      const session = new MachineSession({ spec, pki, sink, lastDelivered: this.#o.lastDelivered(spec.machine, keys), logger: this.#log.child({ component: "opcua" }) });
+      // Subscribing a large mapping allocates far more than it keeps.
+      session.on("subscribed", () => this.#memory.schedule(`${session.machine} subscribed`));
+      this.#sessions.push(session);
+      session.start();
+    }
+    this.#mappingWatch = watchMapping({
+      loaded,
+      logger: this.#log.child({ component: "mapping" }),
+      apply: async (next) => {
+        for (const session of this.#sessions) {
+          const groups = groupSpecs(next.mapping.machines[session.machine]?.groups ?? []);
+          this.#watched.get(session.machine)?.reset(groups);
+          const result = await session.applyMapping(groups);
+          if (result) this.#log.info({ machine: session.machine, added: result.added.length, removed: result.removed.length, changed: result.changed.length }, "mapping applied as a diff");
+        }
+        this.#memory.schedule("mapping reloaded");
+      },
+    });
+  }
+
+  /** Re-reads the mapping now (the file watcher does this on its own); false when it was refused. */
+  reloadMapping(): Promise<boolean> {
+    return this.#mappingWatch?.reload() ?? Promise.resolve(false);
+  }
+
+  async stop(budget: StopBudget): Promise<void> {
+    this.#stopping = true;
+    this.#memory.cancel();
+    this.#mappingWatch?.close();
+    // Their last values and "offline" statuses still go into the buffer.
+    if (!(await within(Promise.all(this.#sessions.map((s) => s.stop())), budget.left(3 * STOP_GRACE_MS)))) {
+      this.#log.warn({ machines: this.#sessions.filter((s) => s.state !== "stopped").map((s) => s.machine) }, "OPC UA sessions did not close in time; leaving them");
+    }
+    // What the sessions wrote last is committed before anything else stops.
+    this.#o.sink.commit();
+  }
+
+  health(now: number): MachinesPartHealth {
+    const problems: Problem[] = [];
+    const sessions = this.#sessions.map((s): MachineHealth => {
+      const h = s.health();
+      const watch = this.#watched.get(s.machine);
+      const part = `machine ${s.machine}`;
+      // Section 6 of issue 13 gives sessions the code of their last error; until then there is none.
+      const code = (h as SessionHealth & { lastErrorCode?: string | null }).lastErrorCode;
+      const problem = (reason: string) => problems.push({ part, reason: h.lastError ? `${reason}; last error: ${h.lastError}` : reason, ...(code ? { code } : {}) });
+      if (!this.#stopping && !PROGRESSING.has(h.state)) problem(`neither connected nor retrying: ${h.state} since ${new Date(h.since).toISOString()}`);
+      for (const late of watch?.late(now) ?? []) problem(`group '${late.group}' has had no data for ${Math.round(late.silentMs / 1000)} s (its watchdog: ${late.watchdogSeconds} s)`);
+      return { machine: s.machine, ...h, groupDataAt: watch?.dataAt() ?? {} };
+    });
+    return { problems, sessions };
+  }
+}
+
+/** When each group with a watchdog last had data, from the messages its session writes. */
+class GroupWatch {
+  #groupOf = new Map<string, string>();
+  #watchdogs = new Map<string, number>();
+  #dataAt = new Map<string, number>();
+
+  constructor(groups: readonly GroupSpec[]) {
+    this.reset(groups);
+  }
+
+  reset(groups: readonly GroupSpec[]): void {
+    const now = Date.now();
+    this.#groupOf.clear();
+    this.#watchdogs.clear();
+    for (const g of groups) {
+      if (!g.watchdogSeconds) continue;
+      this.#watchdogs.set(g.name, g.watchdogSeconds);
+      if (!this.#dataAt.has(g.name)) this.#dataAt.set(g.name, now);
+      for (const n of g.nodes) this.#groupOf.set(n.key, g.name);
+      for (const e of g.events ?? []) this.#groupOf.set(e.key, g.name);
+    }
+  }
+
+  saw(messages: readonly Message[]): void {
+    if (this.#watchdogs.size === 0) return;
+    const now = Date.now();
+    for (const m of messages) {
+      const keys: readonly { key: string }[] = m.kind === "data" ? m.items : m.kind === "event" ? [m] : [];
+      for (const { key } of keys) {
+        const group = this.#groupOf.get(key);
+        if (group !== undefined) this.#dataAt.set(group, now);
+      }
+    }
+  }
+
+  late(now: number): { group: string; silentMs: number; watchdogSeconds: number }[] {
+    const late: { group: string; silentMs: number; watchdogSeconds: number }[] = [];
+    for (const [group, watchdogSeconds] of this.#watchdogs) {
+      const silentMs = now - (this.#dataAt.get(group) ?? now);
+      if (silentMs > watchdogSeconds * 1000) late.push({ group, silentMs, watchdogSeconds });
+    }
+    return late;
+  }
+
+  dataAt(): Record<string, number> {
+    return Object.fromEntries([...this.#dataAt].filter(([g]) => this.#watchdogs.has(g)));
+  }
+}

@@ -1,0 +1,128 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { ensureIdentity, type Enroller } from "../certs/identity.ts";
+import { loadIdentityFiles } from "../certs/files.ts";
+import type { LoadedConfig } from "../config/load.ts";
+import type { Logger } from "../log.ts";
+import type { BatchStore } from "../message.ts";
+import { Transport } from "../uplink/transport.ts";
+import { Sender, type SenderHealth } from "../uplink/sender.ts";
+import { STOP_GRACE_MS, within, type Part, type PartHealth, type StopBudget } from "./part.ts";
+
+/** Without an acknowledgement for this many expected intervals while values wait, the uplink makes no progress. */
+export const ACK_INTERVALS = 3;
+
+export interface UplinkPartOptions {
+  loaded: LoadedConfig;
+  stateDir: string;
+  logger: Logger;
+  enroller?: Enroller | undefined;
+  store: BatchStore;
+  /** Values waiting in the buffer. */
+  backlog: () => number;
+}
+
+export interface UplinkPartHealth extends PartHealth {
+  sender: SenderHealth | null;
+}
+
+/**
+ * The uplink: the instance identity, the pinned transport and the sender that empties the
+ * buffer into the cloud.
+ */
+export class UplinkPart implements Part<UplinkPartHealth> {
+  readonly name = "uplink";
+  readonly #o: UplinkPartOptions;
+  #transport: Transport | null = null;
+  #sender: Sender | null = null;
+  #startedAt = Date.now();
+  /** When the backlog was last seen empty: no acknowledgement is due before values wait. */
+  #emptyAt = Date.now();
+
+  constructor(options: UplinkPartOptions) {
+    this.#o = options;
+  }
+
+  get sender(): Sender | null {
+    return this.#sender;
+  }
+
+  /** How long the uplink may go without an acknowledgement while values wait: N × the longest a request or a retry pause may take. */
+  get ackLimitMs(): number {
+    const { cloud } = this.#o.loaded.config;
+    return ACK_INTERVALS * Math.max(cloud.requestTimeoutMs, cloud.retry.maxDelayMs);
+  }
+
+  async start(): Promise<void> {
+    const { config } = this.#o.loaded;
+    const log = this.#o.logger;
+    const identity = config.cloud.identity
+      ? await loadIdentityFiles(config.cloud.identity.certificateFile, config.cloud.identity.privateKeyFile)
+      : await ensureIdentity({
+          dir: path.join(this.#o.stateDir, "identity"),
+          instance: config.instance,
+          enroller: this.#o.enroller,
+          logger: log.child({ component: "identity" }),
+        });
+    this.#transport = new Transport({
+      certPem: identity.certPem,
+      keyPem: identity.keyPem,
+      caPem: config.cloud.caFile ? readFileSync(config.cloud.caFile, "utf8") : undefined,
+      pins: config.cloud.pins,
+      logger: log.child({ component: "uplink" }),
+      // live requests, and as many stuck ones waiting out their deadlines beside them (pacer.ts)
+      connections: 2 * config.cloud.concurrency,
+    });
+    this.#sender = new Sender({
+      store: this.#o.store,
+      transport: this.#transport,
+      url: config.cloud.url,
+      instance: config.instance,
+      concurrency: config.cloud.concurrency,
+      requestTimeoutMs: config.cloud.requestTimeoutMs,
+      retry: config.cloud.retry,
+      maxItemsPerRequest: config.cloud.batch.maxItems,
+      maxBytesPerRequest: config.cloud.batch.maxBytes,
+      logger: log.child({ component: "uplink" }),
+    });
+    this.#startedAt = this.#emptyAt = Date.now();
+    this.#sender.start();
+  }
+
+  async stop(budget: StopBudget): Promise<void> {
+    const { left } = budget;
+    if (this.#sender) {
+      // Waiting for the backlog only helps while the cloud answers.
+      await drain(this.#sender, Math.min(budget.drainMs, left(2 * STOP_GRACE_MS)));
+      await within(this.#sender.stop(Math.min(STOP_GRACE_MS, left(STOP_GRACE_MS))), left(STOP_GRACE_MS / 2));
+    }
+    if (this.#transport && !(await within(this.#transport.close(), Math.min(STOP_GRACE_MS / 2, left())))) {
+      void this.#transport.destroy().catch(() => undefined);
+    }
+  }
+
+  health(now: number): UplinkPartHealth {
+    const sender = this.#sender?.health() ?? null;
+    if (!sender) return { problems: [], sender };
+    const backlog = this.#o.backlog();
+    if (backlog === 0) this.#emptyAt = now;
+    const since = Math.max(sender.lastAckAt ?? this.#startedAt, this.#emptyAt);
+    const silentMs = now - since;
+    if (backlog === 0 || silentMs <= this.ackLimitMs) return { problems: [], sender };
+    const reason = `no acknowledgement from the cloud for ${Math.round(silentMs / 1000)} s while ${backlog} values wait (limit ${Math.round(this.ackLimitMs / 1000)} s)${sender.lastError ? `; last error: ${sender.lastError}` : ""}`;
+    return { problems: [{ part: this.name, reason, ...(sender.lastErrorCode ? { code: sender.lastErrorCode } : {}) }], sender };
+  }
+}
+
+/** Waits for the backlog to go out, at most `ms`, and no longer once the cloud stops acknowledging. */
+async function drain(sender: Sender, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  let lastAck = sender.health().lastAckAt;
+  while (sender.health().consecutiveFailures === 0) {
+    const slice = Math.min(500, deadline - Date.now());
+    if (slice <= 0 || (await sender.drain(slice))) return;
+    const ack = sender.health().lastAckAt;
+    if (ack === lastAck) return;
+    lastAck = ack;
+  }
+}
