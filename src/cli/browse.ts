@@ -16,12 +16,12 @@ import {
 import { KerfError } from "../errors.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { DATA_POINT_KEY, MACHINE_ID, SECURITY_MODE_CHOICES, SECURITY_POLICIES } from "../config/schema.ts";
-import { checkServerCertificate } from "../opcua/cert-checks.ts";
-import { describeConnectError } from "../opcua/connect-errors.ts";
+import { checkServerCertificate } from "../opcua/trust/cert-checks.ts";
+import { describeConnectError } from "../opcua/session/connect-errors.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
-import { resolveMappedNodeId } from "../opcua/nodes.ts";
-import { checkNoDowngrade, checkUserToken, DEPRECATED, selectBest } from "../opcua/security.ts";
-import { describeConnectFailure, getEndpoints } from "../opcua/trust.ts";
+import { resolveMappedNodeId } from "../opcua/subscription/nodes.ts";
+import { checkNoDowngrade, checkUserToken, DEPRECATED, selectBest } from "../opcua/session/security.ts";
+import { describeConnectFailure, getEndpoints } from "../opcua/trust/store.ts";
 import type { EndpointSpec, SecurityModeName, SecurityPolicyName, UserSpec } from "../opcua/types.ts";
 import { intOption, parseCli, UsageError } from "./args.ts";
 import { endpointUrlArg, openToolPki, type ToolPki } from "./endpoints.ts";

@@ -3,7 +3,7 @@ import { BinaryStream } from "node-opcua-binary-stream";
 import { DataType, DataValue, DiagnosticInfo, LocalizedText, NodeId, QualifiedName, StatusCodes, Variant, VariantArrayType } from "node-opcua-client";
 import { Range } from "node-opcua-types";
 import { describe, expect, it } from "vitest";
-import { skipVariant } from "../../src/opcua/skip.ts";
+import { skipVariant } from "../../src/opcua/session/skip.ts";
 
 function encode(v: Variant): Buffer {
   const stream = new BinaryStream(v.binaryStoreSize());
