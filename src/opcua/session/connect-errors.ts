@@ -6,7 +6,7 @@ import type { EndpointSpec } from "../types.ts";
  * OPC UA status; this turns the common ones into a sentence an operator can act on.
  *
  * `certificateDescription` is a sentence already written for a certificate failure (by
- * describeUntrustedServer in trust.ts, which has to ask the server and read the trust store, so
+ * describeUntrustedServer in ../trust/explain.ts, which has to ask the server and read the trust store, so
  * it is async and cannot run here); when given, it is the answer.
  */
 export function describeConnectError(err: unknown, spec: EndpointSpec, certificateDescription?: string): string {
@@ -42,6 +42,7 @@ export function describeConnectError(err: unknown, spec: EndpointSpec, certifica
   return `${where}: ${firstLine(message)}`;
 }
 
-function firstLine(text: string): string {
+/** The first line of a message, at most 300 characters: node-opcua's errors carry a stack-like tail. */
+export function firstLine(text: string): string {
   return text.split("\n", 1)[0]!.slice(0, 300);
 }

@@ -14,13 +14,14 @@ import type { Item, MessageSink } from "../../message.ts";
 import { backoff } from "../../backoff.ts";
 import { withTimeout } from "../../timeout.ts";
 import { KerfError } from "../../errors.ts";
-import { checkServerCertificate } from "../trust/cert-checks.ts";
-import { describeConnectFailure, trustOnFirstUse } from "../trust/store.ts";
+import { describeConnectFailure } from "../trust/explain.ts";
+import { trustOnFirstUse } from "../trust/tofu.ts";
 import { credentialsBackoffMs, credentialsRejection, readPasswordFile, watchSecretFile } from "./credentials.ts";
 import { clientTransportLimits } from "./limits.ts";
 import { deepenPublishPipeline } from "./publish-pipeline.ts";
 import { repairUndecodableResponses, type UndecodableReport } from "./undecodable.ts";
-import { checkNoDowngrade, checkUserCertificateKey, checkUserToken, DEPRECATED, selectBest } from "./security.ts";
+import { checkUserCertificateKey, DEPRECATED, selectBest } from "./security.ts";
+import { checkChannel } from "./channel.ts";
 import { reconcileTrust, type ClientPki } from "../trust/pki.ts";
 import type { SequenceCounters } from "./sequence.ts";
 import { keepAliveCount, SubscriptionSet } from "../subscription/subscriptions.ts";
@@ -271,9 +272,7 @@ export class MachineSession extends EventEmitter {
     await withTimeout(client.connect(spec.endpointUrl), spec.connectTimeoutMs, "connect");
     this.#assertRunning();
     // What the secure channel really negotiated, and the server's description of that endpoint.
-    const channel = (client as unknown as { _secureChannel: { securityMode: MessageSecurityMode; securityPolicy: SecurityPolicy } | null })._secureChannel;
-    const endpoint = channel ? client.findEndpointForSecurity(channel.securityMode, channel.securityPolicy) : undefined;
-    const refusal = !channel || !endpoint ? "the server does not describe the endpoint of this channel" : (checkNoDowngrade(channel, mode, policy) ?? checkServerCertificate({ ...spec, securityMode: mode }, endpoint, this.#log) ?? checkUserToken(endpoint, spec.user));
+    const { endpoint, refusal } = checkChannel(client, spec, mode, policy, this.#log);
     if (refusal) throw new KerfError("OPCUA_SECURITY", `${spec.machine} (${spec.endpointUrl}): ${refusal}`);
     if (spec.user.type === "username" && mode === "None") {
       // Over mode None the secure channel has checked no certificate; the password would be

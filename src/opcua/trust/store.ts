@@ -1,8 +1,8 @@
 /**
  * The connector's OPC UA trust store (`<state-dir>/pki`, node-opcua's layout: trusted/certs,
- * rejected/, issuers/certs, trusted/crl, issuers/crl) as operators use it: what is in it, what
- * to do about a refused server, `kerf trust accept | reject | add-issuer | add-crl`, and
- * trust-on-first-use for commissioning.
+ * rejected/, issuers/certs, trusted/crl, issuers/crl) as operators use it: what is in it and
+ * `kerf trust accept | reject | add-issuer | add-crl`. Asking a server for its certificate is
+ * probe.ts, explaining a refusal explain.ts, trust-on-first-use tofu.ts.
  *
  * node-opcua decides trust itself (dates, chain, CRL, trusted/ vs rejected/); this module only
  * moves files through its certificate manager and explains its verdicts.
@@ -11,23 +11,14 @@ import { readdir, readFile, stat, unlink, writeFile, rename } from "node:fs/prom
 import { createHash } from "node:crypto";
 import path from "node:path";
 import type { OPCUACertificateManager } from "node-opcua-certificate-manager";
-import { MessageSecurityMode, OPCUAClient, type EndpointDescription } from "node-opcua-client";
 import { exploreCertificateRevocationList, toPem, verifyCrlIssuedByCertificate } from "node-opcua-crypto";
 import { KerfError } from "../../errors.ts";
-import { withTimeout } from "../../timeout.ts";
-import type { Logger } from "../../log.ts";
-import { certificateInfo, certificateNamesHost, hostOf, checkServerCertificate, formatValidity, parseCertificates, validityProblem, type CertificateInfo } from "./cert-checks.ts";
-import { describeConnectError } from "../session/connect-errors.ts";
-import type { ClientPki } from "./pki.ts";
-import { modeName, policyName } from "../session/security.ts";
-import type { EndpointSpec } from "../types.ts";
+import { certificateInfo, parseCertificates, type CertificateInfo } from "./cert-checks.ts";
 
 export type CertificateStoreName = "trusted" | "rejected" | "issuers";
 
 const CERT_FOLDERS: Record<CertificateStoreName, string> = { trusted: "trusted/certs", rejected: "rejected", issuers: "issuers/certs" };
 const CRL_FOLDERS = { trusted: "trusted/crl", issuers: "issuers/crl" } as const;
-/** Which certificate was trusted on first use for which endpoint URL. */
-const TOFU_FILE = "trust-on-first-use.json";
 
 export interface StoredCertificate {
   store: CertificateStoreName;
@@ -229,52 +220,6 @@ export async function addCrlFile(root: string, file: string): Promise<{ crl: Sto
   };
 }
 
-// ---------------------------------------------------------------------------------------------
-// The server's certificate, as it presents it on an unsecured discovery channel
-
-export interface PresentedCertificate {
-  /** The server certificate as sent (a leaf, or a chain leaf first). */
-  der: Buffer;
-  /** The applicationUri the server announces for itself. */
-  applicationUri?: string;
-}
-
-/**
- * GetEndpoints over a None channel: every server answers it without trust on either side, and
- * the answer carries the certificate the secured endpoints use. Prefers the endpoint with the
- * configured mode and policy. Nothing is trusted here; this is only what the server says.
- */
-export async function fetchServerCertificate(spec: Pick<EndpointSpec, "endpointUrl" | "securityMode" | "securityPolicy" | "connectTimeoutMs">, pki: Pick<ClientPki, "certificateManager" | "certificateFile" | "privateKeyFile" | "applicationUri">): Promise<PresentedCertificate | undefined> {
-  const endpoints = await getEndpoints(spec.endpointUrl, pki, spec.connectTimeoutMs);
-  const withCert = endpoints.filter((e) => e.serverCertificate && e.serverCertificate.length > 0);
-  const chosen =
-    withCert.find((e) => modeName(e.securityMode) === spec.securityMode && policyName(e.securityPolicyUri) === spec.securityPolicy) ??
-    withCert.find((e) => e.securityMode !== MessageSecurityMode.None) ??
-    withCert[0];
-  if (!chosen) return undefined;
-  return { der: chosen.serverCertificate, applicationUri: chosen.server?.applicationUri ?? undefined };
-}
-
-/** The endpoint descriptions a server returns to GetEndpoints, fetched over a None channel. */
-export async function getEndpoints(endpointUrl: string, pki: Pick<ClientPki, "certificateManager" | "certificateFile" | "privateKeyFile" | "applicationUri">, timeoutMs: number): Promise<EndpointDescription[]> {
-  const client = OPCUAClient.create({
-    applicationName: "Kerf",
-    applicationUri: pki.applicationUri,
-    endpointMustExist: false,
-    connectionStrategy: { maxRetry: 0 },
-    clientCertificateManager: pki.certificateManager,
-    certificateFile: pki.certificateFile,
-    privateKeyFile: pki.privateKeyFile,
-    transportTimeout: timeoutMs,
-  });
-  try {
-    await withTimeout(client.connect(endpointUrl), timeoutMs, `connecting to ${endpointUrl}`);
-    return await withTimeout(client.getEndpoints(), timeoutMs, `GetEndpoints from ${endpointUrl}`);
-  } finally {
-    await withTimeout(client.disconnect(), 2_000, "disconnect").catch(() => undefined);
-  }
-}
-
 /**
  * After a BadCertificateUntrusted verdict, make sure the certificate is in rejected/ (node-opcua
  * keeps what it refuses there) so that `kerf trust accept` can take it. When it is in trusted/ on
@@ -287,181 +232,6 @@ export async function keepRejected(cm: OPCUACertificateManager, chain: Buffer, t
   if (!onDisk.some((c) => c.store === "rejected")) await cm.rejectCertificate(chain);
   return "rejected";
 }
-
-// ---------------------------------------------------------------------------------------------
-// Explaining a refused server
-
-/**
- * The operator's sentence for a server whose certificate the connector refused: which server,
- * which certificate (SHA-1 thumbprint, subject, applicationUri, validity), why, and the exact
- * command that fixes it, e.g. `kerf trust accept <thumbprint> --state-dir <dir>`. Undefined
- * when the certificate is not what failed (node-opcua finds it good) or cannot be found.
- *
- * It asks the server for its certificate (GetEndpoints on a None channel); when the server does
- * not answer, it falls back to the newest certificate in rejected/ that names the endpoint's host.
- */
-export async function describeUntrustedServer(pki: ClientPki, spec: EndpointSpec, stateDir?: string): Promise<string | undefined> {
-  const root = pki.certificateManager.rootDir;
-  const dir = stateDir ?? stateDirOf(root);
-  const where = `${spec.machine} (${spec.endpointUrl})`;
-  let chain: Buffer | undefined;
-  let note = "";
-  try {
-    chain = (await fetchServerCertificate(spec, pki))?.der;
-  } catch {
-    // unreachable just now: what it presented last time is in rejected/
-  }
-  if (!chain) {
-    const host = hostOf(spec.endpointUrl);
-    const store = await readTrustStore(root);
-    const guess = store.certificates
-      .filter((c) => c.store === "rejected" && host !== undefined && certificateNamesHost(c.info, host))
-      .sort((a, b) => b.mtimeMs - a.mtimeMs)[0];
-    if (!guess) return undefined;
-    chain = Buffer.concat(guess.chain);
-    note = ` (the server did not answer GetEndpoints; this is the newest certificate in rejected/ that names ${host})`;
-  }
-  const info = certificateInfo(chain, "the server certificate");
-  const status = String(await pki.certificateManager.verifyCertificate(chain, { acceptCertificateWithValidIssuerChain: true }));
-  const cert = `thumbprint ${info.thumbprint}, subject "${info.subject}"${info.applicationUri ? `, applicationUri ${info.applicationUri}` : ""}, valid ${formatValidity(info)}${note}`;
-  const stateArg = `--state-dir ${shellQuote(dir)}`;
-  switch (status) {
-    case "Good":
-      return undefined;
-    case "BadCertificateUntrusted": {
-      if ((await keepRejected(pki.certificateManager, chain, info.thumbprint)) === "trusted") return undefined;
-      const tofu = (await readTofu(root))[spec.endpointUrl];
-      const changed = tofu && tofu.thumbprint !== info.thumbprint ? ` It is NOT the certificate trusted on first use for this endpoint on ${tofu.at} (${tofu.thumbprint}): make sure the machine's certificate really changed before you trust it.` : "";
-      const dates = validityProblem(info);
-      const datesNote = dates ? ` Note: ${dates}, so it is refused even once trusted; the machine needs a new certificate.` : "";
-      return `${where}: the server's certificate is not trusted (${cert}); it is kept in ${path.join(root, "rejected")}.${changed}${datesNote} If this is the machine's certificate (compare the thumbprint with the one the machine shows), trust it with: kerf trust accept ${info.thumbprint} ${stateArg}`;
-    }
-    case "BadCertificateTimeInvalid":
-    case "BadCertificateIssuerTimeInvalid":
-      return `${where}: the server's certificate is trusted but not valid now (${cert}): ${validityProblem(info) ?? "its issuer's certificate is outside its validity"}; the machine needs a new certificate (or check this computer's clock)`;
-    case "BadCertificateRevoked":
-    case "BadCertificateIssuerRevoked":
-      return `${where}: the server's certificate has been revoked by its CA's CRL (${cert}, issued by "${info.issuer}"); the machine needs a new certificate`;
-    case "BadCertificateRevocationUnknown":
-    case "BadCertificateIssuerRevocationUnknown":
-      return `${where}: the server's certificate is issued by "${info.issuer}", and the trust store has no CRL for that CA, so revocation cannot be checked (${cert}); add the CA's CRL with: kerf trust add-crl <crl-file> ${stateArg}`;
-    case "BadCertificateChainIncomplete":
-      return `${where}: the server's certificate is issued by "${info.issuer}", which is not in the trust store (${cert}); add that CA with: kerf trust add-issuer <ca-certificate-file> ${stateArg} (and its CRL with kerf trust add-crl)`;
-    default:
-      return `${where}: the server's certificate was refused: ${status} (${cert})`;
-  }
-}
-
-const CERTIFICATE_FAILURE = /BadCertificate|BadSecurityChecksFailed|Certificate verification failed/i;
-
-/**
- * describeConnectError, plus the certificate explanation above when the failure is about
- * certificates. This is what the session calls when a connect attempt fails.
- */
-export async function describeConnectFailure(err: unknown, spec: EndpointSpec, pki: ClientPki, stateDir?: string): Promise<string> {
-  const message = err instanceof Error ? err.message : String(err);
-  if (!CERTIFICATE_FAILURE.test(message)) return describeConnectError(err, spec);
-  const description = await describeUntrustedServer(pki, spec, stateDir).catch(() => undefined);
-  if (description) return describeConnectError(err, spec, description);
-  if (/BadSecurityChecksFailed|BadCertificateUntrusted/i.test(message) && !/verification failed/i.test(message)) {
-    // Our side trusts the server: then it is the server that refused our certificate.
-    const own = certificateInfo(pki.certificateDer, "the connector certificate");
-    return describeConnectError(
-      err,
-      spec,
-      `${spec.machine} (${spec.endpointUrl}): the server refused the connector's certificate (${firstLine(message)}); trust it on the machine: thumbprint ${own.thumbprint}, subject "${own.subject}", file ${pki.certificateFile}`,
-    );
-  }
-  return describeConnectError(err, spec);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Trust on first use
-
-interface TofuRecord {
-  thumbprint: string;
-  applicationUri?: string;
-  at: string;
-}
-
-/**
- * Commissioning only, when the machine's config sets trustOnFirstUse: before connecting, trust
- * the certificate the server presents if nothing was trusted for this endpoint yet. Once a
- * certificate was trusted this way for an endpoint URL, a different one is never trusted
- * automatically (that is what a man in the middle, or a replaced machine, looks like); nor is
- * one whose applicationUri a trusted certificate already carries, or one that fails the checks
- * of checkServerCertificate. Everything it does is logged at WARN.
- */
-export async function trustOnFirstUse(pki: ClientPki, spec: EndpointSpec, logger: Logger): Promise<void> {
-  if (!spec.trustOnFirstUse || spec.securityMode === "None") return;
-  const root = pki.certificateManager.rootDir;
-  const log = logger.child({ machine: spec.machine, endpoint: spec.endpointUrl });
-  let presented: PresentedCertificate | undefined;
-  try {
-    presented = await fetchServerCertificate(spec, pki);
-  } catch (err) {
-    log.debug({ err: (err as Error).message }, "trust on first use: the server did not answer GetEndpoints; connecting as usual");
-    return;
-  }
-  if (!presented) return;
-  const info = certificateInfo(presented.der, "the server certificate");
-  const store = await readTrustStore(root);
-  const trusted = store.certificates.filter((c) => c.store === "trusted");
-  if (trusted.some((c) => c.info.thumbprint === info.thumbprint)) return;
-
-  const record = (await readTofu(root))[spec.endpointUrl];
-  if (record?.thumbprint === info.thumbprint) {
-    log.warn({ thumbprint: info.thumbprint }, `trust on first use: certificate ${info.thumbprint} was trusted on first use on ${record.at} but is no longer trusted (kerf trust reject?); not trusting it again automatically`);
-    return;
-  }
-  if (record) {
-    log.warn({ thumbprint: info.thumbprint, trustedOnFirstUse: record.thumbprint }, `trust on first use: the server presents certificate ${info.thumbprint}, not ${record.thumbprint} trusted on first use on ${record.at}; not trusting it automatically`);
-    return;
-  }
-  const sameApp = trusted.find((c) => presented.applicationUri && c.info.applicationUri === presented.applicationUri);
-  if (sameApp) {
-    log.warn({ thumbprint: info.thumbprint, trusted: sameApp.info.thumbprint }, `trust on first use: a certificate for ${presented.applicationUri} is trusted already (${sameApp.info.thumbprint}); not trusting another one automatically`);
-    return;
-  }
-  const problem = checkServerCertificate(spec, { certificateDer: presented.der, applicationUri: presented.applicationUri });
-  if (problem) {
-    log.warn({ thumbprint: info.thumbprint }, `trust on first use: not trusting the server certificate: ${problem}`);
-    return;
-  }
-  await cmTrust(pki.certificateManager, presented.der);
-  await writeTofu(root, spec.endpointUrl, { thumbprint: info.thumbprint, applicationUri: info.applicationUri, at: new Date().toISOString() });
-  log.warn(
-    { thumbprint: info.thumbprint, subject: info.subject, applicationUri: info.applicationUri },
-    `trust on first use: trusted the server certificate ${info.thumbprint} (${info.subject}) without an operator's check; turn trustOnFirstUse off for this machine once commissioned`,
-  );
-}
-
-async function cmTrust(cm: OPCUACertificateManager, der: Buffer): Promise<void> {
-  await cm.trustCertificate(der);
-  const info = certificateInfo(der);
-  for (const c of (await readTrustStore(cm.rootDir)).certificates) {
-    if (c.store === "rejected" && c.info.thumbprint === info.thumbprint) await unlink(c.file).catch(ignoreMissing);
-  }
-}
-
-async function readTofu(root: string): Promise<Record<string, TofuRecord>> {
-  try {
-    const parsed = JSON.parse(await readFile(path.join(root, TOFU_FILE), "utf8")) as unknown;
-    return parsed && typeof parsed === "object" ? Object.assign(Object.create(null) as Record<string, TofuRecord>, parsed) : Object.create(null);
-  } catch {
-    return Object.create(null) as Record<string, TofuRecord>;
-  }
-}
-
-async function writeTofu(root: string, endpointUrl: string, record: TofuRecord): Promise<void> {
-  const all = await readTofu(root);
-  all[endpointUrl] = record;
-  const file = path.join(root, TOFU_FILE);
-  await writeFile(`${file}.tmp`, JSON.stringify(all, null, 2) + "\n", { mode: 0o600 });
-  await rename(`${file}.tmp`, file);
-}
-
-// ---------------------------------------------------------------------------------------------
 
 /** `<state-dir>/pki` → `<state-dir>`; another layout gives the PKI folder's parent too. */
 export function stateDirOf(pkiRoot: string): string {
@@ -509,15 +279,6 @@ async function filesIn(dir: string): Promise<string[]> {
   }
 }
 
-function ignoreMissing(err: NodeJS.ErrnoException): void {
+export function ignoreMissing(err: NodeJS.ErrnoException): void {
   if (err.code !== "ENOENT") throw err;
-}
-
-
-function shellQuote(s: string): string {
-  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'\\''`)}'`;
-}
-
-function firstLine(text: string): string {
-  return text.split("\n", 1)[0]!.slice(0, 300);
 }

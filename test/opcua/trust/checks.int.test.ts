@@ -3,7 +3,7 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../src/log.ts";
 import { MachineSession } from "../../../src/opcua/session/session.ts";
-import { describeConnectFailure } from "../../../src/opcua/trust/store.ts";
+import { describeConnectFailure } from "../../../src/opcua/trust/explain.ts";
 import type { Message } from "../../../src/message.ts";
 import { waitFor } from "../../helpers/env.ts";
 import { makeAppCert, TestCa } from "./certs.ts";
