@@ -18,10 +18,10 @@ import {
 import { KerfError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { checkChannel } from "./session/channel.ts";
-import { describeConnectError } from "./session/connect-errors.ts";
+import { describeConnectError, endpointContext, securityRefusal } from "./session/connect-errors.ts";
 import { selectBest } from "./session/security.ts";
 import { resolveMappedNodeId } from "./subscription/nodes.ts";
-import { describeConnectFailure } from "./trust/explain.ts";
+import { describeConnectFailure, isCertificateFailure } from "./trust/explain.ts";
 import type { ClientPki } from "./trust/pki.ts";
 import { getEndpoints } from "./trust/probe.ts";
 import type { EndpointSpec, SecurityPolicyName } from "./types.ts";
@@ -39,10 +39,10 @@ const HIERARCHICAL = "i=33";
 export async function chooseSecurity(spec: EndpointSpec, pki: ProbePki, logger: Logger): Promise<{ mode: ConcreteMode; policy: SecurityPolicyName }> {
   if (spec.securityMode !== "best") return { mode: spec.securityMode, policy: spec.securityPolicy };
   const endpoints = await getEndpoints(spec.endpointUrl, pki, spec.connectTimeoutMs).catch((err: Error) => {
-    throw new KerfError("OPCUA_CONNECT", describeConnectError(err, spec));
+    throw new KerfError("OPCUA_CONNECT", describeConnectError(err, spec), { cause: err, context: endpointContext(spec) });
   });
   const best = selectBest(endpoints, spec.allowDeprecated);
-  if (!best) throw new KerfError("OPCUA_SECURITY", `${spec.machine} (${spec.endpointUrl}): mode best: the server offers no endpoint Kerf may use`);
+  if (!best) throw securityRefusal(spec, "mode best: the server offers no endpoint Kerf may use");
   if (best.mode === "None") logger.warn("mode best: the server offers mode None only; browsing in clear");
   return best;
 }
@@ -72,10 +72,10 @@ export async function openBrowseSession(
     connectionStrategy: { maxRetry: 0 },
     transportTimeout: spec.connectTimeoutMs,
   });
-  const fail = async (err: unknown, code: "OPCUA_CONNECT" | "OPCUA_UNTRUSTED_CERT" | "OPCUA_SECURITY"): Promise<never> => {
+  const fail = async (err: unknown, code: "OPCUA_CONNECT" | "OPCUA_SECURITY"): Promise<never> => {
     await client.disconnect().catch(() => undefined);
     const text = options.explainTrust ? await describeConnectFailure(err, { ...spec, securityMode: mode }, pki, options.stateDir) : describeConnectError(err, spec);
-    throw new KerfError(/certificate/i.test(text) && code === "OPCUA_CONNECT" ? "OPCUA_UNTRUSTED_CERT" : code, text);
+    throw new KerfError(code === "OPCUA_CONNECT" && isCertificateFailure(err) ? "OPCUA_UNTRUSTED_CERT" : code, text, { cause: err, context: endpointContext(spec) });
   };
   try {
     await client.connect(spec.endpointUrl);
@@ -83,7 +83,7 @@ export async function openBrowseSession(
     return fail(err, "OPCUA_CONNECT");
   }
   const { refusal } = checkChannel(client, spec, mode, policy, options.logger);
-  if (refusal) return fail(new KerfError("OPCUA_SECURITY", `${spec.machine} (${spec.endpointUrl}): ${refusal}`), "OPCUA_SECURITY");
+  if (refusal) return fail(securityRefusal(spec, refusal), "OPCUA_SECURITY");
   try {
     const session = await client.createSession(
       spec.user.type === "username" ? { type: UserTokenType.UserName, userName: spec.user.username, password: spec.user.password } : { type: UserTokenType.Anonymous },

@@ -83,7 +83,7 @@ describe("skipping an encoded Variant", () => {
 
   it("refuses bytes that are not a Variant instead of running past them", () => {
     const wire = encode(nested(3));
-    for (let cut = 1; cut < wire.length; cut++) expect(() => skipVariant(wire.subarray(0, cut), 0)).toThrow(RangeError);
+    for (let cut = 1; cut < wire.length; cut++) expect(() => skipVariant(wire.subarray(0, cut), 0)).toThrow(expect.objectContaining({ name: "KerfError", code: "OPCUA_DECODE" }));
     // an unknown type, an array longer than the bytes behind it, a negative length
     expect(() => skipVariant(Buffer.from([30]), 0)).toThrow(/type 30/);
     expect(() => skipVariant(Buffer.from([0x80 | DataType.Variant, 0xff, 0xff, 0xff, 0x7f, 0]), 0)).toThrow(/elements/);

@@ -1,4 +1,4 @@
-import { isKerfError } from "../../errors.ts";
+import { isKerfError, KerfError, type KerfErrorContext } from "../../errors.ts";
 import type { EndpointSpec } from "../types.ts";
 
 /**
@@ -14,7 +14,7 @@ export function describeConnectError(err: unknown, spec: EndpointSpec, certifica
   const message = err instanceof Error ? err.message : String(err);
   const where = `${spec.machine} (${spec.endpointUrl})`;
   // Our own refusals already name the machine and say what to do.
-  if (isKerfError(err) && message.startsWith(where)) return firstLine(message);
+  if (isKerfError(err, "OPCUA_SECURITY") && err.context.machine === spec.machine && err.context.endpoint === spec.endpointUrl) return firstLine(message);
   if (/BadCertificateTimeInvalid|BadCertificateIssuerTimeInvalid/i.test(message)) {
     return `${where}: the server's certificate is outside its validity period (${firstLine(message)}); the machine needs a new certificate, or this computer's clock is wrong`;
   }
@@ -40,6 +40,16 @@ export function describeConnectError(err: unknown, spec: EndpointSpec, certifica
     return `${where}: cannot reach the server (${firstLine(message)})`;
   }
   return `${where}: ${firstLine(message)}`;
+}
+
+/** Which machine and endpoint an error is about. */
+export function endpointContext(spec: Pick<EndpointSpec, "machine" | "endpointUrl">): KerfErrorContext {
+  return { machine: spec.machine, endpoint: spec.endpointUrl };
+}
+
+/** Kerf's own refusal to use an endpoint, in the words describeConnectError passes on. */
+export function securityRefusal(spec: Pick<EndpointSpec, "machine" | "endpointUrl">, refusal: string): KerfError {
+  return new KerfError("OPCUA_SECURITY", `${spec.machine} (${spec.endpointUrl}): ${refusal}`, { context: endpointContext(spec) });
 }
 
 /** The first line of a message, at most 300 characters: node-opcua's errors carry a stack-like tail. */

@@ -13,8 +13,9 @@ import type { Logger } from "../../log.ts";
 import type { Item, MessageSink } from "../../message.ts";
 import { backoff } from "../../backoff.ts";
 import { withTimeout } from "../../timeout.ts";
-import { KerfError } from "../../errors.ts";
-import { describeConnectFailure } from "../trust/explain.ts";
+import { KerfError, type KerfErrorCode } from "../../errors.ts";
+import { connectErrorCode, describeConnectFailure } from "../trust/explain.ts";
+import { endpointContext, securityRefusal } from "./connect-errors.ts";
 import { trustOnFirstUse } from "../trust/tofu.ts";
 import { credentialsBackoffMs, credentialsRejection, readPasswordFile, watchSecretFile } from "./credentials.ts";
 import { clientTransportLimits } from "./limits.ts";
@@ -48,6 +49,8 @@ export interface SessionHealth {
   since: number;
   lastDataAt: number | null;
   lastError: string | null;
+  /** The code of lastError, for health and remote management to match on. */
+  lastErrorCode: KerfErrorCode | null;
   connects: number;
   /** Notification messages since start: dropped as duplicates, fetched again, or lost in transit. */
   notifications: SequenceCounters;
@@ -86,6 +89,7 @@ export class MachineSession extends EventEmitter {
   #session: ClientSession | null = null;
   #subscriptions: SubscriptionSet | null = null;
   #lastError: string | null = null;
+  #lastErrorCode: KerfErrorCode | null = null;
   #lastDataAt: number | null = null;
   #connects = 0;
   #online = false;
@@ -120,6 +124,7 @@ export class MachineSession extends EventEmitter {
       since: this.#since,
       lastDataAt: this.#lastDataAt,
       lastError: this.#lastError,
+      lastErrorCode: this.#lastErrorCode,
       connects: this.#connects,
       notifications: { ...this.#sequence },
       credentialsRejected: this.#credentialsRejected,
@@ -199,10 +204,11 @@ export class MachineSession extends EventEmitter {
           // node-opcua reports a transport-limit abort only as "Connection Break"; the real reason was kept.
           reason = this.#abortReason ?? (await describeConnectFailure(err, this.#spec, this.#pki));
           this.#lastError = reason;
+          this.#lastErrorCode = connectErrorCode(err);
           const refused = credentialsRejection(err);
           this.#credentialsRejected = refused !== null;
           if (refused) refusals++;
-          else this.#log.error({ endpoint: this.#spec.endpointUrl, attempt }, reason);
+          else this.#log.error({ endpoint: this.#spec.endpointUrl, attempt, code: this.#lastErrorCode }, reason);
         }
       }
       await this.#teardown();
@@ -269,20 +275,20 @@ export class MachineSession extends EventEmitter {
     client.on("close", (err?: Error | null) => settle(err ? `connection closed: ${err.message}` : "connection closed"));
     this.#wake = () => settle("connector stopping");
 
-    await withTimeout(client.connect(spec.endpointUrl), spec.connectTimeoutMs, "connect");
+    await withTimeout(client.connect(spec.endpointUrl), spec.connectTimeoutMs, "connect", endpointContext(spec));
     this.#assertRunning();
     // What the secure channel really negotiated, and the server's description of that endpoint.
     const { endpoint, refusal } = checkChannel(client, spec, mode, policy, this.#log);
-    if (refusal) throw new KerfError("OPCUA_SECURITY", `${spec.machine} (${spec.endpointUrl}): ${refusal}`);
+    if (refusal) throw securityRefusal(spec, refusal);
     if (spec.user.type === "username" && mode === "None") {
       // Over mode None the secure channel has checked no certificate; the password would be
       // encrypted for whatever certificate the endpoint description carries. Only a trusted one.
       const trust = endpoint?.serverCertificate?.length ? await this.#pki.certificateManager.isCertificateTrusted(endpoint.serverCertificate) : "BadCertificateInvalid";
       if (trust !== "Good") {
-        throw new KerfError("OPCUA_SECURITY", `${spec.machine} (${spec.endpointUrl}): the password would be encrypted for a server certificate that is not trusted (${trust}); trust the server's certificate first (kerf trust list)`);
+        throw securityRefusal(spec, `the password would be encrypted for a server certificate that is not trusted (${trust}); trust the server's certificate first (kerf trust list)`);
       }
     }
-    const session = await withTimeout(client.createSession(userIdentity(this.#user())), spec.connectTimeoutMs, "create session");
+    const session = await withTimeout(client.createSession(userIdentity(this.#user())), spec.connectTimeoutMs, "create session", endpointContext(spec));
     this.#session = session;
     this.#assertRunning();
     const sessionId = session.sessionId.toString();
@@ -320,6 +326,7 @@ export class MachineSession extends EventEmitter {
     await this.#subscriptions.create();
     this.#watchPublishing(client, settle);
     this.#lastError = null;
+    this.#lastErrorCode = null;
     this.#selected = { mode, policy };
     this.#log.info({ endpoint: spec.endpointUrl, securityMode: mode, securityPolicy: policy, items: this.#subscriptions.itemCount }, "connected and subscribed");
     if (this.#stopping) settle("connector stopping");
@@ -336,10 +343,10 @@ export class MachineSession extends EventEmitter {
     const spec = this.#spec;
     const discovery = OPCUAClient.create({ ...clientTransportLimits(), endpointMustExist: false, connectionStrategy: { maxRetry: 0 }, clientCertificateManager: this.#pki.certificateManager, transportTimeout: spec.connectTimeoutMs });
     try {
-      await withTimeout(discovery.connect(spec.endpointUrl), spec.connectTimeoutMs, "connect for GetEndpoints");
+      await withTimeout(discovery.connect(spec.endpointUrl), spec.connectTimeoutMs, "connect for GetEndpoints", endpointContext(spec));
       const endpoints = await discovery.getEndpoints();
       const best = selectBest(endpoints, spec.allowDeprecated);
-      if (!best) throw new KerfError("OPCUA_SECURITY", `mode best: the server offers no endpoint Kerf may use${spec.allowDeprecated ? "" : " (deprecated policies need allowDeprecated: true)"}`);
+      if (!best) throw new KerfError("OPCUA_SECURITY", `mode best: the server offers no endpoint Kerf may use${spec.allowDeprecated ? "" : " (deprecated policies need allowDeprecated: true)"}`, { context: endpointContext(spec) });
       this.#log.info(best, "mode best: picked the strongest endpoint the server offers");
       return best;
     } finally {

@@ -1,3 +1,4 @@
+import { KerfError } from "../../errors.ts";
 /**
  * Finds where an encoded Variant ends (OPC UA Part 6, 5.2.2.16) without building it, however
  * deep it is nested: for a value node-opcua refuses to decode (deeper than 128 levels, an array
@@ -37,7 +38,7 @@ const DATA_VALUE_REST = 64;
 export function skipVariant(buf: Buffer, start: number, end = buf.length): number {
   let pos = start;
   const skip = (n: number): void => {
-    if (n < 0 || n > end - pos) throw new RangeError(`not a well-formed Variant: ${n} bytes needed at ${pos}, ${end - pos} left`);
+    if (n < 0 || n > end - pos) throw new KerfError("OPCUA_DECODE", `not a well-formed Variant: ${n} bytes needed at ${pos}, ${end - pos} left`);
     pos += n;
   };
   const byte = (): number => {
@@ -51,7 +52,7 @@ export function skipVariant(buf: Buffer, start: number, end = buf.length): numbe
   /** String, ByteString, XmlElement, an ExtensionObject's body: a length (-1 for null) and bytes. */
   const bytes = (): void => {
     const n = int32();
-    if (n < -1) throw new RangeError(`not a well-formed Variant: length ${n} at ${pos - 4}`);
+    if (n < -1) throw new KerfError("OPCUA_DECODE", `not a well-formed Variant: length ${n} at ${pos - 4}`);
     if (n > 0) skip(n);
   };
   const nodeId = (expanded: boolean): void => {
@@ -75,7 +76,7 @@ export function skipVariant(buf: Buffer, start: number, end = buf.length): numbe
         skip(18);
         break;
       default:
-        throw new RangeError(`not a well-formed Variant: NodeId encoding ${b} at ${pos - 1}`);
+        throw new KerfError("OPCUA_DECODE", `not a well-formed Variant: NodeId encoding ${b} at ${pos - 1}`);
     }
     if (expanded && b & 0x80) bytes();
     if (expanded && b & 0x40) skip(4);
@@ -95,7 +96,7 @@ export function skipVariant(buf: Buffer, start: number, end = buf.length): numbe
       case VARIANT:
       case DIAGNOSTIC_INFO:
         // each takes at least one byte: more than are left is not an array
-        if (n > end - pos) throw new RangeError(`not a well-formed Variant: ${n} elements in ${end - pos} bytes`);
+        if (n > end - pos) throw new KerfError("OPCUA_DECODE", `not a well-formed Variant: ${n} elements in ${end - pos} bytes`);
         return push(type, n);
     }
     for (let i = 0; i < n; i++) {
@@ -125,11 +126,11 @@ export function skipVariant(buf: Buffer, start: number, end = buf.length): numbe
           nodeId(false);
           const encoding = byte();
           if (encoding === 1 || encoding === 2) bytes();
-          else if (encoding !== 0) throw new RangeError(`not a well-formed Variant: ExtensionObject encoding ${encoding} at ${pos - 1}`);
+          else if (encoding !== 0) throw new KerfError("OPCUA_DECODE", `not a well-formed Variant: ExtensionObject encoding ${encoding} at ${pos - 1}`);
           break;
         }
         default:
-          throw new RangeError(`not a well-formed Variant: type ${type} at ${pos}`);
+          throw new KerfError("OPCUA_DECODE", `not a well-formed Variant: type ${type} at ${pos}`);
       }
     }
   };
@@ -151,7 +152,7 @@ export function skipVariant(buf: Buffer, start: number, end = buf.length): numbe
         if (b & 0x40) push(DIMENSIONS, 1);
         if (b & 0x80) {
           const n = int32();
-          if (n < -1) throw new RangeError(`not a well-formed Variant: array length ${n} at ${pos - 4}`);
+          if (n < -1) throw new KerfError("OPCUA_DECODE", `not a well-formed Variant: array length ${n} at ${pos - 4}`);
           if (n > 0) elements(type, n);
         } else {
           elements(type, 1);

@@ -16,6 +16,7 @@ import {
 } from "node-opcua-client";
 import { decodeExtensionObject } from "node-opcua-extension-object";
 import { skipVariant } from "./skip.ts";
+import { KerfError } from "../../errors.ts";
 
 /*
  * Values node-opcua cannot decode, and the values they take along. node-opcua decodes a
@@ -177,10 +178,10 @@ function decodeNotificationMessage(stream: BinaryStream, body: Buffer, repaired:
     const type = decodeNodeId(stream);
     const encoding = decodeUInt8(stream);
     if (encoding === 0) continue;
-    if (encoding !== 1) throw new Error(`a notification encoded as ${encoding}`);
+    if (encoding !== 1) throw new KerfError("OPCUA_DECODE", `a notification encoded as ${encoding}`);
     const length = decodeInt32(stream);
     const end = stream.length + length;
-    if (length < 0 || end > body.length) throw new Error("a notification longer than the message");
+    if (length < 0 || end > body.length) throw new KerfError("OPCUA_DECODE", "a notification longer than the message");
     if (type.namespace === 0 && type.value === (DataChangeNotification.encodingDefaultBinary.value as number)) {
       message.notificationData.push(decodeDataChanges(stream, body, end, repaired.values));
     } else {
@@ -237,6 +238,6 @@ function arrayLength(stream: BinaryStream): number {
   const n = decodeInt32(stream);
   if (n <= 0) return 0;
   // every element takes a byte at least
-  if (n > stream.buffer.length - stream.length) throw new Error(`an array of ${n} in ${stream.buffer.length - stream.length} bytes`);
+  if (n > stream.buffer.length - stream.length) throw new KerfError("OPCUA_DECODE", `an array of ${n} in ${stream.buffer.length - stream.length} bytes`);
   return n;
 }

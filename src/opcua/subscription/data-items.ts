@@ -16,6 +16,7 @@ import {
   type ReadValueIdOptions,
   type StatusCode,
 } from "node-opcua-client";
+import { KerfError } from "../../errors.ts";
 
 /*
  * Data points are monitored through the raw services, not node-opcua's ClientMonitoredItem:
@@ -47,7 +48,7 @@ export class HandleTable<T> {
 
   /** A free handle, now naming `item`. */
   add(item: T): number {
-    if (this.#items.size > this.#last - this.#first) throw new Error("no free client handle");
+    if (this.#items.size > this.#last - this.#first) throw new KerfError("INTERNAL", "no free client handle");
     while (this.#items.has(this.#next)) this.#advance();
     const handle = this.#next;
     this.#advance();
@@ -124,7 +125,7 @@ export async function deleteItems(session: ClientSession, subscriptionId: number
 }
 
 function checkCount(service: string, got: number, sent: number): void {
-  if (got !== sent) throw new Error(`the server answered ${service} with ${got} results for ${sent} items`);
+  if (got !== sent) throw new KerfError("OPCUA_PROTOCOL", `the server answered ${service} with ${got} results for ${sent} items`);
 }
 
 /**

@@ -3,6 +3,7 @@ import { OpaqueStructure } from "node-opcua-extension-object";
 import { StatusCode } from "node-opcua-status-code";
 import type { Logger } from "../../log.ts";
 import { VALUE_LIMITS, type ValueLimits } from "../session/limits.ts";
+import { KerfError } from "../../errors.ts";
 
 /**
  * Turns an OPC UA value into the JSON-safe form of docs/protocol.md. JSON has no 64-bit
@@ -201,7 +202,7 @@ class Walk {
     if (depth + dimensions.length > this.#l.maxDepth) throw new Overflow("depth", depth + dimensions.length, this.#l.maxDepth);
     let product = 1;
     for (const d of dimensions) product *= d;
-    if (product !== list.length) throw new Error(`a matrix whose ${dimensions.length} dimensions do not match its ${list.length} elements`);
+    if (product !== list.length) throw new KerfError("OPCUA_DECODE", `a matrix whose ${dimensions.length} dimensions do not match its ${list.length} elements`);
     let next = 0;
     const level = (i: number, at: number): unknown[] => {
       const n = dimensions[i]!;
@@ -276,7 +277,7 @@ class Walk {
     }
     if (value instanceof StatusCode) return this.#number(value.value);
     // an ExtensionObject node-opcua could not decode: its fields are not known, and `{}` would be another value
-    if (value instanceof OpaqueStructure) throw new Error(`a structure of type ${String(value.nodeId).slice(0, 200)} that could not be decoded with the server's type definitions`);
+    if (value instanceof OpaqueStructure) throw new KerfError("OPCUA_DECODE", `a structure of type ${String(value.nodeId).slice(0, 200)} that could not be decoded with the server's type definitions`);
     if (isVariant(value)) return this.variant(value, depth + 1);
     if (isNodeId(value)) return this.#string(String(value));
     const schema = (value as { schema?: StructureSchema }).schema;

@@ -29,7 +29,7 @@ export function leafCertificate(derOrChain: Buffer): Buffer {
   return split_der(derOrChain)[0] ?? derOrChain;
 }
 
-/** Parses one certificate (the leaf of a chain); a file that is not one is a CERT_INVALID KerfError. */
+/** Parses one certificate (the leaf of a chain); a file that is not one is a CERT_MALFORMED KerfError. */
 export function certificateInfo(derOrChain: Buffer, source = "certificate"): CertificateInfo {
   let cert: X509Certificate;
   let der: Buffer;
@@ -37,7 +37,7 @@ export function certificateInfo(derOrChain: Buffer, source = "certificate"): Cer
     der = leafCertificate(derOrChain);
     cert = new X509Certificate(der);
   } catch (err) {
-    throw new KerfError("CERT_INVALID", `${source} is not an X.509 certificate (${(err as Error).message})`);
+    throw new KerfError("CERT_MALFORMED", `${source} is not an X.509 certificate (${(err as Error).message})`);
   }
   const san = sanOf(der);
   const ext = safeExplore(der)?.tbsCertificate.extensions;
@@ -61,7 +61,7 @@ export function parseCertificates(bytes: Buffer, source: string): Buffer[] {
   const text = bytes.toString("latin1");
   if (text.includes("-----BEGIN")) {
     const blocks = [...text.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) => Buffer.from(m[1]!.replace(/\s+/g, ""), "base64"));
-    if (blocks.length === 0) throw new KerfError("CERT_INVALID", `${source} holds no PEM CERTIFICATE block`, { details: ["expected a PEM (-----BEGIN CERTIFICATE-----) or DER X.509 certificate"] });
+    if (blocks.length === 0) throw new KerfError("CERT_MALFORMED", `${source} holds no PEM CERTIFICATE block`, { details: ["expected a PEM (-----BEGIN CERTIFICATE-----) or DER X.509 certificate"] });
     for (const b of blocks) certificateInfo(b, source);
     return blocks;
   }
@@ -71,7 +71,7 @@ export function parseCertificates(bytes: Buffer, source: string): Buffer[] {
   } catch {
     parts = [];
   }
-  if (parts.length === 0) throw new KerfError("CERT_INVALID", `${source} is neither a PEM nor a DER X.509 certificate`);
+  if (parts.length === 0) throw new KerfError("CERT_MALFORMED", `${source} is neither a PEM nor a DER X.509 certificate`);
   for (const p of parts) certificateInfo(p, source);
   return parts;
 }

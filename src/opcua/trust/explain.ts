@@ -1,4 +1,5 @@
 import path from "node:path";
+import { isKerfError, type KerfErrorCode } from "../../errors.ts";
 import { certificateInfo, certificateNamesHost, formatValidity, hostOf, validityProblem } from "./cert-checks.ts";
 import { describeConnectError, firstLine } from "../session/connect-errors.ts";
 import type { EndpointSpec } from "../types.ts";
@@ -72,13 +73,24 @@ export async function describeUntrustedServer(pki: ClientPki, spec: EndpointSpec
 
 const CERTIFICATE_FAILURE = /BadCertificate|BadSecurityChecksFailed|Certificate verification failed/i;
 
+/** node-opcua says a connect failed on certificates only in its message's status name. */
+export function isCertificateFailure(err: unknown): boolean {
+  return CERTIFICATE_FAILURE.test(err instanceof Error ? err.message : String(err));
+}
+
+/** The code of a failed connect attempt: Kerf's own, or what node-opcua's failure amounts to. */
+export function connectErrorCode(err: unknown): KerfErrorCode {
+  if (isKerfError(err)) return err.code;
+  return isCertificateFailure(err) ? "OPCUA_UNTRUSTED_CERT" : "OPCUA_CONNECT";
+}
+
 /**
  * describeConnectError, plus the certificate explanation above when the failure is about
  * certificates. This is what the session calls when a connect attempt fails.
  */
 export async function describeConnectFailure(err: unknown, spec: EndpointSpec, pki: ClientPki, stateDir?: string): Promise<string> {
   const message = err instanceof Error ? err.message : String(err);
-  if (!CERTIFICATE_FAILURE.test(message)) return describeConnectError(err, spec);
+  if (!isCertificateFailure(err)) return describeConnectError(err, spec);
   const description = await describeUntrustedServer(pki, spec, stateDir).catch(() => undefined);
   if (description) return describeConnectError(err, spec, description);
   if (/BadSecurityChecksFailed|BadCertificateUntrusted/i.test(message) && !/verification failed/i.test(message)) {

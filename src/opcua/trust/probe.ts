@@ -42,8 +42,8 @@ export async function getEndpoints(endpointUrl: string, pki: Pick<ClientPki, "ce
     transportTimeout: timeoutMs,
   });
   try {
-    await withTimeout(client.connect(endpointUrl), timeoutMs, `connecting to ${endpointUrl}`);
-    return await withTimeout(client.getEndpoints(), timeoutMs, `GetEndpoints from ${endpointUrl}`);
+    await withTimeout(client.connect(endpointUrl), timeoutMs, `connecting to ${endpointUrl}`, { endpoint: endpointUrl });
+    return await withTimeout(client.getEndpoints(), timeoutMs, `GetEndpoints from ${endpointUrl}`, { endpoint: endpointUrl });
   } finally {
     await withTimeout(client.disconnect(), 2_000, "disconnect").catch(() => undefined);
   }

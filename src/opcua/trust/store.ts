@@ -134,7 +134,7 @@ export async function acceptCertificate(cm: OPCUACertificateManager, thumbprint:
   for (const c of copies("rejected", await readTrustStore(root))) await unlink(c.file).catch(ignoreMissing);
   const after = await readTrustStore(root);
   if (copies("trusted", after).length === 0 || copies("rejected", after).length > 0) {
-    throw new KerfError("CERT_INVALID", `certificate ${info.thumbprint} could not be moved to ${path.join(root, CERT_FOLDERS.trusted)} (check the folder's permissions)`);
+    throw new KerfError("TRUST_STORE_WRITE", `certificate ${info.thumbprint} could not be moved to ${path.join(root, CERT_FOLDERS.trusted)} (check the folder's permissions)`);
   }
   return { info, alreadyTrusted, removedFromRejected: rejected.length };
 }
@@ -164,13 +164,13 @@ export async function addIssuerFile(cm: OPCUACertificateManager, file: string, o
   const infos = chain.map((der) => certificateInfo(der, file));
   const notCa = infos.find((i) => !i.isCa);
   if (notCa) {
-    throw new KerfError("CERT_INVALID", `${file}: ${notCa.subject} (${notCa.thumbprint}) is not a CA certificate (basicConstraints cA is not set)`, {
+    throw new KerfError("TRUST_REFUSED", `${file}: ${notCa.subject} (${notCa.thumbprint}) is not a CA certificate (basicConstraints cA is not set)`, {
       details: ["add-issuer takes the certificate of the CA that issues machine certificates; a machine's own certificate is trusted with kerf trust accept"],
     });
   }
   for (const info of infos) {
     const status = await cm.addIssuer(info.der, false, options.trusted ?? false);
-    if (String(status) !== "Good") throw new KerfError("CERT_INVALID", `${file}: node-opcua did not add ${info.subject} as an issuer (${String(status)})`);
+    if (String(status) !== "Good") throw new KerfError("TRUST_STORE_WRITE", `${file}: node-opcua did not add ${info.subject} as an issuer (${String(status)})`);
   }
   return infos;
 }
@@ -189,14 +189,14 @@ export async function addCrlFile(root: string, file: string): Promise<{ crl: Sto
   const store = await readTrustStore(root);
   const ca = store.certificates.find((c) => c.store !== "rejected" && c.info.isCa && crlIssuedBy(der, c.info.der));
   if (!ca) {
-    throw new KerfError("CERT_INVALID", `${file}: no CA in the trust store issued this CRL (its issuer is CN=${info.issuer.commonName ?? "?"})`, {
+    throw new KerfError("TRUST_REFUSED", `${file}: no CA in the trust store issued this CRL (its issuer is CN=${info.issuer.commonName ?? "?"})`, {
       details: ["add the CA first: kerf trust add-issuer <ca-certificate-file>"],
     });
   }
   const older = store.crls.filter((c) => c.issuer === ca.info.subject);
   const newer = older.find((c) => c.thisUpdate > info.thisUpdate);
   if (newer) {
-    throw new KerfError("CERT_INVALID", `${file}: the store holds a newer CRL of ${ca.info.subject} (this update ${newer.thisUpdate.toISOString()}, this one ${info.thisUpdate.toISOString()}); keeping the newer one`);
+    throw new KerfError("TRUST_REFUSED", `${file}: the store holds a newer CRL of ${ca.info.subject} (this update ${newer.thisUpdate.toISOString()}, this one ${info.thisUpdate.toISOString()}); keeping the newer one`);
   }
   // A CA that is itself trusted keeps its CRLs beside it; one that only builds chains, in issuers/.
   const target = ca.store === "trusted" ? "trusted" : "issuers";
@@ -243,13 +243,13 @@ function parseCrl(bytes: Buffer, file: string): Buffer {
   let der = bytes;
   if (text.includes("-----BEGIN")) {
     const m = /-----BEGIN (?:X509 )?CRL-----([\s\S]*?)-----END (?:X509 )?CRL-----/.exec(text);
-    if (!m) throw new KerfError("CERT_INVALID", `${file} holds no PEM X509 CRL block`, { details: ["expected a PEM (-----BEGIN X509 CRL-----) or DER certificate revocation list"] });
+    if (!m) throw new KerfError("CERT_MALFORMED", `${file} holds no PEM X509 CRL block`, { details: ["expected a PEM (-----BEGIN X509 CRL-----) or DER certificate revocation list"] });
     der = Buffer.from(m[1]!.replace(/\s+/g, ""), "base64");
   }
   try {
     exploreCertificateRevocationList(der);
   } catch (err) {
-    throw new KerfError("CERT_INVALID", `${file} is not a certificate revocation list (${(err as Error).message})`);
+    throw new KerfError("CERT_MALFORMED", `${file} is not a certificate revocation list (${(err as Error).message})`);
   }
   return der;
 }

@@ -162,6 +162,7 @@ describe("sessions that survive a server restart", () => {
     await waitFor("values from the good machine", () => c.items("c0").length >= 20, 15_000);
     expect(dead.state).not.toBe("connected");
     expect(dead.health().lastError).toMatch(/cannot reach/);
+    expect(dead.health().lastErrorCode).toBe("OPCUA_CONNECT");
     expect(c.messages.filter((m) => m.kind === "data").every((m) => m.machine === "good")).toBe(true);
     expect(checkSeries(c.items("c0")).gaps).toEqual([]);
   });

@@ -73,6 +73,7 @@ describe("OPC UA security levels", () => {
     // mode best never picks a deprecated policy on its own.
     const refused = run(spec(sim, { securityMode: "best" }), pki);
     expect(await waitFor("a refusal", () => refused.session.health().lastError ?? undefined, 15_000)).toMatch(/allowDeprecated/);
+    expect(refused.session.health().lastErrorCode).toBe("OPCUA_SECURITY");
     await refused.session.stop();
 
     const { logger, lines } = capture();

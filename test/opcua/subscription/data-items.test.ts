@@ -20,6 +20,7 @@ describe("client handles of data items", () => {
     const first = [table.add("a"), table.add("b"), table.add("c"), table.add("d")];
     expect(first).toEqual([10, 11, 12, 13]);
     expect(() => table.add("e")).toThrow(/no free client handle/);
+    expect(() => table.add("e")).toThrow(expect.objectContaining({ name: "KerfError", code: "INTERNAL" }));
     table.delete(11);
     expect(table.add("e")).toBe(11);
     expect(table.get(11)).toBe("e");

@@ -52,5 +52,6 @@ describe("certificate files", () => {
     expect(certificateInfo(ca.der)).toMatchObject({ isCa: true, selfSigned: true });
     expect(() => parseCertificates(Buffer.from("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), "key.pem")).toThrow(/key\.pem holds no PEM CERTIFICATE block/);
     expect(() => parseCertificates(Buffer.from("hello"), "hello.txt")).toThrow(/hello\.txt is neither a PEM nor a DER X\.509 certificate/);
+    expect(() => parseCertificates(Buffer.from("hello"), "hello.txt")).toThrow(expect.objectContaining({ name: "KerfError", code: "CERT_MALFORMED" }));
   });
 });

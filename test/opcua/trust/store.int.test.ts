@@ -39,6 +39,7 @@ describe("OPC UA trust store", () => {
 
     const error = await waitFor("a refused connection", () => session.health().lastError ?? undefined, 15_000);
     expect(error).toMatch(/trust/i);
+    expect(session.health().lastErrorCode).toBe("OPCUA_UNTRUSTED_CERT");
     expect(session.state).not.toBe("connected");
     const rejected = path.join(pki.certificateManager.rootDir, "rejected");
     await waitFor("the server certificate in rejected/", () => readdirSync(rejected).length > 0, 15_000);
