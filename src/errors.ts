@@ -1,6 +1,6 @@
 /**
  * Every failure that a user or operator can act on is a KerfError with a stable code.
- * Callers match on `code`, never on the message text.
+ * Callers match on `code` and `context`, never on the message text.
  */
 export type KerfErrorCode =
   | "CONFIG_INVALID"
@@ -11,28 +11,59 @@ export type KerfErrorCode =
   | "OPCUA_SECURITY"
   | "OPCUA_UNTRUSTED_CERT"
   | "OPCUA_NODE"
+  /** The server sent what OPC UA or its own type definitions do not allow. */
+  | "OPCUA_DECODE"
+  /** The server answered a service call with the wrong number of results. */
+  | "OPCUA_PROTOCOL"
   | "UPLINK_PIN_MISMATCH"
   | "UPLINK_NO_CLIENT_CERT"
   | "UPLINK_TLS"
-  | "UPLINK_HTTP"
   | "UPLINK_NETWORK"
   | "UPLINK_CLOSED"
   | "BUFFER_IO"
-  | "CERT_INVALID"
+  /** A stored batch that cannot be read back. */
+  | "BUFFER_CORRUPT"
+  | "BUFFER_CLOSED"
+  /** Not a certificate, key, CRL or certificate request that parses. */
+  | "CERT_MALFORMED"
+  /** A certificate or key file that cannot be read, or a CA with half its files. */
+  | "CERT_FILE"
   | "CERT_KEY_MISMATCH"
+  /** A certificate or key that parses but that Kerf cannot use (key type, missing names). */
+  | "CERT_UNSUITABLE"
+  /** What was asked of the dev CA cannot be issued. */
+  | "CERT_REQUEST_INVALID"
+  /** No instance certificate, and enrolment failed or returned an unusable one. */
+  | "CERT_ENROLMENT"
+  /** The OPC UA trust store does not take a certificate or CRL (not a CA, no issuer, older). */
+  | "TRUST_REFUSED"
+  /** The OPC UA trust store could not be changed on disk. */
+  | "TRUST_STORE_WRITE"
   | "STATE_DIR"
   | "DEV_COMMAND"
+  | "TIMEOUT"
+  /** An internal limit or invariant that should never be reached. */
+  | "INTERNAL"
   | "USAGE";
+
+/** What the error is about, for whoever matches on it (health, logs, explanations). */
+export interface KerfErrorContext {
+  machine?: string;
+  endpoint?: string;
+  host?: string;
+}
 
 export class KerfError extends Error {
   readonly code: KerfErrorCode;
   /** Extra lines for the user, e.g. one per config error. */
   readonly details: readonly string[];
-  constructor(code: KerfErrorCode, message: string, options: { cause?: unknown; details?: readonly string[] } = {}) {
+  readonly context: Readonly<KerfErrorContext>;
+  constructor(code: KerfErrorCode, message: string, options: { cause?: unknown; details?: readonly string[]; context?: KerfErrorContext } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = "KerfError";
     this.code = code;
     this.details = options.details ?? [];
+    this.context = options.context ?? {};
   }
 }
 

@@ -3,7 +3,7 @@ import type { BufferStats, DurableBuffer } from "../buffer/buffer.ts";
 import type { Enroller } from "../certs/identity.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import type { Logger } from "../log.ts";
-import type { MachineSession } from "../opcua/session.ts";
+import type { MachineSession } from "../opcua/session/session.ts";
 import { processGuardStats } from "../process-guard.ts";
 import type { Sender, SenderStats } from "../uplink/sender.ts";
 import { BufferPart } from "./buffer-part.ts";
@@ -111,6 +111,7 @@ export class Agent {
           machine: s.machine,
           state: s.state,
           lastError: s.lastError,
+          ...(s.lastErrorCode ? { lastErrorCode: s.lastErrorCode } : {}),
           lastDataAt: s.lastDataAt,
           ...(s.credentialsRejected ? { credentialsRejected: true } : {}),
           ...(Object.keys(s.undecodable).length > 0 ? { undecodable: s.undecodable } : {}),

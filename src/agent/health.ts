@@ -40,6 +40,8 @@ export interface HealthReport {
     machine: string;
     state: string;
     lastError: string | null;
+    /** The code of the last error (src/errors.ts), when it had one. */
+    lastErrorCode?: string;
     lastDataAt: number | null;
     /** The server refused the credentials: retried after minutes, or when the password file changes. */
     credentialsRejected?: boolean;

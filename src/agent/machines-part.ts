@@ -3,8 +3,8 @@ import type { LoadedConfig } from "../config/load.ts";
 import { watchMapping } from "../config/mapping-reload.ts";
 import type { Logger } from "../log.ts";
 import type { Item, Message, MessageSink } from "../message.ts";
-import { openClientPki } from "../opcua/pki.ts";
-import { MachineSession, type SessionHealth } from "../opcua/session.ts";
+import { openClientPki } from "../opcua/trust/pki.ts";
+import { MachineSession, type SessionHealth } from "../opcua/session/session.ts";
 import type { GroupSpec } from "../opcua/types.ts";
 import { releaseAfterBurst } from "./memory.ts";
 import { STOP_GRACE_MS, within, type Part, type PartHealth, type Problem, type StopBudget } from "./part.ts";
@@ -114,8 +114,7 @@ export class MachinesPart implements Part<MachinesPartHealth> {
       const h = s.health();
       const watch = this.#watched.get(s.machine);
       const part = `machine ${s.machine}`;
-      // Section 6 of issue 13 gives sessions the code of their last error; until then there is none.
-      const code = (h as SessionHealth & { lastErrorCode?: string | null }).lastErrorCode;
+      const code = h.lastErrorCode;
       const problem = (reason: string) => problems.push({ part, reason: h.lastError ? `${reason}; last error: ${h.lastError}` : reason, ...(code ? { code } : {}) });
       if (!this.#stopping && !PROGRESSING.has(h.state)) problem(`neither connected nor retrying: ${h.state} since ${new Date(h.since).toISOString()}`);
       for (const late of watch?.late(now) ?? []) problem(`group '${late.group}' has had no data for ${Math.round(late.silentMs / 1000)} s (its watchdog: ${late.watchdogSeconds} s)`);

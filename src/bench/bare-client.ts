@@ -11,8 +11,8 @@
 import { createInterface } from "node:readline";
 import { AttributeIds, MessageSecurityMode, OPCUAClient, SecurityPolicy, TimestampsToReturn, type ClientMonitoredItemBase, type DataValue } from "node-opcua-client";
 import { silentLogger } from "../log.ts";
-import { resolveMappedNodeId } from "../opcua/nodes.ts";
-import { openClientPki } from "../opcua/pki.ts";
+import { resolveMappedNodeId } from "../opcua/subscription/nodes.ts";
+import { openClientPki } from "../opcua/trust/pki.ts";
 import { loadNodeId } from "../simulator/nodes.ts";
 import { LatencyHistogram } from "./histogram.ts";
 

@@ -31,7 +31,7 @@ import { DEMO_INSTANCE, DEMO_MACHINE, writeDemoConfig } from "../demo/setup.ts";
 import type { HealthReport } from "../agent/health.ts";
 import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
-import { openClientPki } from "../opcua/pki.ts";
+import { openClientPki } from "../opcua/trust/pki.ts";
 import type { SecurityModeName, SecurityPolicyName } from "../opcua/types.ts";
 import { LatencyHistogram } from "./histogram.ts";
 import { faultCounts, hostileFaults } from "./hostile.ts";

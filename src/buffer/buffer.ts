@@ -91,6 +91,7 @@ import { decodeBytes, encode, encodeBytes, parseMessages, type Encoded } from ".
 import { LastDelivered } from "./delivered.ts";
 import { DropLog } from "./drop-log.ts";
 import { COUNTER_NAMES, ioError, openDatabase, type CounterName } from "./schema.ts";
+import { KerfError } from "../errors.ts";
 
 export interface BufferStats {
   /** What is stored now (not yet acknowledged). */
@@ -249,7 +250,7 @@ export class DurableBuffer {
     const rows = db.prepare("SELECT name, value FROM counters").all() as { name: string; value: number }[];
     const counters = Object.fromEntries(rows.map((r) => [r.name, r.value]));
     for (const name of COUNTER_NAMES) {
-      if (typeof counters[name] !== "number") throw new Error(`counter ${name} is missing from the counters table`);
+      if (typeof counters[name] !== "number") throw new KerfError("BUFFER_CORRUPT", `counter ${name} is missing from the counters table`);
     }
     this.#counters = counters as Record<CounterName, number>;
     this.#lastId = Number((db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").get() as { seq: number } | undefined)?.seq ?? 0);
@@ -737,7 +738,7 @@ export class DurableBuffer {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new Error(`buffer ${this.#path} is closed`);
+    if (this.#closed) throw new KerfError("BUFFER_CLOSED", `buffer ${this.#path} is closed`);
   }
 }
 

@@ -1,5 +1,6 @@
 import { constants, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 import type { Message } from "../message.ts";
+import { KerfError } from "../errors.ts";
 
 /**
  * How a batch's payload is stored. The format travels with every row, so a buffer
@@ -54,19 +55,19 @@ export function decodeJson(format: number, payload: Uint8Array): unknown {
 function decompress(format: number, payload: Uint8Array): Buffer {
   if (format === Format.json) return Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
   if (format === Format.zstd) return zstdDecompressSync(payload);
-  throw new Error(`unknown payload format ${format} (expected 0 = json or 1 = zstd)`);
+  throw new KerfError("BUFFER_CORRUPT", `unknown payload format ${format} (expected 0 = json or 1 = zstd)`);
 }
 
 /** The stored JSON array's UTF-8 bytes, checked only for its brackets: the sender forwards them as they are. */
 export function decodeBytes(format: number, payload: Uint8Array): Buffer {
   const json = decompress(format, payload);
   // JSON.stringify of an array: no whitespace around it
-  if (json[0] !== 0x5b || json[json.length - 1] !== 0x5d) throw new Error("payload is not a JSON array of messages");
+  if (json[0] !== 0x5b || json[json.length - 1] !== 0x5d) throw new KerfError("BUFFER_CORRUPT", "payload is not a JSON array of messages");
   return json;
 }
 
 export function parseMessages(json: Buffer): Message[] {
   const value: unknown = JSON.parse(json.toString("utf8"));
-  if (!Array.isArray(value)) throw new Error("payload is not a JSON array of messages");
+  if (!Array.isArray(value)) throw new KerfError("BUFFER_CORRUPT", "payload is not a JSON array of messages");
   return value as Message[];
 }

@@ -96,7 +96,7 @@ function configure(db: DatabaseSync, path: string): void {
     // Only takes effect on a new, empty file (before the first table exists).
     db.exec("PRAGMA auto_vacuum = INCREMENTAL");
     const mode = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
-    if (mode.journal_mode !== "wal") throw new Error(`journal_mode is ${mode.journal_mode}, expected wal`);
+    if (mode.journal_mode !== "wal") throw new KerfError("BUFFER_IO", `journal_mode is ${mode.journal_mode}, expected wal`);
     db.exec("PRAGMA synchronous = FULL");
     db.exec(`PRAGMA journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
     // Take the lock now, so "in use" is reported at open rather than at the first append.

@@ -46,7 +46,7 @@ const day = 24 * 3600 * 1000;
 
 export function checkInstanceName(instance: string): void {
   if (!instancePattern.test(instance)) {
-    throw new KerfError("CERT_INVALID", `instance name '${instance}' is not valid: expected 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
+    throw new KerfError("CERT_REQUEST_INVALID", `instance name '${instance}' is not valid: expected 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit`);
   }
 }
 
@@ -92,7 +92,7 @@ export class CertAuthority {
     const issuer = options.issuer ?? this;
     const keys = options.keyPem ? await keyPairFromPem(options.keyPem) : await generateKeyPair(options.keyType ?? "ec");
     const names = [...(options.dnsNames ?? []).map((value) => ({ type: "dns" as const, value })), ...(options.ips ?? []).map((value) => ({ type: "ip" as const, value }))];
-    if (names.length === 0) throw new KerfError("CERT_INVALID", "a server certificate needs at least one DNS name or IP address");
+    if (names.length === 0) throw new KerfError("CERT_REQUEST_INVALID", "a server certificate needs at least one DNS name or IP address");
     const rsa = keys.publicKey.algorithm.name !== "ECDSA";
     const cert = await issuer.sign({
       subject: `CN=${options.dnsNames?.[0] ?? options.ips?.[0]}`,
@@ -120,16 +120,16 @@ export class CertAuthority {
       try {
         csr = new x509.Pkcs10CertificateRequest(options.csrPem);
       } catch (err) {
-        throw new KerfError("CERT_INVALID", `the certificate request is not a valid PKCS#10 PEM: ${(err as Error).message}`);
+        throw new KerfError("CERT_REQUEST_INVALID", `the certificate request is not a valid PKCS#10 PEM: ${(err as Error).message}`);
       }
       // Proof of possession: only the holder of the private key can have signed the request.
       const verified = await csr.verify().catch(() => false);
-      if (!verified) throw new KerfError("CERT_INVALID", "the certificate request's signature does not verify (no proof of possession of the key)");
+      if (!verified) throw new KerfError("CERT_REQUEST_INVALID", "the certificate request's signature does not verify (no proof of possession of the key)");
       publicKey = csr.publicKey;
     } else if (options.publicKeyPem) {
       publicKey = new x509.PublicKey(options.publicKeyPem);
     } else {
-      throw new KerfError("CERT_INVALID", "issueClientCert needs publicKeyPem or csrPem");
+      throw new KerfError("CERT_REQUEST_INVALID", "issueClientCert needs publicKeyPem or csrPem");
     }
     const cert = await this.sign({
       subject: `CN=${options.instance}`,
@@ -221,12 +221,12 @@ export async function createDevCa(dir: string, name = "CN=Kerf Dev CA"): Promise
     try {
       matches = new NodeX509(certPem).checkPrivateKey(createPrivateKey(keyPem));
     } catch (err) {
-      throw new KerfError("CERT_INVALID", `the dev CA in ${dir} cannot be read: ${(err as Error).message}`);
+      throw new KerfError("CERT_FILE", `the dev CA in ${dir} cannot be read: ${(err as Error).message}`);
     }
-    if (!matches) throw new KerfError("CERT_INVALID", `the dev CA in ${dir} is inconsistent: ca.key is not the key of ca.pem`);
+    if (!matches) throw new KerfError("CERT_KEY_MISMATCH", `the dev CA in ${dir} is inconsistent: ca.key is not the key of ca.pem`);
     ca = await CertAuthority.load(certPem, keyPem);
   } else if (haveCert || haveKey) {
-    throw new KerfError("CERT_INVALID", `the dev CA in ${dir} is incomplete: found ${haveCert ? "ca.pem" : "ca.key"} without ${haveCert ? "ca.key" : "ca.pem"}; restore it or remove it to create a new CA`);
+    throw new KerfError("CERT_FILE", `the dev CA in ${dir} is incomplete: found ${haveCert ? "ca.pem" : "ca.key"} without ${haveCert ? "ca.key" : "ca.pem"}; restore it or remove it to create a new CA`);
   } else {
     ca = await CertAuthority.createRoot(name);
     writeFileAtomic(keyFile, ca.keyPem, 0o600);

@@ -50,23 +50,23 @@ export async function loadIdentityFiles(certFile: string, keyFile: string): Prom
   return { certPem, keyPem, certFile, keyFile, notAfter };
 }
 
-/** Throws CERT_INVALID unless the first certificate in certPem is for keyPem's key; returns its notAfter. */
+/** Throws CERT_MALFORMED for what does not parse and CERT_KEY_MISMATCH unless the first certificate in certPem is for keyPem's key; returns its notAfter. */
 export function checkCertMatchesKey(certPem: string, keyPem: string, where: string): Date {
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(certPem);
   } catch (err) {
-    throw new KerfError("CERT_INVALID", `${where}: the certificate is not a valid PEM X.509 certificate (${(err as Error).message})`);
+    throw new KerfError("CERT_MALFORMED", `${where}: the certificate is not a valid PEM X.509 certificate (${(err as Error).message})`);
   }
   let key: KeyObject;
   try {
     key = createPrivateKey(keyPem);
   } catch (err) {
     // The message of a key parse error never contains key material, only the reason.
-    throw new KerfError("CERT_INVALID", `${where}: the private key is not a valid PEM key (${(err as Error).message})`);
+    throw new KerfError("CERT_MALFORMED", `${where}: the private key is not a valid PEM key (${(err as Error).message})`);
   }
   if (!cert.checkPrivateKey(key)) {
-    throw new KerfError("CERT_INVALID", `${where}: the certificate (subject '${cert.subject.replace(/\n/g, ", ")}') is for another key than the private key`);
+    throw new KerfError("CERT_KEY_MISMATCH", `${where}: the certificate (subject '${cert.subject.replace(/\n/g, ", ")}') is for another key than the private key`);
   }
   return new Date(cert.validTo);
 }
@@ -75,6 +75,6 @@ function readText(file: string, what: string): string {
   try {
     return readFileSync(file, "utf8");
   } catch (err) {
-    throw new KerfError("CERT_INVALID", `cannot read the ${what} file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new KerfError("CERT_FILE", `cannot read the ${what} file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
 }

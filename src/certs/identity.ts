@@ -64,7 +64,7 @@ export async function ensureIdentity(options: EnsureIdentityOptions): Promise<Id
   }
 
   if (!options.enroller) {
-    throw new KerfError("CERT_INVALID", `no usable instance certificate in ${certFile} and no enroller configured: provide cloud.identity certificate and key files, or an enrolment method`);
+    throw new KerfError("CERT_ENROLMENT", `no usable instance certificate in ${certFile} and no enroller configured: provide cloud.identity certificate and key files, or an enrolment method`);
   }
   const csrPem = await createCsr(keyPem, instance);
   let chainPem: string;
@@ -72,10 +72,10 @@ export async function ensureIdentity(options: EnsureIdentityOptions): Promise<Id
     chainPem = await options.enroller.enroll(csrPem);
   } catch (err) {
     if (err instanceof KerfError) throw err;
-    throw new KerfError("CERT_INVALID", `enrolment of instance '${instance}' failed: ${(err as Error).message}`, { cause: err });
+    throw new KerfError("CERT_ENROLMENT", `enrolment of instance '${instance}' failed: ${(err as Error).message}`, { cause: err });
   }
   const problem = certProblem(chainPem, keyPem, instance, new Date());
-  if (problem !== null) throw new KerfError("CERT_INVALID", `the enrolment service returned an unusable certificate for instance '${instance}': ${problem}`);
+  if (problem !== null) throw new KerfError("CERT_ENROLMENT", `the enrolment service returned an unusable certificate for instance '${instance}': ${problem}`);
   writeFileAtomic(certFile, chainPem, 0o644);
   const notAfter = new Date(new X509Certificate(chainPem).validTo);
   logger.info({ file: certFile, instance, notAfter: notAfter.toISOString() }, "enrolled instance certificate");
@@ -130,7 +130,7 @@ export class DevCaEnroller implements Enroller {
   async enroll(csrPem: string): Promise<string> {
     const csr = new x509.Pkcs10CertificateRequest(csrPem);
     const instance = /(?:^|,\s*)CN=([^,]+)/.exec(csr.subject)?.[1];
-    if (!instance) throw new KerfError("CERT_INVALID", `the certificate request has no CN (subject '${csr.subject}')`);
+    if (!instance) throw new KerfError("CERT_REQUEST_INVALID", `the certificate request has no CN (subject '${csr.subject}')`);
     return this.#ca.issueClientCert({ instance, csrPem, ...this.#validity });
   }
 }

@@ -5,6 +5,7 @@
 import "reflect-metadata";
 import { createPrivateKey, createPublicKey, webcrypto } from "node:crypto";
 import * as x509 from "@peculiar/x509";
+import { KerfError } from "../errors.ts";
 
 // lib "es2024" has no DOM types, so name WebCrypto's types through node:crypto.
 export type CryptoKey = webcrypto.CryptoKey;
@@ -45,7 +46,7 @@ export async function keyPairFromPem(keyPem: string): Promise<CryptoKeyPair> {
   const pkcs8 = priv.export({ type: "pkcs8", format: "der" });
   const spki = createPublicKey(priv).export({ type: "spki", format: "der" });
   const algorithm = priv.asymmetricKeyType === "ec" ? ecKeyAlgorithm : priv.asymmetricKeyType === "rsa" ? { name: rsaKeyAlgorithm.name, hash: "SHA-256" } : null;
-  if (algorithm === null) throw new Error(`unsupported private key type '${priv.asymmetricKeyType}' (expected EC P-256 or RSA)`);
+  if (algorithm === null) throw new KerfError("CERT_UNSUITABLE", `unsupported private key type '${priv.asymmetricKeyType}' (expected EC P-256 or RSA)`);
   const privateKey = await subtle.importKey("pkcs8", pkcs8, algorithm, true, ["sign"]);
   const publicKey = await subtle.importKey("spki", spki, algorithm, true, ["verify"]);
   return { privateKey, publicKey };

@@ -3,7 +3,7 @@ import path from "node:path";
 import { loadInstance } from "../config/load.ts";
 import { isKerfError, KerfError } from "../errors.ts";
 import { silentLogger } from "../log.ts";
-import { openClientPki } from "../opcua/pki.ts";
+import { openClientPki } from "../opcua/trust/pki.ts";
 import { prepareStateDir } from "./state-dir.ts";
 
 /** Where the connector's OPC UA application certificate lives in its state directory. */

@@ -7,10 +7,11 @@ import { MessageSecurityMode, UserTokenType, type EndpointDescription } from "no
 import { KerfError } from "../errors.ts";
 import { createLogger, silentLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
-import { certificateInfo, formatValidity, type CertificateInfo } from "../opcua/cert-checks.ts";
-import { openClientPki, type ClientPki } from "../opcua/pki.ts";
-import { DEPRECATED, modeName, policyName } from "../opcua/security.ts";
-import { getEndpoints, keepRejected } from "../opcua/trust.ts";
+import { certificateInfo, formatValidity, type CertificateInfo } from "../opcua/trust/cert-checks.ts";
+import { openClientPki, type ClientPki } from "../opcua/trust/pki.ts";
+import { DEPRECATED, modeName, policyName } from "../opcua/session/security.ts";
+import { getEndpoints } from "../opcua/trust/probe.ts";
+import { keepRejected } from "../opcua/trust/store.ts";
 import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { connectorCertificateFile, ensureConnectorPki } from "./connector-pki.ts";
 import { configOption } from "./state-dir.ts";

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { found } from "./describe.ts";
-import { parseBrowsePath, parseSelectPath } from "../opcua/browse-path.ts";
+import { parseBrowsePath, parseSelectPath } from "./browse-path.ts";
 import { parseNodeIdString } from "./nodeid.ts";
 import { formatSize, parseSize, SIZE_FORMAT, SIZE_PATTERN } from "./size.ts";
 

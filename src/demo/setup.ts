@@ -6,7 +6,7 @@ import { publicKeyPin } from "../certs/pins.ts";
 import { generateKeyPair, privateKeyToPem } from "../certs/x509.ts";
 import { startDevCloud, type DevCloud } from "../devcloud/index.ts";
 import type { Logger } from "../log.ts";
-import { openClientPki } from "../opcua/pki.ts";
+import { openClientPki } from "../opcua/trust/pki.ts";
 import type { SecurityModeName, SecurityPolicyName } from "../opcua/types.ts";
 import { startSimulator, type Simulator } from "../simulator/server.ts";
 import { loadNodeId, simulatorMapping } from "../simulator/nodes.ts";

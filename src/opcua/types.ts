@@ -27,7 +27,7 @@ export interface NodeSpec {
   key: string;
   /** Node id string, `nsu=` form allowed. Exactly one of `node` and `browsePath` is set. */
   node?: string;
-  /** Relative path such as `/2:Machine/<nsu=urn:x>State.0:Id` (see src/opcua/browse-path.ts), resolved on every connect. */
+  /** Relative path such as `/2:Machine/<nsu=urn:x>State.0:Id` (see src/config/browse-path.ts), resolved on every connect. */
   browsePath?: string;
   /** Where `browsePath` starts; default Objects (i=85). */
   startNode?: string;

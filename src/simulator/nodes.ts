@@ -120,7 +120,7 @@ export const WW_MODE = { OTHER: 0, AUTOMATIC: 1, SEMIAUTOMATIC: 2, MANUAL: 3, SE
 /**
  * Rogue mode (`startSimulator({ rogue: true })`, `kerf simulate --rogue`): values a broken or
  * malicious server could send, under Objects/Rogue. The connector must stay up, keep its memory
- * bounded, and forward each of them bounded or marked (see src/opcua/limits.ts).
+ * bounded, and forward each of them bounded or marked (see src/opcua/session/limits.ts).
  */
 export const ROGUE_NODES = {
   folder: sim("Rogue"),

@@ -60,7 +60,7 @@ export async function openServerPki(pkiDir: string, options: { watchTrustStore?:
     const cert = new X509Certificate(await fs.readFile(certificateFile));
     const applicationUri = sanUri(cert);
     if (!applicationUri) {
-      throw new KerfError("CERT_INVALID", `simulator certificate ${certificateFile} has no URI in its subjectAltName`, {
+      throw new KerfError("CERT_UNSUITABLE", `simulator certificate ${certificateFile} has no URI in its subjectAltName`, {
         details: ["expected a URI such as urn:kerf:simulator:<id>; delete the file to have a new one made"],
       });
     }

@@ -171,7 +171,7 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     await server.initialize();
     const initializedMs = performance.now() - started;
     const addressSpace = server.engine.addressSpace;
-    if (!addressSpace) throw new Error("node-opcua server has no address space after initialize()");
+    if (!addressSpace) throw new KerfError("INTERNAL", "node-opcua server has no address space after initialize()");
     // Binds ConditionRefresh(2), Acknowledge, Confirm… on ConditionType; without it a client's
     // ConditionRefresh fails with BadInternalError ("method has not been bound").
     addressSpace.installAlarmsAndConditionsService();

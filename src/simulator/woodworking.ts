@@ -5,6 +5,7 @@ import type { Logger } from "../log.ts";
 import { createDustAlarm } from "./alarms.ts";
 import { MACHINE_NAME, MACHINERY_NAMESPACE_URI, WOODWORKING_NAMESPACE_URI, WW_STATE } from "./nodes.ts";
 import { MachineSimulation, type MachineSnapshot } from "./simulation.ts";
+import { KerfError } from "../errors.ts";
 
 export interface MachineOptions {
   /** How often the process values move; default 100 ms. */
@@ -59,7 +60,7 @@ export function buildMachine(addressSpace: AddressSpace, ns: Namespace, logger: 
   const machineryIndex = addressSpace.getNamespaceIndex(MACHINERY_NAMESPACE_URI);
   const machineType = addressSpace.findObjectType("WwMachineType", wwIndex);
   const machines = addressSpace.findNode(`ns=${machineryIndex};i=1001`) as UAObject | null;
-  if (!machineType || !machines) throw new Error("Woodworking or Machinery nodeset not loaded");
+  if (!machineType || !machines) throw new KerfError("INTERNAL", "Woodworking or Machinery nodeset not loaded");
 
   const machine = machineType.instantiate({
     namespace: ns,
@@ -79,7 +80,7 @@ export function buildMachine(addressSpace: AddressSpace, ns: Namespace, logger: 
 
   const find = (path: string): UAVariable => {
     const node = addressSpace.findNode(`ns=${ns.index};s=${MACHINE_NAME}-${path.replaceAll("/", "-")}`);
-    if (!node) throw new Error(`WwMachineType instance lacks ${path}`);
+    if (!node) throw new KerfError("INTERNAL", `WwMachineType instance lacks ${path}`);
     return node as UAVariable;
   };
 
@@ -127,7 +128,7 @@ export function buildMachine(addressSpace: AddressSpace, ns: Namespace, logger: 
   };
   const lastProgramName = find("ManufacturerSpecific/LastProgramName");
   const vendor = machine.getComponentByName("ManufacturerSpecific", wwIndex);
-  if (!vendor) throw new Error("WwMachineType instance lacks ManufacturerSpecific");
+  if (!vendor) throw new KerfError("INTERNAL", "WwMachineType instance lacks ManufacturerSpecific");
 
   for (const v of [...Object.values(flags), ...Object.values(overview), ...Object.values(values), lastProgramName]) {
     v.minimumSamplingInterval = PROCESS_SAMPLING_MS;

@@ -75,7 +75,7 @@ export function toUplinkError(err: unknown, host: string): KerfError {
   // DOMExceptions (AbortSignal timeouts) carry a numeric legacy code; their name says more.
   const code = typeof e.code === "string" ? e.code : (e.name ?? "");
   const message = e.message ?? String(err);
-  const make = (kerfCode: KerfErrorCode, text: string) => new KerfError(kerfCode, text, { cause: err, details: [`${code}: ${message}`.trim()] });
+  const make = (kerfCode: KerfErrorCode, text: string) => new KerfError(kerfCode, text, { cause: err, details: [`${code}: ${message}`.trim()], context: { host } });
 
   if (clientCertAlert.test(code)) {
     return make("UPLINK_NO_CLIENT_CERT", `the cloud at '${host}' refused our client certificate (TLS alert ${code}): check that the instance certificate is issued by a CA the cloud trusts and is not expired`);

@@ -144,7 +144,7 @@ export function checkPinnedServerIdentity(pins: ReadonlySet<string>, log: Logger
   return (hostname, cert) => {
     const hostError = checkHostname(hostname, cert);
     if (hostError) {
-      const err = new KerfError("UPLINK_TLS", `the cloud's certificate is not valid for host '${hostname}': ${hostError.message}`, { cause: hostError });
+      const err = new KerfError("UPLINK_TLS", `the cloud's certificate is not valid for host '${hostname}': ${hostError.message}`, { cause: hostError, context: { host: hostname } });
       log.error({ host: hostname, code: err.code }, err.message);
       return err;
     }
@@ -153,7 +153,7 @@ export function checkPinnedServerIdentity(pins: ReadonlySet<string>, log: Logger
     const err = new KerfError(
       "UPLINK_PIN_MISMATCH",
       `the cloud at '${hostname}' presented no pinned key: its chain has ${presented.join(", ")}; configured pins are ${[...pins].join(", ")}. Nothing was sent. If the cloud rotated its key, add the new pin to cloud.pins`,
-      { details: [`presented: ${presented.join(" ")}`, `configured: ${[...pins].join(" ")}`] },
+      { details: [`presented: ${presented.join(" ")}`, `configured: ${[...pins].join(" ")}`], context: { host: hostname } },
     );
     log.error({ host: hostname, presented, configured: [...pins], code: err.code }, "SPKI pin mismatch; connection refused before any request byte was sent");
     return err;

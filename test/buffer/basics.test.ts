@@ -79,6 +79,7 @@ describe("append, next, ack", () => {
     const b = openBuffer();
     b.close();
     expect(() => b.append(batch(1))).toThrow(/closed/);
+    expect(() => b.append(batch(1))).toThrow(expect.objectContaining({ name: "KerfError", code: "BUFFER_CLOSED" }));
   });
 });
 

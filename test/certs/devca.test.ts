@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createDevCa } from "../../src/certs/devca.ts";
 import { createCsr } from "../../src/certs/identity.ts";
-import { isKerfError } from "../../src/errors.ts";
+import { isKerfError, type KerfErrorCode } from "../../src/errors.ts";
 import { tempDir } from "../uplink/helpers.ts";
 
 let dir: string;
@@ -22,9 +22,9 @@ function ecKey() {
   return { keyPem: privateKey.export({ type: "pkcs8", format: "pem" }) as string, publicKeyPem: publicKey.export({ type: "spki", format: "pem" }) as string };
 }
 
-async function rejects(p: Promise<unknown>, pattern: RegExp) {
+async function rejects(p: Promise<unknown>, code: KerfErrorCode, pattern: RegExp) {
   const err = await p.then(() => null, (e: unknown) => e);
-  expect(isKerfError(err, "CERT_INVALID"), String(err)).toBe(true);
+  expect(isKerfError(err, code), String(err)).toBe(true);
   expect((err as Error).message).toMatch(pattern);
 }
 
@@ -48,9 +48,9 @@ describe("createDevCa", () => {
     await createDevCa(caDir);
     const key = readFileSync(path.join(caDir, "ca.key"), "utf8");
     rmSync(path.join(caDir, "ca.key"));
-    await rejects(createDevCa(caDir), /incomplete: found ca\.pem without ca\.key/);
+    await rejects(createDevCa(caDir), "CERT_FILE", /incomplete: found ca\.pem without ca\.key/);
     writeFileSync(path.join(caDir, "ca.key"), ecKey().keyPem);
-    await rejects(createDevCa(caDir), /ca\.key is not the key of ca\.pem/);
+    await rejects(createDevCa(caDir), "CERT_KEY_MISMATCH", /ca\.key is not the key of ca\.pem/);
     writeFileSync(path.join(caDir, "ca.key"), key);
     await expect(createDevCa(caDir)).resolves.toBeTruthy();
   });
@@ -84,7 +84,7 @@ describe("issueServerCert", () => {
 
   it("refuses a certificate without any name", async () => {
     const ca = await createDevCa(dir);
-    await rejects(ca.issueServerCert({}), /at least one DNS name or IP/);
+    await rejects(ca.issueServerCert({}), "CERT_REQUEST_INVALID", /at least one DNS name or IP/);
   });
 
   it("builds CA → intermediate → leaf chains that openssl verifies", async () => {
@@ -129,13 +129,13 @@ describe("issueClientCert", () => {
     const der = Buffer.from(csrPem.replace(/-----[^-]+-----|\s/g, ""), "base64");
     der[der.length - 5]! ^= 0xff; // flip a byte of the signature
     const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString("base64")}\n-----END CERTIFICATE REQUEST-----\n`;
-    await rejects(ca.issueClientCert({ instance: "line-1", csrPem: tampered }), /signature does not verify|not a valid PKCS#10/);
+    await rejects(ca.issueClientCert({ instance: "line-1", csrPem: tampered }), "CERT_REQUEST_INVALID", /signature does not verify|not a valid PKCS#10/);
   });
 
   it("refuses instance names that cannot be a CN and a URN", async () => {
     const ca = await createDevCa(dir);
     for (const instance of ["", "a b", "x,CN=admin", "-lead", "a".repeat(65), "ü"]) {
-      await rejects(ca.issueClientCert({ instance, publicKeyPem: ecKey().publicKeyPem }), /instance name .* is not valid/);
+      await rejects(ca.issueClientCert({ instance, publicKeyPem: ecKey().publicKeyPem }), "CERT_REQUEST_INVALID", /instance name .* is not valid/);
     }
   });
 });

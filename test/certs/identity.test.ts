@@ -45,7 +45,7 @@ function enroller(respond?: (csrPem: string) => Promise<string>): Enroller & { c
 
 async function refused(options: Parameters<typeof ensureIdentity>[0], pattern: RegExp) {
   const err = await ensureIdentity(options).then(() => null, (e: unknown) => e);
-  expect(isKerfError(err, "CERT_INVALID"), String(err)).toBe(true);
+  expect(isKerfError(err, "CERT_ENROLMENT"), String(err)).toBe(true);
   expect((err as Error).message).toMatch(pattern);
 }
 
@@ -149,10 +149,11 @@ describe("loadIdentityFiles", () => {
     const otherKey = path.join(dir, "other.key");
     writeFileSync(otherKey, generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }));
     const mismatch = await loadIdentityFiles(id.certFile, otherKey).catch((e: unknown) => e);
-    expect(isKerfError(mismatch, "CERT_INVALID")).toBe(true);
+    expect(isKerfError(mismatch, "CERT_KEY_MISMATCH")).toBe(true);
     expect((mismatch as Error).message).toContain(otherKey);
     expect((mismatch as Error).message).toMatch(/for another key/);
     const missing = await loadIdentityFiles(path.join(dir, "nope.pem"), id.keyFile).catch((e: unknown) => e);
+    expect(isKerfError(missing, "CERT_FILE")).toBe(true);
     expect((missing as Error).message).toMatch(/cannot read the certificate file .*nope\.pem: ENOENT/);
   });
 });

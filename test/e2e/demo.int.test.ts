@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AttributeIds, MessageSecurityMode, OPCUAClient, SecurityPolicy } from "node-opcua-client";
 import { SIM_NODES } from "../../src/simulator/nodes.ts";
-import { resolveMappedNodeId } from "../../src/opcua/nodes.ts";
+import { resolveMappedNodeId } from "../../src/opcua/subscription/nodes.ts";
 import { checkSeries, DEMO_MACHINE, loadKey, startEnvironment, waitFor } from "../helpers/env.ts";
 
 describe("demo path: simulator → connector → devcloud", () => {

@@ -14,7 +14,7 @@ import { writeDemoConfig, DEMO_INSTANCE, type Demo } from "../../src/demo/setup.
 import { startDevCloud } from "../../src/devcloud/index.ts";
 import type { StoredItem } from "../../src/devcloud/store.ts";
 import { silentLogger } from "../../src/log.ts";
-import { openClientPki } from "../../src/opcua/pki.ts";
+import { openClientPki } from "../../src/opcua/trust/pki.ts";
 import { loadNodeId, SIM_NODES } from "../../src/simulator/nodes.ts";
 import { startSimulator } from "../../src/simulator/server.ts";
 import { DEMO_MACHINE, loadKey, tempDir, waitFor } from "../helpers/env.ts";

@@ -1,6 +1,6 @@
 import path from "node:path";
 import { silentLogger } from "../../src/log.ts";
-import { openClientPki, type ClientPki } from "../../src/opcua/pki.ts";
+import { openClientPki, type ClientPki } from "../../src/opcua/trust/pki.ts";
 import type { EndpointSpec } from "../../src/opcua/types.ts";
 import { startSimulator, type Simulator, type SimulatorOptions } from "../../src/simulator/server.ts";
 

@@ -8,8 +8,8 @@ import { createDynamicObjectConstructor } from "node-opcua-schemas";
 import { BuildInfo, EUInformation, Range, ServerStatusDataType } from "node-opcua-types";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { BAD_ENCODING_LIMITS_EXCEEDED, encodeBounded, encodeVariant, ValueEncoder } from "../../src/opcua/encode.ts";
-import { VALUE_LIMITS, type ValueLimits } from "../../src/opcua/limits.ts";
+import { BAD_ENCODING_LIMITS_EXCEEDED, encodeBounded, encodeVariant, ValueEncoder } from "../../src/opcua/subscription/encode.ts";
+import { VALUE_LIMITS, type ValueLimits } from "../../src/opcua/session/limits.ts";
 import { ROGUE_HTML, ROGUE_PROTO_JSON } from "../../src/simulator/nodes.ts";
 
 const v = (dataType: DataType, value: unknown, arrayType = VariantArrayType.Scalar) => new Variant({ dataType, value, arrayType });

@@ -6,8 +6,8 @@ import { BinaryStream } from "node-opcua-binary-stream";
 import { DataType, NodeId, Variant, VariantArrayType } from "node-opcua-client";
 import { OpaqueStructure } from "node-opcua-extension-object";
 import { describe, expect, it } from "vitest";
-import { BAD_DATA_ENCODING_INVALID, BAD_ENCODING_LIMITS_EXCEEDED, encodeBounded } from "../../src/opcua/encode.ts";
-import { VALUE_LIMITS } from "../../src/opcua/limits.ts";
+import { BAD_DATA_ENCODING_INVALID, BAD_ENCODING_LIMITS_EXCEEDED, encodeBounded } from "../../src/opcua/subscription/encode.ts";
+import { VALUE_LIMITS } from "../../src/opcua/session/limits.ts";
 
 function matrix(dimensions: number[], value: Uint32Array): Variant {
   return new Variant({ dataType: DataType.UInt32, arrayType: VariantArrayType.Matrix, dimensions, value });

@@ -1,6 +1,6 @@
 import { OPCUAClient } from "node-opcua-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { clientTransportLimits, TRANSPORT_LIMITS } from "../../src/opcua/limits.ts";
+import { clientTransportLimits, TRANSPORT_LIMITS } from "../../src/opcua/session/limits.ts";
 import { startRogueServer, type RogueAttack, type RogueServer } from "./raw-server.ts";
 
 let rogue: RogueServer | undefined;

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { diffMapping } from "../../src/opcua/mapping-diff.ts";
+import { diffMapping } from "../../src/opcua/subscription/mapping-diff.ts";
 import type { EventSpec, GroupSpec, NodeSpec } from "../../src/opcua/types.ts";
 
 const node = (key: string, extra: Partial<NodeSpec> = {}): NodeSpec => ({ key, node: `ns=2;s=${key}`, samplingInterval: 100, queueSize: 10, discardOldest: true, ...extra });

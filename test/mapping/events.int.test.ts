@@ -1,6 +1,6 @@
 import { AttributeIds } from "node-opcua-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { resolveMappedNodeId } from "../../src/opcua/nodes.ts";
+import { resolveMappedNodeId } from "../../src/opcua/subscription/nodes.ts";
 import { DUST_ALARM_SEVERITY } from "../../src/simulator/alarms.ts";
 import { SIM_NODES } from "../../src/simulator/nodes.ts";
 import { startBench, subscribe, waitFor, type Bench, type Harness } from "./helpers.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Heartbeats } from "../../src/opcua/heartbeat.ts";
+import { Heartbeats } from "../../src/opcua/subscription/heartbeat.ts";
 
 const item = (v: number) => ({ key: "k", v, q: 0, t: "2026-01-01T00:00:00.000Z" });
 

@@ -3,7 +3,7 @@ import { Writable } from "node:stream";
 import { MessageSecurityMode, OPCUAClient, SecurityPolicy, type ClientSession } from "node-opcua-client";
 import { pino } from "pino";
 import type { Logger } from "../../src/log.ts";
-import { SubscriptionSet } from "../../src/opcua/subscriptions.ts";
+import { SubscriptionSet } from "../../src/opcua/subscription/subscriptions.ts";
 import type { GroupSpec, NodeSpec } from "../../src/opcua/types.ts";
 import { startSimulator, type Simulator, type SimulatorOptions } from "../../src/simulator/server.ts";
 import type { EventMessage, Item, Message } from "../../src/message.ts";

@@ -1,6 +1,6 @@
 import { DataType } from "node-opcua-client";
 import { describe, expect, it } from "vitest";
-import { scaleValue } from "../../src/opcua/scale.ts";
+import { scaleValue } from "../../src/opcua/subscription/scale.ts";
 
 describe("scale and offset", () => {
   it("v × scale + offset for numbers, elementwise for arrays, Int64 strings included", () => {

@@ -5,8 +5,8 @@
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { BAD_ENCODING_LIMITS_EXCEEDED } from "../../src/opcua/encode.ts";
-import { MachineSession } from "../../src/opcua/session.ts";
+import { BAD_ENCODING_LIMITS_EXCEEDED } from "../../src/opcua/subscription/encode.ts";
+import { MachineSession } from "../../src/opcua/session/session.ts";
 import type { NodeSpec } from "../../src/opcua/types.ts";
 import { loadNodeId, ROGUE_DECODING_NODES } from "../../src/simulator/nodes.ts";
 import type { Item } from "../../src/message.ts";

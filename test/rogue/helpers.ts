@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { silentLogger } from "../../src/log.ts";
-import { openClientPki, type ClientPki } from "../../src/opcua/pki.ts";
+import { openClientPki, type ClientPki } from "../../src/opcua/trust/pki.ts";
 import type { EndpointSpec, NodeSpec } from "../../src/opcua/types.ts";
 import { loadNodeId, ROGUE_NODES } from "../../src/simulator/nodes.ts";
 

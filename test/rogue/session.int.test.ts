@@ -1,8 +1,8 @@
 import { StatusCodes } from "node-opcua-status-code";
 import { afterAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log.ts";
-import { BAD_ENCODING_LIMITS_EXCEEDED } from "../../src/opcua/encode.ts";
-import { MachineSession } from "../../src/opcua/session.ts";
+import { BAD_ENCODING_LIMITS_EXCEEDED } from "../../src/opcua/subscription/encode.ts";
+import { MachineSession } from "../../src/opcua/session/session.ts";
 import { ROGUE_BAD_UTF8_BYTES, ROGUE_HTML, ROGUE_PROTO_JSON } from "../../src/simulator/nodes.ts";
 import type { Item, Message } from "../../src/message.ts";
 import { checkSeries, tempDir, waitFor } from "../helpers/env.ts";

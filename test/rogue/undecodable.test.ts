@@ -14,7 +14,7 @@ import {
   VariantArrayType,
 } from "node-opcua-client";
 import { describe, expect, it } from "vitest";
-import { repairResponse } from "../../src/opcua/undecodable.ts";
+import { repairResponse } from "../../src/opcua/session/undecodable.ts";
 
 function nested(depth: number): Variant {
   let v = new Variant({ dataType: DataType.Int32, value: 7 });
