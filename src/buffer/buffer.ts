@@ -209,7 +209,7 @@ export class DurableBuffer {
   /** Opens or creates the buffer at `options.path`; throws KerfError BUFFER_IO naming the path. */
   static open(options: BufferOptions): DurableBuffer {
     if (!Number.isSafeInteger(options.maxBytes) || options.maxBytes <= 0) {
-      throw new RangeError(`maxBytes must be a positive integer, got ${options.maxBytes}`);
+      throw new KerfError("INTERNAL", `maxBytes must be a positive integer, got ${options.maxBytes}`);
     }
     const { db, epoch } = openDatabase(options.path);
     try {
@@ -295,7 +295,7 @@ export class DurableBuffer {
     const dropped = options.dropped ?? 0;
     if (batches.length === 0 && dropped === 0) return [];
     for (const messages of batches) {
-      if (!Array.isArray(messages) || messages.length === 0) throw new RangeError("append needs at least one message");
+      if (!Array.isArray(messages) || messages.length === 0) throw new KerfError("INTERNAL", "append needs at least one message");
     }
     const encoded = batches.map((messages) => ({ encoded: encode(messages, this.#compress), items: itemCount(messages) }));
     const createdAt = Date.now();
@@ -438,7 +438,7 @@ export class DurableBuffer {
   replace(id: number, parts: Message[][]): number[] {
     this.#assertOpen();
     if (parts.length === 0 || parts.some((p) => !Array.isArray(p) || p.length === 0)) {
-      throw new RangeError("replace needs at least one part, each with at least one message");
+      throw new KerfError("INTERNAL", "replace needs at least one part, each with at least one message");
     }
     const encoded = parts.map((p) => ({ encoded: encode(p, this.#compress), items: itemCount(p) }));
     return this.#transaction("replace", "FULL", (delta) => {
@@ -455,7 +455,7 @@ export class DurableBuffer {
   /** Deletes batch `id` without delivery, counting its items under `reason`. Unknown id = no-op. */
   drop(id: number, reason: DropReason, detail: string): void {
     this.#assertOpen();
-    if (!DROP_REASONS.includes(reason)) throw new RangeError(`unknown drop reason ${String(reason)}`);
+    if (!DROP_REASONS.includes(reason)) throw new KerfError("INTERNAL", `unknown drop reason ${String(reason)}`);
     const row = this.#transaction("drop", "NORMAL", (delta) => {
       const removed = this.#remove(id, delta);
       if (removed) delta.counters[dropCounter[reason]] += removed.items;

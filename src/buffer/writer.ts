@@ -20,6 +20,7 @@
  */
 import { backoff } from "../backoff.ts";
 import { DurationHistogram, type DurationSummary } from "../durations.ts";
+import { KerfError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { itemCount, type Message } from "../message.ts";
 import { chunkMessages } from "../uplink/batches.ts";
@@ -76,7 +77,7 @@ export class BufferWriter {
 
   constructor(options: WriterOptions) {
     const dutyCycle = options.dutyCycle ?? 0.2;
-    if (!(dutyCycle > 0 && dutyCycle <= 1)) throw new RangeError(`dutyCycle must be in (0, 1], got ${dutyCycle}`);
+    if (!(dutyCycle > 0 && dutyCycle <= 1)) throw new KerfError("INTERNAL", `dutyCycle must be in (0, 1], got ${dutyCycle}`);
     this.#o = {
       buffer: options.buffer,
       maxItems: options.maxItems,

@@ -19,6 +19,7 @@
  */
 import type { ServerResponse } from "node:http";
 import { seededRandom } from "../simulator/simulation.ts";
+import { KerfError } from "../errors.ts";
 
 export const FAULT_KINDS = ["reset", "unavailable", "throttled", "tooLarge", "lostAnswer", "drip"] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -51,11 +52,11 @@ export interface Hostile {
 }
 
 export function createHostile(options: HostileOptions): Hostile {
-  if (!(options.rate >= 0 && options.rate <= 1)) throw new RangeError(`fault rate must be between 0 and 1, got ${options.rate}`);
+  if (!(options.rate >= 0 && options.rate <= 1)) throw new KerfError("INTERNAL", `fault rate must be between 0 and 1, got ${options.rate}`);
   const mix = options.mix ?? Object.fromEntries(FAULT_KINDS.map((k) => [k, 1]));
   const weights = FAULT_KINDS.map((k) => Math.max(0, mix[k] ?? 0));
   const total = weights.reduce((a, b) => a + b, 0);
-  if (options.rate > 0 && total <= 0) throw new RangeError("the fault mix gives no kind a weight above 0");
+  if (options.rate > 0 && total <= 0) throw new KerfError("INTERNAL", "the fault mix gives no kind a weight above 0");
   const o = { dripIntervalMs: 200, tooLargeMinItems: 100, ...options, mix };
   const random = seededRandom(options.seed);
   const counts = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;

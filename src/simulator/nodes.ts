@@ -9,6 +9,7 @@
  * companion spec gives the machine has a stable string id too, e.g.
  * `s=Machine-Identification-SerialNumber` (browse path Machine/Identification/SerialNumber).
  */
+import { KerfError } from "../errors.ts";
 
 export const SIMULATOR_NAMESPACE_URI = "urn:kerf:simulator";
 export const WOODWORKING_NAMESPACE_URI = "http://opcfoundation.org/UA/Woodworking/";
@@ -75,7 +76,7 @@ export function loadNodeId(i: number): string {
 /** The string identifier of load counter `i`, without namespace. */
 export function loadCounterId(i: number): string {
   if (!Number.isInteger(i) || i < 0 || i >= MAX_LOAD_COUNT) {
-    throw new RangeError(`load counter index must be a whole number in 0..${MAX_LOAD_COUNT - 1}, got ${i}`);
+    throw new KerfError("INTERNAL", `load counter index must be a whole number in 0..${MAX_LOAD_COUNT - 1}, got ${i}`);
   }
   return `Load.Counter.${String(i).padStart(5, "0")}`;
 }
