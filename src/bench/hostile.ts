@@ -16,9 +16,9 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { DurableBuffer } from "../buffer/buffer.ts";
 import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
+import { HelpRequested, intOption, noPositionals, parseCli, UsageError } from "../cli/args.ts";
 import { createHostile, FAULT_KINDS, type FaultKind } from "../devcloud/hostile.ts";
 import { startDevCloud, type DevCloudFaults } from "../devcloud/server.ts";
 import { silentLogger } from "../log.ts";
@@ -145,22 +145,34 @@ export async function runHostileBench(o: HostileBenchOptions) {
 }
 
 if (import.meta.main) {
-  const { values } = parseArgs({
-    options: {
-      seconds: { type: "string", default: "30" },
-      "items-per-sec": { type: "string", default: "10000" },
-      faults: { type: "string", default: "0.25" },
-      seed: { type: "string", default: "42" },
-      concurrency: { type: "string", default: "2" },
-    },
-  });
-  const result = await runHostileBench({
-    seconds: Number(values.seconds),
-    itemsPerSec: Number(values["items-per-sec"]),
-    rate: Number(values.faults),
-    seed: Number(values.seed),
-    concurrency: Number(values.concurrency),
-  });
+  const usage = "usage: npx node src/bench/hostile.ts [--seconds 30] [--items-per-sec 10000] [--faults 0.25] [--seed 42] [--concurrency 2]\n";
+  let options: HostileBenchOptions;
+  try {
+    const { values, positionals } = parseCli(
+      process.argv.slice(2),
+      { seconds: { type: "string" }, "items-per-sec": { type: "string" }, faults: { type: "string" }, seed: { type: "string" }, concurrency: { type: "string" } },
+      "hostile bench",
+      usage,
+    );
+    noPositionals(positionals, "hostile bench", usage);
+    const rate = Number(values.faults ?? 0.25);
+    if (!(rate >= 0 && rate <= 1) || values.faults?.trim() === "") throw new UsageError(`--faults must be a share of requests between 0 and 1, got '${values.faults}'`, usage);
+    options = {
+      seconds: intOption(values.seconds, "seconds", 30),
+      itemsPerSec: intOption(values["items-per-sec"], "items-per-sec", 10_000),
+      rate,
+      seed: intOption(values.seed, "seed", 42),
+      concurrency: intOption(values.concurrency, "concurrency", 2),
+    };
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      process.stdout.write(err.usage);
+      process.exit(0);
+    }
+    process.stderr.write(`${(err as Error).message}\n${usage}`);
+    process.exit(2);
+  }
+  const result = await runHostileBench(options);
   const width = Math.max(...Object.keys(result).map((k) => k.length));
   for (const [k, v] of Object.entries(result)) {
     const text = k === "faults" && v ? FAULT_KINDS.map((kind) => `${kind} ${(v as Record<FaultKind, number>)[kind]}`).join(", ") : String(v);

@@ -23,8 +23,8 @@ import { copyFileSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
+import { HelpRequested, intOption, noPositionals, parseCli } from "../cli/args.ts";
 import { startDevCloud } from "../devcloud/index.ts";
 import type { MemoryStore } from "../devcloud/memory-store.ts";
 import { DEMO_INSTANCE, DEMO_MACHINE, writeDemoConfig } from "../demo/setup.ts";
@@ -59,18 +59,12 @@ const USAGE = `usage: npm run bench -- [--scenario 10k|50k|100k-items|10k-hostil
                      [--mode M --policy P] [--per-publish N] [--fsync-delay-ms N] [--cpu-hogs N] [--node-options=...]
 `;
 
-/** A mistake on the command line gets one line and the usage, exit 2, as in every kerf command. */
-function usageError(message: string): never {
-  process.stderr.write(`bench: ${message}\n${USAGE}`);
-  process.exit(2);
-}
-
-const { values } = parseBenchArgs();
-
-function parseBenchArgs() {
+/** Every option read and checked once, before anything starts: a mistake is one line and the usage, exit 2, as in every kerf command. */
+const options = (() => {
   try {
-    return parseArgs({
-      options: {
+    const { values, positionals } = parseCli(
+      process.argv.slice(2),
+      {
         scenario: { type: "string", default: "10k" },
         nodes: { type: "string" },
         period: { type: "string" },
@@ -81,25 +75,32 @@ function parseBenchArgs() {
         "per-publish": { type: "string" },
         "fsync-delay-ms": { type: "string" },
         "cpu-hogs": { type: "string" },
-        help: { type: "boolean", short: "h" },
       },
-    });
+      "bench",
+      USAGE,
+    );
+    noPositionals(positionals, "bench", USAGE);
+    return {
+      ...values,
+      nodes: intOption(values.nodes, "nodes", 0),
+      period: intOption(values.period, "period", 0),
+      seconds: intOption(values.seconds, "seconds", 0),
+      perPublish: intOption(values["per-publish"], "per-publish", 0),
+      fsyncDelayMs: intOption(values["fsync-delay-ms"], "fsync-delay-ms", 0),
+      cpuHogs: intOption(values["cpu-hogs"], "cpu-hogs", 0),
+    };
   } catch (err) {
+    if (err instanceof HelpRequested) {
+      process.stdout.write(err.usage);
+      process.exit(0);
+    }
     usageError((err as Error).message);
   }
-}
-if (values.help) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
+})();
 
-/** A numeric option as a positive number (or `fallback` when absent); anything else is a usage error. */
-function num(name: "nodes" | "period" | "seconds" | "per-publish" | "fsync-delay-ms" | "cpu-hogs", fallback: number): number {
-  const text = values[name];
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isFinite(n) || n < 0 || text.trim() === "") usageError(`--${name}: expected a number ≥ 0, found '${text}'`);
-  return n;
+function usageError(message: string): never {
+  process.stderr.write(`${message.startsWith("bench:") ? "" : "bench: "}${message}\n${USAGE}`);
+  process.exit(2);
 }
 
 // The simulator runs at node-opcua's defaults (1,000 notifications per publish response) in every
@@ -115,19 +116,19 @@ const presets: Record<string, Omit<Scenario, "mode" | "policy">> = {
 };
 
 function scenarios(): Scenario[] {
-  const sec = { mode: values.mode as SecurityModeName, policy: values.policy as SecurityPolicyName };
-  const perPublish = values["per-publish"] ? { perPublish: num("per-publish", 0) } : {};
-  if (values.nodes || values.period) {
-    const nodes = num("nodes", 1000);
-    const periodMs = num("period", 100);
+  const sec = { mode: options.mode as SecurityModeName, policy: options.policy as SecurityPolicyName };
+  const perPublish = options.perPublish ? { perPublish: options.perPublish } : {};
+  if (options.nodes || options.period) {
+    const nodes = options.nodes || 1000;
+    const periodMs = options.period || 100;
     const ceiling = nodes * (1000 / periodMs) > 50_000 ? "before" : "beside";
-    return [{ name: `${nodes} nodes × ${periodMs} ms`, nodes, periodMs, seconds: num("seconds", 20), ceiling, ...sec, ...perPublish }];
+    return [{ name: `${nodes} nodes × ${periodMs} ms`, nodes, periodMs, seconds: options.seconds || 20, ceiling, ...sec, ...perPublish }];
   }
-  const names = values.scenario === "all" ? Object.keys(presets) : values.scenario!.split(",");
+  const names = options.scenario === "all" ? Object.keys(presets) : options.scenario.split(",");
   return names.map((n) => {
     const p = presets[n];
     if (!p) usageError(`unknown scenario '${n}'; known: ${Object.keys(presets).join(", ")}, all`);
-    return { ...p, ...(values.seconds ? { seconds: num("seconds", 0) } : {}), ...perPublish, ...sec };
+    return { ...p, ...(options.seconds ? { seconds: options.seconds } : {}), ...perPublish, ...sec };
   });
 }
 
@@ -311,7 +312,7 @@ async function runScenario(s: Scenario) {
     const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
     await ensureIdentity({ dir: path.join(connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: new DevCaEnroller(devcloud.ca), logger });
 
-    for (let i = 0; i < num("cpu-hogs", 0); i++) children.push(spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }));
+    for (let i = 0; i < options.cpuHogs; i++) children.push(spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }));
     const alone = s.ceiling === "before" ? await measureBareAlone(s, endpointUrl, barePkiDir, children) : null;
     if (alone) {
       process.stderr.write(`bench: bare client alone ${JSON.stringify(alone)}\n`);
@@ -359,11 +360,11 @@ async function runScenario(s: Scenario) {
     const connectorLog = path.join(dir, "connector.log");
     const command = [path.join(repo, "bin/kerf.js"), "run", "--config", configFile, "--state-dir", connectorStateDir];
     // A slow disk (an edge PC's eMMC or SD card): strace delays every fsync of the connector.
-    const delayUs = Math.round(num("fsync-delay-ms", 0) * 1000);
+    const delayUs = options.fsyncDelayMs * 1000;
     if (delayUs > 0) command.unshift("strace", "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=fsync,fdatasync", "-e", `inject=fsync,fdatasync:delay_exit=${delayUs}`, "--");
     const connector = spawn(command[0]!, command.slice(1), {
       stdio: ["ignore", openSync(connectorLog, "w"), "inherit"],
-      env: { ...process.env, ...(values["node-options"] ? { NODE_OPTIONS: values["node-options"] } : {}) },
+      env: { ...process.env, ...(options["node-options"] ? { NODE_OPTIONS: options["node-options"] } : {}) },
     });
     children.push(connector);
     // Under strace the connector is strace's child: signals and /proc figures go to it.

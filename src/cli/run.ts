@@ -27,7 +27,7 @@ export async function run(argv: string[]): Promise<number> {
   installProcessGuard(logger);
   routeOpcuaLogging(logger);
   // node-opcua takes about a second to load: only once the config and the state dir are known to be good.
-  const { Agent } = await import("../agent/agent.ts");
+  const { Agent, STOP_DEADLINE_MS } = await import("../agent/agent.ts");
   const agent = new Agent({ loaded, stateDir, logger });
   await agent.start();
   logger.info({ instance: loaded.config.instance, stateDir, machines: loaded.config.machines.length }, "kerf started");
@@ -37,7 +37,7 @@ export async function run(argv: string[]): Promise<number> {
   const lastResort = setTimeout(() => {
     logger.error("the connector did not stop in time; exiting (the buffer keeps what it holds)");
     process.exit(1);
-  }, 9_500).unref();
+  }, STOP_DEADLINE_MS + 1_500).unref();
   await agent.stop({ drainMs: 5_000 });
   clearTimeout(lastResort);
   // Sockets or timers a library still holds must not keep a stopped connector alive.

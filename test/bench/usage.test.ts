@@ -13,9 +13,11 @@ describe("npm run bench's command line", () => {
   });
 
   it.each([
-    [["--bogus"], /^bench: Unknown option '--bogus'/],
+    [["--bogus"], /^bench: unknown option '--bogus'/],
     [["--scenario", "1m"], /^bench: unknown scenario '1m'; known: 10k, 50k, 100k-items, 10k-hostile, all/],
-    [["--nodes", "many"], /^bench: --nodes: expected a number ≥ 0, found 'many'/],
+    [["--nodes", "many"], /^bench: --nodes must be a whole number ≥ 0, got 'many'/],
+    [["--cpu-hogs", "1.5"], /^bench: --cpu-hogs must be a whole number ≥ 0, got '1.5'/],
+    [["stray"], /^bench: unexpected argument 'stray'/],
   ])("refuses %j in one line with the usage, exit 2, no stack trace", (args, message) => {
     const r = bench(...args);
     expect(r.status).toBe(2);
