@@ -167,8 +167,11 @@ export class Agent {
 
   /** Each part's own health, and what keeps any of them from making progress. */
   health(now = Date.now()) {
-    const problems: Problem[] = this.#parts.flatMap((p) => p.health(now).problems);
+    // each part once: a report costs one round of session health and one read of the buffer's stats
     const buffer = this.#buffer.health();
-    return { problems, sessions: this.#machines.health(now).sessions, uplink: this.#uplink.health(now).sender, buffer: buffer.stats, writer: buffer.writer };
+    const machines = this.#machines.health(now);
+    const uplink = this.#uplink.health(now);
+    const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems];
+    return { problems, sessions: machines.sessions, uplink: uplink.sender, buffer: buffer.stats, writer: buffer.writer };
   }
 }

@@ -2,7 +2,7 @@ import path from "node:path";
 import type { LoadedConfig } from "../config/load.ts";
 import { watchMapping } from "../config/mapping-reload.ts";
 import type { Logger } from "../log.ts";
-import type { Item, Message, MessageSink } from "../message.ts";
+import type { Item, MessageSink } from "../message.ts";
 import { openClientPki } from "../opcua/trust/pki.ts";
 import { MachineSession, type SessionHealth } from "../opcua/session/session.ts";
 import type { GroupSpec } from "../opcua/types.ts";
@@ -64,13 +64,9 @@ export class MachinesPart implements Part<MachinesPartHealth> {
       const keys = new Set(spec.groups.flatMap((g) => g.nodes.map((n) => n.key)));
       const watch = new GroupWatch(spec.groups);
       this.#watched.set(spec.machine, watch);
-      const sink: MessageSink = {
-        write: (messages) => {
-          watch.saw(messages);
-          this.#o.sink.write(messages);
-        },
-      };
-      const session = new MachineSession({ spec, pki, sink, lastDelivered: this.#o.lastDelivered(spec.machine, keys), logger: this.#log.child({ component: "opcua" }) });
+      const session = new MachineSession({ spec, pki, sink: this.#o.sink, lastDelivered: this.#o.lastDelivered(spec.machine, keys), logger: this.#log.child({ component: "opcua" }) });
+      // The session's own watchdog starts over with each connection; this one spans reconnects.
+      session.on("groupData", (group: string) => watch.saw(group));
       // Subscribing a large mapping allocates far more than it keeps.
       session.on("subscribed", () => this.#memory.schedule(`${session.machine} subscribed`));
       this.#sessions.push(session);
@@ -124,9 +120,8 @@ export class MachinesPart implements Part<MachinesPartHealth> {
   }
 }
 
-/** When each group with a watchdog last had data, from the messages its session writes. */
+/** When each group with a watchdog last had data, across the session's reconnects. */
 class GroupWatch {
-  #groupOf = new Map<string, string>();
   #watchdogs = new Map<string, number>();
   #dataAt = new Map<string, number>();
 
@@ -136,27 +131,16 @@ class GroupWatch {
 
   reset(groups: readonly GroupSpec[]): void {
     const now = Date.now();
-    this.#groupOf.clear();
     this.#watchdogs.clear();
     for (const g of groups) {
       if (!g.watchdogSeconds) continue;
       this.#watchdogs.set(g.name, g.watchdogSeconds);
       if (!this.#dataAt.has(g.name)) this.#dataAt.set(g.name, now);
-      for (const n of g.nodes) this.#groupOf.set(n.key, g.name);
-      for (const e of g.events ?? []) this.#groupOf.set(e.key, g.name);
     }
   }
 
-  saw(messages: readonly Message[]): void {
-    if (this.#watchdogs.size === 0) return;
-    const now = Date.now();
-    for (const m of messages) {
-      const keys: readonly { key: string }[] = m.kind === "data" ? m.items : m.kind === "event" ? [m] : [];
-      for (const { key } of keys) {
-        const group = this.#groupOf.get(key);
-        if (group !== undefined) this.#dataAt.set(group, now);
-      }
-    }
+  saw(group: string): void {
+    if (this.#watchdogs.has(group)) this.#dataAt.set(group, Date.now());
   }
 
   late(now: number): { group: string; silentMs: number; watchdogSeconds: number }[] {

@@ -87,7 +87,7 @@ import { statSync } from "node:fs";
 import type { Logger } from "../log.ts";
 import { itemCount, type DropReason, type Item, type Message, type StoredBatch } from "../message.ts";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { decodeBytes, encode, encodeBytes, parseMessages, type Encoded } from "./codec.ts";
+import { decodeBytes, encodeBytes, encodeJson, parseMessages, type Encoded } from "./codec.ts";
 import { LastDelivered } from "./delivered.ts";
 import { DropLog } from "./drop-log.ts";
 import { COUNTER_NAMES, ioError, openDatabase, type CounterName } from "./schema.ts";
@@ -297,7 +297,7 @@ export class DurableBuffer {
     for (const messages of batches) {
       if (!Array.isArray(messages) || messages.length === 0) throw new KerfError("INTERNAL", "append needs at least one message");
     }
-    const encoded = batches.map((messages) => ({ encoded: encode(messages, this.#compress), items: itemCount(messages) }));
+    const encoded = batches.map((messages) => ({ encoded: encodeJson(messages, this.#compress), items: itemCount(messages) }));
     const createdAt = Date.now();
     const ids = this.#transaction("append", "FULL", (delta) => {
       delta.counters.appended_items += dropped;
@@ -440,7 +440,7 @@ export class DurableBuffer {
     if (parts.length === 0 || parts.some((p) => !Array.isArray(p) || p.length === 0)) {
       throw new KerfError("INTERNAL", "replace needs at least one part, each with at least one message");
     }
-    const encoded = parts.map((p) => ({ encoded: encode(p, this.#compress), items: itemCount(p) }));
+    const encoded = parts.map((p) => ({ encoded: encodeJson(p, this.#compress), items: itemCount(p) }));
     return this.#transaction("replace", "FULL", (delta) => {
       const row = this.#remove(id, delta);
       if (!row) return [];

@@ -28,11 +28,7 @@ const zstdOptions = {
   },
 };
 
-export function encode(messages: readonly Message[], compress: boolean): Encoded {
-  return encodeBytes(Buffer.from(JSON.stringify(messages), "utf8"), compress);
-}
-
-/** Any JSON value, stored like a batch's messages (the snapshot of what was delivered uses it). */
+/** A batch's messages, or any JSON value stored like them (the snapshot of what was delivered). */
 export function encodeJson(value: unknown, compress: boolean): Encoded {
   return encodeBytes(Buffer.from(JSON.stringify(value), "utf8"), compress);
 }

@@ -28,7 +28,8 @@
  *
  * A failed batch's own retry delay is the sender's business; this only paces the cloud as a whole.
  */
-import { backoff, type RetryOptions } from "./retry.ts";
+import { backoff } from "../backoff.ts";
+import type { RetryOptions } from "./retry.ts";
 
 /** Failures in a row, without a success between them, that mean the cloud is down. */
 export const DOWN_AFTER = 5;
@@ -59,6 +60,13 @@ export class Pacer {
   /** Durations of the last successful requests, a ring of SAMPLES. */
   readonly #durations: number[] = [];
   #next = 0;
+  /**
+   * How long a slow success takes: the 90th percentile of the recent ones, not the slowest, so
+   * that one drip that finished inside its deadline cannot lift every deadline after it (and
+   * then let the next drips finish too): after a 7 s drip had finished, every stuck request
+   * would hold the window for 14 s. Worked out once per success, read on every loop pass.
+   */
+  #slowMs = 0;
 
   constructor(options: PacerOptions) {
     this.#o = options;
@@ -85,7 +93,7 @@ export class Pacer {
 
   /** The deadline of a request that starts now, for a batch that has failed `attempts` times before. */
   deadlineMs(attempts = 0): number {
-    const base = Math.max(this.#o.minDeadlineMs, DEADLINE_FACTOR * this.#slow());
+    const base = Math.max(this.#o.minDeadlineMs, DEADLINE_FACTOR * this.#slowMs);
     const probe = this.down ? this.#failures - DOWN_AFTER + 1 : 0;
     return Math.min(this.#o.requestTimeoutMs, base * 2 ** Math.min(Math.max(probe, attempts), 20));
   }
@@ -93,7 +101,7 @@ export class Pacer {
   /** After how long in flight a request no longer holds the window; Infinity while down or before the first success. */
   overdueMs(): number {
     if (this.down || this.#durations.length === 0) return Number.POSITIVE_INFINITY;
-    return Math.max(MIN_OVERDUE_MS, OVERDUE_FACTOR * this.#slow());
+    return Math.max(MIN_OVERDUE_MS, OVERDUE_FACTOR * this.#slowMs);
   }
 
   /** A request was acknowledged after `durationMs`. */
@@ -102,6 +110,8 @@ export class Pacer {
     this.#window = Math.min(this.#o.concurrency, this.#window + 1);
     this.#durations[this.#next] = durationMs;
     this.#next = (this.#next + 1) % SAMPLES;
+    const sorted = [...this.#durations].sort((a, b) => a - b);
+    this.#slowMs = sorted[Math.min(sorted.length - 1, Math.floor(0.9 * sorted.length))]!;
   }
 
   /** The cloud gave a real answer that acknowledges nothing (413, a rejection): it is up. */
@@ -124,17 +134,5 @@ export class Pacer {
     const delay = Math.max(retryAfterMs ?? 0, backoff(this.#failures - DOWN_AFTER + 1, this.#o.retry, this.#o.random));
     this.#pauseUntil = Math.max(this.#pauseUntil, now + delay);
     return true;
-  }
-
-  /**
-   * How long a slow success takes: the 90th percentile of the recent ones, not the slowest, so
-   * that one drip that finished inside its deadline cannot lift every deadline after it (and
-   * then let the next drips finish too): after a 7 s drip had finished, every stuck request
-   * would hold the window for 14 s.
-   */
-  #slow(): number {
-    if (this.#durations.length === 0) return 0;
-    const sorted = [...this.#durations].sort((a, b) => a - b);
-    return sorted[Math.min(sorted.length - 1, Math.floor(0.9 * sorted.length))]!;
   }
 }

@@ -28,8 +28,6 @@ export interface RetryOptions {
   maxRetryAfterMs?: number;
 }
 
-export { backoff } from "../backoff.ts";
-
 export const defaultRetryOptions: Required<RetryOptions> = { initialDelayMs: 500, maxDelayMs: 30_000, maxRetryAfterMs: 300_000 };
 
 export type Outcome = { status: number; headers: Record<string, string | string[] | undefined> } | { error: unknown };

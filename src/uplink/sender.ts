@@ -17,7 +17,8 @@ import type { BatchStore, DropReason, StoredBatch } from "../message.ts";
 import { envelope, halve, splitByItems } from "./batches.ts";
 import { toUplinkError } from "./errors.ts";
 import { Pacer } from "./pacer.ts";
-import { backoff, classify, defaultRetryOptions, type Decision, type RetryOptions } from "./retry.ts";
+import { backoff } from "../backoff.ts";
+import { classify, defaultRetryOptions, type Decision, type RetryOptions } from "./retry.ts";
 
 /**
  * Level 1 on the event loop: 0.1 ms for a 1,000-item batch and 3 % larger than level 6, which

@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { join } from "node:path";
 import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import type { DropReason } from "../../src/message.ts";
-import { encode } from "../../src/buffer/codec.ts";
+import { encodeJson } from "../../src/buffer/codec.ts";
 import { silentLogger } from "../../src/log.ts";
 import { itemCount, type Message } from "../../src/message.ts";
 import { tempDir } from "./helpers.ts";
@@ -41,7 +41,7 @@ class Model {
   /** Mirrors DurableBuffer's insert: dropOldest, or too_large for a batch over maxBytes. */
   insert(messages: Message[], lo: number, hi: number): number {
     const items = itemCount(messages);
-    const bytes = encode(messages, this.compress).payload.byteLength;
+    const bytes = encodeJson(messages, this.compress).payload.byteLength;
     const id = ++this.lastId;
     if (bytes > this.maxBytes) {
       this.dropped.too_large += items;
@@ -97,7 +97,7 @@ class Model {
     return groups.map((g) => {
       if (g.length === 1) return g[0]!;
       const messages = g.flatMap((b) => b.messages);
-      const bytes = encode(messages, this.compress).payload.byteLength;
+      const bytes = encodeJson(messages, this.compress).payload.byteLength;
       const stored = this.batches.reduce((n, b) => n + b.bytes, 0);
       if (stored - g.reduce((n, b) => n + b.bytes, 0) + bytes > this.maxBytes) return g[0]!;
       const merged: ModelBatch = {

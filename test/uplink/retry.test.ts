@@ -1,7 +1,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { KerfError } from "../../src/errors.ts";
-import { backoff, classify, parseRetryAfter } from "../../src/uplink/retry.ts";
+import { backoff } from "../../src/backoff.ts";
+import { classify, parseRetryAfter } from "../../src/uplink/retry.ts";
 
 const noHeaders = {};
 

@@ -503,6 +503,7 @@ export class SubscriptionSet {
         const message = prepared.toMessage(fields);
         if (!message) return;
         this.#pendingEvents.push(message);
+        this.#withData.add(group.spec.name);
         this.#scheduleFlush();
       });
     }
