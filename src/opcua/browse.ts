@@ -82,7 +82,7 @@ export async function openBrowseSession(
   } catch (err) {
     return fail(err, "OPCUA_CONNECT");
   }
-  const { refusal } = checkChannel(client, spec, mode, policy, options.logger);
+  const { refusal } = await checkChannel(client, spec, mode, policy, pki.certificateManager, options.logger);
   if (refusal) return fail(securityRefusal(spec, refusal), "OPCUA_SECURITY");
   try {
     const session = await client.createSession(

@@ -278,16 +278,8 @@ export class MachineSession extends EventEmitter {
     await withTimeout(client.connect(spec.endpointUrl), spec.connectTimeoutMs, "connect", endpointContext(spec));
     this.#assertRunning();
     // What the secure channel really negotiated, and the server's description of that endpoint.
-    const { endpoint, refusal } = checkChannel(client, spec, mode, policy, this.#log);
+    const { refusal } = await checkChannel(client, spec, mode, policy, this.#pki.certificateManager, this.#log);
     if (refusal) throw securityRefusal(spec, refusal);
-    if (spec.user.type === "username" && mode === "None") {
-      // Over mode None the secure channel has checked no certificate; the password would be
-      // encrypted for whatever certificate the endpoint description carries. Only a trusted one.
-      const trust = endpoint?.serverCertificate?.length ? await this.#pki.certificateManager.isCertificateTrusted(endpoint.serverCertificate) : "BadCertificateInvalid";
-      if (trust !== "Good") {
-        throw securityRefusal(spec, `the password would be encrypted for a server certificate that is not trusted (${trust}); trust the server's certificate first (kerf trust list)`);
-      }
-    }
     const session = await withTimeout(client.createSession(userIdentity(this.#user())), spec.connectTimeoutMs, "create session", endpointContext(spec));
     this.#session = session;
     this.#assertRunning();
@@ -316,13 +308,17 @@ export class MachineSession extends EventEmitter {
       sink,
       logger: this.#log,
       onData: () => (this.#lastDataAt = Date.now()),
-      onGroupData: (group) => this.#onGroupData(group),
+      onGroupData: (group) => {
+        this.#onGroupData(group);
+        // once per flush and group: what watches a machine's groups across reconnects listens here
+        this.emit("groupData", group);
+      },
       onFailure: (reason) => settle(reason),
       lastDelivered: this.#lastDelivered,
       sequence: this.#sequence,
     });
     // before subscribing: the first values of a large mapping are the largest backlog
-    deepenPublishPipeline(client, session);
+    this.#stopPipeline = deepenPublishPipeline(client, session);
     await this.#subscriptions.create();
     this.#watchPublishing(client, settle);
     this.#lastError = null;
@@ -458,11 +454,15 @@ export class MachineSession extends EventEmitter {
 
   #onGroupData: (group: string) => void = () => undefined;
   #stopWatch: () => void = () => undefined;
+  /** Ends this connection's publish-pipeline watch (its timer and listener hold the client). */
+  #stopPipeline: () => void = () => undefined;
   #settle: ((reason: string) => void) | null = null;
   #abortReason: string | undefined;
 
   async #teardown(): Promise<void> {
     this.#stopWatch();
+    this.#stopPipeline();
+    this.#stopPipeline = () => undefined;
     const client = this.#client;
     const session = this.#session;
     this.#subscriptions?.close();

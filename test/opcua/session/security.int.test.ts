@@ -4,6 +4,7 @@ import { EndpointDescription, MessageSecurityMode, SecurityPolicy, UserTokenPoli
 import { afterEach, describe, expect, it } from "vitest";
 import { generateKeyPair, privateKeyToPem } from "../../../src/certs/x509.ts";
 import { silentLogger } from "../../../src/log.ts";
+import { openBrowseSession } from "../../../src/opcua/browse.ts";
 import type { ClientPki } from "../../../src/opcua/trust/pki.ts";
 import { checkUserToken, selectBest } from "../../../src/opcua/session/security.ts";
 import { MachineSession } from "../../../src/opcua/session/session.ts";
@@ -103,6 +104,18 @@ describe("OPC UA security levels", () => {
     await pki.certificateManager.trustCertificate(sim.certificateDer);
     const accepted = run(spec(sim, { securityMode: "None", securityPolicy: "None", user }), pki);
     await waitFor("data", accepted.hasData, 15_000);
+  });
+
+  it("kerf browse over mode None gives a password only to a trusted server certificate, as the session does", async () => {
+    const { sim, pki } = await setup({ users: [{ username: "operator", password: "right-one" }] }, false);
+    const user = { type: "username" as const, username: "operator", password: "right-one" };
+    const open = () => openBrowseSession(spec(sim, { securityMode: "None", securityPolicy: "None", user }), { mode: "None", policy: "None" }, pki, { explainTrust: false, stateDir: undefined, logger: silentLogger() });
+    await expect(open()).rejects.toMatchObject({ code: "OPCUA_SECURITY", message: expect.stringMatching(/not trusted/) });
+
+    await pki.certificateManager.trustCertificate(sim.certificateDer);
+    const { client, session } = await open();
+    await session.close();
+    await client.disconnect();
   });
 
   it("an X.509 user key that is not RSA is refused with a plain reason", async () => {
