@@ -17,6 +17,7 @@ import { KerfError, type KerfErrorCode } from "../../errors.ts";
 import { connectErrorCode, describeConnectFailure } from "../trust/explain.ts";
 import { endpointContext, securityRefusal } from "./connect-errors.ts";
 import { trustOnFirstUse } from "../trust/tofu.ts";
+import { getEndpoints } from "../trust/probe.ts";
 import { credentialsBackoffMs, credentialsRejection, readPasswordFile, watchSecretFile } from "./credentials.ts";
 import { clientTransportLimits } from "./limits.ts";
 import { deepenPublishPipeline } from "./publish-pipeline.ts";
@@ -337,17 +338,11 @@ export class MachineSession extends EventEmitter {
 
   async #pickBest(): Promise<{ mode: SecurityModeName; policy: SecurityPolicyName }> {
     const spec = this.#spec;
-    const discovery = OPCUAClient.create({ ...clientTransportLimits(), endpointMustExist: false, connectionStrategy: { maxRetry: 0 }, clientCertificateManager: this.#pki.certificateManager, transportTimeout: spec.connectTimeoutMs });
-    try {
-      await withTimeout(discovery.connect(spec.endpointUrl), spec.connectTimeoutMs, "connect for GetEndpoints", endpointContext(spec));
-      const endpoints = await discovery.getEndpoints();
-      const best = selectBest(endpoints, spec.allowDeprecated);
-      if (!best) throw new KerfError("OPCUA_SECURITY", `mode best: the server offers no endpoint Kerf may use${spec.allowDeprecated ? "" : " (deprecated policies need allowDeprecated: true)"}`, { context: endpointContext(spec) });
-      this.#log.info(best, "mode best: picked the strongest endpoint the server offers");
-      return best;
-    } finally {
-      await discovery.disconnect().catch(() => undefined);
-    }
+    const endpoints = await getEndpoints(spec.endpointUrl, this.#pki, spec.connectTimeoutMs);
+    const best = selectBest(endpoints, spec.allowDeprecated);
+    if (!best) throw new KerfError("OPCUA_SECURITY", `mode best: the server offers no endpoint Kerf may use${spec.allowDeprecated ? "" : " (deprecated policies need allowDeprecated: true)"}`, { context: endpointContext(spec) });
+    this.#log.info(best, "mode best: picked the strongest endpoint the server offers");
+    return best;
   }
 
   /**

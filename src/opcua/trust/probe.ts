@@ -1,5 +1,6 @@
 import { MessageSecurityMode, OPCUAClient, type EndpointDescription } from "node-opcua-client";
 import { withTimeout } from "../../timeout.ts";
+import { clientTransportLimits } from "../session/limits.ts";
 import { modeName, policyName } from "../session/security.ts";
 import type { EndpointSpec } from "../types.ts";
 import type { ClientPki } from "./pki.ts";
@@ -32,6 +33,8 @@ export async function fetchServerCertificate(spec: Pick<EndpointSpec, "endpointU
 /** The endpoint descriptions a server returns to GetEndpoints, fetched over a None channel. */
 export async function getEndpoints(endpointUrl: string, pki: Pick<ClientPki, "certificateManager" | "certificateFile" | "privateKeyFile" | "applicationUri">, timeoutMs: number): Promise<EndpointDescription[]> {
   const client = OPCUAClient.create({
+    // a server's answer is bounded here as on the connector's own channel
+    ...clientTransportLimits(),
     applicationName: "Kerf",
     applicationUri: pki.applicationUri,
     endpointMustExist: false,

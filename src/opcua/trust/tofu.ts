@@ -89,10 +89,21 @@ export async function readTofu(root: string): Promise<Record<string, TofuRecord>
   }
 }
 
-async function writeTofu(root: string, endpointUrl: string, record: TofuRecord): Promise<void> {
-  const all = await readTofu(root);
-  all[endpointUrl] = record;
-  const file = path.join(root, TOFU_FILE);
-  await writeFile(`${file}.tmp`, JSON.stringify(all, null, 2) + "\n", { mode: 0o600 });
-  await rename(`${file}.tmp`, file);
+/**
+ * Several machines commission at once: each read-modify-write of the record file waits for the
+ * one before, or one record would overwrite another and its endpoint would later trust a
+ * different certificate without a word.
+ */
+let writes: Promise<unknown> = Promise.resolve();
+
+export function writeTofu(root: string, endpointUrl: string, record: TofuRecord): Promise<void> {
+  const write = writes.then(async () => {
+    const all = await readTofu(root);
+    all[endpointUrl] = record;
+    const file = path.join(root, TOFU_FILE);
+    await writeFile(`${file}.tmp`, JSON.stringify(all, null, 2) + "\n", { mode: 0o600 });
+    await rename(`${file}.tmp`, file);
+  });
+  writes = write.catch(() => undefined);
+  return write;
 }

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../src/log.ts";
 import { MachineSession } from "../../../src/opcua/session/session.ts";
 import { describeUntrustedServer } from "../../../src/opcua/trust/explain.ts";
-import { trustOnFirstUse } from "../../../src/opcua/trust/tofu.ts";
+import { readTofu, trustOnFirstUse, writeTofu } from "../../../src/opcua/trust/tofu.ts";
 import type { Message } from "../../../src/message.ts";
 import { waitFor } from "../../helpers/env.ts";
 import { makeAppCert } from "./certs.ts";
@@ -55,6 +55,15 @@ describe("trust on first use", () => {
     const message = await describeUntrustedServer(b.pki, s);
     expect(message).toContain(`NOT the certificate trusted on first use for this endpoint`);
     expect(message).toContain(`kerf trust accept ${other.thumbprint}`);
+  });
+
+  it("keeps the record of every endpoint when several machines are commissioned at once", async () => {
+    const b = await bench(cleanups);
+    const root = b.pki.certificateManager.rootDir;
+    const urls = ["opc.tcp://saw:4840", "opc.tcp://edgebander:4840", "opc.tcp://cnc:4840"];
+    await Promise.all(urls.map((url, i) => writeTofu(root, url, { thumbprint: `t${i}`, at: new Date().toISOString() })));
+    const records = await readTofu(root);
+    expect(Object.fromEntries(Object.entries(records).map(([url, r]) => [url, r.thumbprint]))).toEqual({ [urls[0]!]: "t0", [urls[1]!]: "t1", [urls[2]!]: "t2" });
   });
 
   it("does not trust a first certificate that fails the host name check", async () => {
