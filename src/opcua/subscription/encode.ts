@@ -4,6 +4,7 @@ import { StatusCode } from "node-opcua-status-code";
 import type { Logger } from "../../log.ts";
 import { VALUE_LIMITS, type ValueLimits } from "../session/limits.ts";
 import { KerfError } from "../../errors.ts";
+import { NUMERIC } from "./scale.ts";
 
 /**
  * Turns an OPC UA value into the JSON-safe form of docs/protocol.md. JSON has no 64-bit
@@ -113,17 +114,7 @@ export class ValueEncoder {
 }
 
 /** Types whose finite number or boolean value is its own JSON form (not Int64: that becomes a string). */
-const PLAIN_SCALARS: ReadonlySet<DataType> = new Set([
-  DataType.Boolean,
-  DataType.SByte,
-  DataType.Byte,
-  DataType.Int16,
-  DataType.UInt16,
-  DataType.Int32,
-  DataType.UInt32,
-  DataType.Float,
-  DataType.Double,
-]);
+const PLAIN_SCALARS: ReadonlySet<DataType> = new Set([DataType.Boolean, ...[...NUMERIC].filter((t) => t !== DataType.Int64 && t !== DataType.UInt64)]);
 
 // Values of one publish response mostly share a few timestamps (one per server sampling tick,
 // interleaved item by item when the server had queued several): one string per distinct

@@ -1,6 +1,7 @@
 import { DataType } from "node-opcua-client";
 
-const NUMERIC = new Set<DataType>([
+/** The OPC UA number types (Int64 and UInt64 travel as decimal strings, see encode.ts). */
+export const NUMERIC: ReadonlySet<DataType> = new Set<DataType>([
   DataType.SByte,
   DataType.Byte,
   DataType.Int16,

@@ -6,7 +6,7 @@ import { generateKeyPair, privateKeyToPem } from "../../../src/certs/x509.ts";
 import { silentLogger } from "../../../src/log.ts";
 import { openBrowseSession } from "../../../src/opcua/browse.ts";
 import type { ClientPki } from "../../../src/opcua/trust/pki.ts";
-import { checkUserToken, selectBest } from "../../../src/opcua/session/security.ts";
+import { checkNoDowngrade, checkUserToken, selectBest } from "../../../src/opcua/session/security.ts";
 import { MachineSession } from "../../../src/opcua/session/session.ts";
 import type { EndpointSpec } from "../../../src/opcua/types.ts";
 import { loadNodeId } from "../../../src/simulator/nodes.ts";
@@ -146,6 +146,14 @@ describe("password protection decision", () => {
     expect(checkUserToken(endpoint(MessageSecurityMode.None, SecurityPolicy.None, SecurityPolicy.Basic256Sha256), user)).toBeUndefined();
     expect(checkUserToken(endpoint(MessageSecurityMode.Sign, SecurityPolicy.Basic256Sha256, ""), user)).toBeUndefined();
     expect(checkUserToken(endpoint(MessageSecurityMode.SignAndEncrypt, SecurityPolicy.Basic256Sha256, SecurityPolicy.None), user)).toBeUndefined();
+  });
+
+  it("refuses a channel that came up weaker than configured, in mode or in policy, and takes the one configured", () => {
+    const channel = (mode: MessageSecurityMode, policy: string) => ({ securityMode: mode, securityPolicy: policy });
+    expect(checkNoDowngrade(channel(MessageSecurityMode.Sign, SecurityPolicy.Basic256Sha256), "SignAndEncrypt", "Basic256Sha256")).toMatch(/came up as Sign\/Basic256Sha256 but SignAndEncrypt\/Basic256Sha256.*refusing the weaker channel/);
+    expect(checkNoDowngrade(channel(MessageSecurityMode.SignAndEncrypt, SecurityPolicy.Basic128Rsa15), "SignAndEncrypt", "Aes256_Sha256_RsaPss")).toMatch(/came up as SignAndEncrypt\/Basic128Rsa15/);
+    expect(checkNoDowngrade(channel(MessageSecurityMode.None, SecurityPolicy.None), "Sign", "Basic256Sha256")).toMatch(/came up as None\/None/);
+    expect(checkNoDowngrade(channel(MessageSecurityMode.SignAndEncrypt, SecurityPolicy.Aes256_Sha256_RsaPss), "SignAndEncrypt", "Aes256_Sha256_RsaPss")).toBeUndefined();
   });
 
   it("ranks by mode, then policy strength", () => {
