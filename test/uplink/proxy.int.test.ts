@@ -49,10 +49,10 @@ async function transport(ca: CertAuthority, pins: string[], proxy: ProxySettings
   return { identity, transport: t };
 }
 
-/** One GET: the status, or the KerfError the uplink would report. */
-async function get(d: Dispatcher, url: string): Promise<number | KerfError> {
+/** One GET, or a POST with `body`: the status, or the KerfError the uplink would report. */
+async function get(d: Dispatcher, url: string, body?: string): Promise<number | KerfError> {
   try {
-    const res = await request(url, { dispatcher: d });
+    const res = await request(url, { dispatcher: d, ...(body === undefined ? {} : { method: "POST", body }) });
     await res.body.text();
     return res.statusCode;
   } catch (err) {
@@ -184,7 +184,7 @@ describe("pinning through the proxy", () => {
     cleanup.push(() => s.close());
     const p = await proxyServer();
     const { transport: t } = await transport(c.ca, pinsFor(leaf.certPem, c.pin), configProxy(p.url));
-    return { s, p, result: await get(t, `https://127.0.0.1:${s.port}/v1/ingest`) };
+    return { s, p, result: await get(t, `https://127.0.0.1:${s.port}/v1/ingest`, "a request body that must not leave") };
   }
 
   it("a server with a valid chain but an unpinned key is refused through the tunnel, and no request byte reaches it", async () => {
@@ -202,6 +202,7 @@ describe("pinning through the proxy", () => {
     const { s, p, result } = await behindProxy({ ips: ["127.0.0.1"] }, (leaf) => [spkiPin(leaf)]);
     expect(result).toBe(200);
     expect(s.requests).toBe(1);
+    expect(s.appBytes).toBeGreaterThan("a request body that must not leave".length);
     expect(p.connects).toHaveLength(1);
   });
 
