@@ -151,15 +151,18 @@ describe("proxy refusals: a clear error that names the proxy, retried without lo
     expect((result as KerfError).message).toContain("no credentials are configured");
   });
 
-  it("a proxy whose policy refuses the tunnel (403): UPLINK_PROXY_REFUSED naming proxy and target", async () => {
+  it("a proxy that refuses the tunnel (403: UPLINK_PROXY_REFUSED) or cannot open it (502: UPLINK_PROXY), naming proxy and target", async () => {
     const { cloud: c } = await cloud();
     const p = await proxyServer();
-    p.refuseWith = 403;
     const { transport: t } = await transport(c.ca, [c.pin], configProxy(p.url));
-    const result = await get(t, `${c.url}/v1/machines/m1/latest`);
-    expect(codeOf(result)).toBe("UPLINK_PROXY_REFUSED");
-    expect((result as KerfError).message).toContain(p.url);
-    expect((result as KerfError).message).toContain(new URL(c.url).host);
+    for (const [status, code] of [[403, "UPLINK_PROXY_REFUSED"], [502, "UPLINK_PROXY"]] as const) {
+      p.refuseWith = status;
+      const result = await get(t, `${c.url}/v1/machines/m1/latest`);
+      expect(codeOf(result)).toBe(code);
+      expect((result as KerfError).message).toContain(p.url);
+      expect((result as KerfError).message).toContain(`HTTP ${status}`);
+      expect((result as KerfError).message).toContain(new URL(c.url).host);
+    }
   });
 
   it("an unreachable proxy: UPLINK_PROXY naming the proxy, not a cloud network error", async () => {
