@@ -69,10 +69,11 @@ export function proxyAuthorization(proxy: ProxySettings): string | undefined {
 /**
  * undici's ProxyAgent `clientFactory`: the connection to the proxy, whose CONNECT outcome
  * becomes a KerfError naming the proxy. undici itself only says "Proxy response (407) !== 200".
+ * A proxy that takes the connection but never answers the CONNECT fails after `timeoutMs`.
  */
-export function tunnelClientFactory(proxy: ProxySettings): (origin: URL, options: object) => Dispatcher {
+export function tunnelClientFactory(proxy: ProxySettings, timeoutMs: number): (origin: URL, options: object) => Dispatcher {
   return (origin, options) => {
-    const pool = new Pool(origin, options);
+    const pool = new Pool(origin, { ...options, headersTimeout: timeoutMs });
     const connect = pool.connect.bind(pool) as (o: Dispatcher.ConnectOptions) => Promise<Dispatcher.ConnectData>;
     const tunnel = async (o: Dispatcher.ConnectOptions): Promise<Dispatcher.ConnectData> => {
       let data: Dispatcher.ConnectData;

@@ -133,7 +133,7 @@ export class Transport extends Dispatcher {
       requestTls: tls,
       proxyTls: { minVersion: "TLSv1.2", timeout: tls.timeout },
       ...(token ? { token } : {}),
-      clientFactory: tunnelClientFactory(o.proxy),
+      clientFactory: tunnelClientFactory(o.proxy, tls.timeout),
       // The pools to the cloud, tunnelled or direct, are made here, so their events can be forwarded.
       factory: (origin: string | URL, options: object) => forward(new Pool(origin, options)),
     });

@@ -5,6 +5,7 @@
  * NO_PROXY and the precedence of config over environment.
  */
 import { X509Certificate } from "node:crypto";
+import net from "node:net";
 import path from "node:path";
 import { request, type Dispatcher } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
@@ -69,6 +70,12 @@ describe("ingest through a CONNECT proxy", () => {
       const { cloud: c, dir } = await cloud();
       const p = await proxyServer(auth);
       const { identity, transport: t } = await transport(c.ca, [c.pin], configProxy(p.url, auth));
+      // What the cloud receives of proxy credentials: nothing, they are for the proxy alone.
+      const seenByCloud: unknown[] = [];
+      c.faults.status = (req) => {
+        seenByCloud.push(req.headers["proxy-authorization"]);
+        return undefined;
+      };
       const buffer = openBuffer(dir, 64 * 1024 * 1024, cleanup);
       const items = numberedItems();
       for (let i = 0; i < 5; i++) buffer.append(items.batch(20));
@@ -77,6 +84,8 @@ describe("ingest through a CONNECT proxy", () => {
       expect(await sender.drain(20_000)).toBe(true);
 
       expect(c.store.counts()).toMatchObject({ items: 100, duplicateItems: 0 });
+      expect(seenByCloud.length).toBeGreaterThan(0);
+      expect(seenByCloud.every((h) => h === undefined)).toBe(true);
       // The cloud saw our client certificate: mutual TLS ran inside the tunnel.
       expect(c.clientCertificates.get(serial(identity.certPem))).toBeGreaterThan(0);
       const port = new URL(c.url).port;
@@ -163,6 +172,24 @@ describe("proxy refusals: a clear error that names the proxy, retried without lo
       expect((result as KerfError).message).toContain(`HTTP ${status}`);
       expect((result as KerfError).message).toContain(new URL(c.url).host);
     }
+  });
+
+  it("a proxy that takes the connection but never answers the CONNECT: UPLINK_PROXY after the connect timeout", async () => {
+    const { cloud: c } = await cloud();
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => sockets.add(socket.on("error", () => undefined)));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    cleanup.push(() => new Promise<void>((r) => {
+      for (const s of sockets) s.destroy();
+      silent.close(() => r());
+    }));
+    const url = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    const identity = await clientIdentity(c.ca, "line-1");
+    const t = new Transport({ ...identity, caPem: c.ca.certPem, pins: [c.pin], logger: silentLogger(), proxy: configProxy(url), connectTimeoutMs: 300 });
+    cleanup.push(() => t.destroy());
+    const result = await get(t, `${c.url}/v1/machines/m1/latest`);
+    expect(codeOf(result)).toBe("UPLINK_PROXY");
+    expect((result as KerfError).message).toContain(`cannot reach the proxy ${url}`);
   });
 
   it("an unreachable proxy: UPLINK_PROXY naming the proxy, not a cloud network error", async () => {
