@@ -20,6 +20,12 @@ export type KerfErrorCode =
   | "UPLINK_TLS"
   | "UPLINK_NETWORK"
   | "UPLINK_CLOSED"
+  /** The proxy cannot be reached, or could not open the tunnel to the cloud (5xx, a reset). */
+  | "UPLINK_PROXY"
+  /** The proxy refused the tunnel to the cloud by its policy (403 and other 4xx). */
+  | "UPLINK_PROXY_REFUSED"
+  /** The proxy demands authentication, or refused our credentials (407). */
+  | "UPLINK_PROXY_AUTH"
   | "BUFFER_IO"
   /** A stored batch that cannot be read back. */
   | "BUFFER_CORRUPT"
@@ -51,6 +57,8 @@ export interface KerfErrorContext {
   machine?: string;
   endpoint?: string;
   host?: string;
+  /** The proxy's URL, without credentials. */
+  proxy?: string;
 }
 
 export class KerfError extends Error {

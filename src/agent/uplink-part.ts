@@ -5,6 +5,7 @@ import { loadIdentityFiles } from "../certs/files.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import type { Logger } from "../log.ts";
 import type { BatchStore } from "../message.ts";
+import { describeProxy, resolveProxy } from "../uplink/proxy.ts";
 import { Transport } from "../uplink/transport.ts";
 import { Sender, type SenderHealth } from "../uplink/sender.ts";
 import { STOP_GRACE_MS, within, type Part, type PartHealth, type StopBudget } from "./part.ts";
@@ -64,6 +65,8 @@ export class UplinkPart implements Part<UplinkPartHealth> {
           enroller: this.#o.enroller,
           logger: log.child({ component: "identity" }),
         });
+    const proxy = resolveProxy(config.cloud.proxy, this.#o.loaded.secrets.proxy);
+    log.info({ component: "uplink", proxy: proxy?.url ?? null, proxySource: proxy?.source ?? null }, describeProxy(proxy));
     this.#transport = new Transport({
       certPem: identity.certPem,
       keyPem: identity.keyPem,
@@ -72,6 +75,7 @@ export class UplinkPart implements Part<UplinkPartHealth> {
       logger: log.child({ component: "uplink" }),
       // live requests, and as many stuck ones waiting out their deadlines beside them (pacer.ts)
       connections: 2 * config.cloud.concurrency,
+      proxy,
     });
     this.#sender = new Sender({
       store: this.#o.store,

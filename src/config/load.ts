@@ -279,18 +279,8 @@ async function checkReferencedFiles(source: YamlSource, raw: unknown, dir: strin
     const at = ["machines", i, "user"];
     if (user.type === "username") {
       if (typeof user.passwordFile === "string" && user.passwordFile !== "" && user.passwordEnv === undefined) {
-        const file = path.resolve(dir, user.passwordFile);
-        const text = await readText(file, 64 * 1024);
-        if (typeof text !== "string") fail([...at, "passwordFile"], `cannot read the password file (found ${found(user.passwordFile)}: ${text.message}; expected a readable file)`, "secret");
-        else {
-          const password = text.replace(/\r?\n$/, "");
-          if (password === "") fail([...at, "passwordFile"], `the password file is empty (found ${found(user.passwordFile)}; expected the password)`, "secret");
-          else secretsFor(secrets, id).password = new Secret(password);
-          const mode = (await stat(file)).mode & 0o777;
-          if ((mode & 0o077) !== 0) {
-            report.warn(source, 0, { path: [...at, "passwordFile"], at: "value", message: `the password file can be read by other users (found mode ${mode.toString(8).padStart(4, "0")}; expected 0600 or 0400)` });
-          }
-        }
+        const password = await secretFile(source, report, dir, [...at, "passwordFile"], user.passwordFile, "password");
+        if (password) secretsFor(secrets, id).password = password;
       } else if (typeof user.passwordEnv === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(user.passwordEnv) && user.passwordFile === undefined) {
         const value = process.env[user.passwordEnv];
         if (value === undefined) fail([...at, "passwordEnv"], `environment variable ${user.passwordEnv} is not set (expected it to hold the password)`, "secret");
@@ -321,6 +311,33 @@ async function checkReferencedFiles(source: YamlSource, raw: unknown, dir: strin
       fail(["cloud", "caFile"], `cannot read the CA file (found ${found(cloud.caFile)}: ${fsReason(err)}; expected a readable PEM file)`, "config");
     }
   }
+  const proxy = isRecord(cloud.proxy) ? cloud.proxy : {};
+  if (typeof proxy.usernameFile === "string" && proxy.usernameFile !== "" && typeof proxy.passwordFile === "string" && proxy.passwordFile !== "") {
+    const username = await secretFile(source, report, dir, ["cloud", "proxy", "usernameFile"], proxy.usernameFile, "proxy user name");
+    const password = await secretFile(source, report, dir, ["cloud", "proxy", "passwordFile"], proxy.passwordFile, "proxy password");
+    if (username && password) secrets.proxy = { username, password };
+  }
+}
+
+/**
+ * A one-line secret file, without its final newline, or undefined once the problem is
+ * reported at the line that names the file. A file others can read gets a warning.
+ */
+async function secretFile(source: YamlSource, report: Report, dir: string, at: PropertyKey[], name: string, what: string): Promise<Secret | undefined> {
+  const file = path.resolve(dir, name);
+  const text = await readText(file, 64 * 1024);
+  if (typeof text !== "string") {
+    report.add(source, 0, { path: at, at: "value", message: `cannot read the ${what} file (found ${found(name)}: ${text.message}; expected a readable file)` }, "secret");
+    return undefined;
+  }
+  const mode = (await stat(file)).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    report.warn(source, 0, { path: at, at: "value", message: `the ${what} file can be read by other users (found mode ${mode.toString(8).padStart(4, "0")}; expected 0600 or 0400)` });
+  }
+  const value = text.replace(/\r?\n$/, "");
+  if (value !== "") return new Secret(value);
+  report.add(source, 0, { path: at, at: "value", message: `the ${what} file is empty (found ${found(name)}; expected the ${what})` }, "secret");
+  return undefined;
 }
 
 function secretsFor(secrets: Secrets, id: string): Secrets["machines"][string] {
@@ -383,6 +400,15 @@ function absolutePaths(config: Config, dir: string): Config {
     cloud: {
       ...config.cloud,
       ...(config.cloud.caFile === undefined ? {} : { caFile: abs(config.cloud.caFile) }),
+      ...(config.cloud.proxy === undefined
+        ? {}
+        : {
+            proxy: {
+              ...config.cloud.proxy,
+              ...(config.cloud.proxy.usernameFile === undefined ? {} : { usernameFile: abs(config.cloud.proxy.usernameFile) }),
+              ...(config.cloud.proxy.passwordFile === undefined ? {} : { passwordFile: abs(config.cloud.proxy.passwordFile) }),
+            },
+          }),
       ...(config.cloud.identity === undefined
         ? {}
         : { identity: { certificateFile: abs(config.cloud.identity.certificateFile), privateKeyFile: abs(config.cloud.identity.privateKeyFile) } }),

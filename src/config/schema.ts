@@ -226,6 +226,30 @@ function isHttpsUrl(s: string): boolean {
   return url.protocol === "https:" && url.hostname !== "" && url.username === "" && url.password === "";
 }
 
+const PROXY_URL_FORMAT = "http://host:port or https://host:port, without user, password or path";
+const proxyUrl = z.string().refine(isProxyUrl, bad("not a proxy URL", PROXY_URL_FORMAT));
+
+function isProxyUrl(s: string): boolean {
+  if (!URL.canParse(s)) return false;
+  const url = new URL(s);
+  // The port is required: curl and Node disagree on the default (1080 against 80).
+  const port = /^[a-z]+:\/\/(\[[^\]]*\]|[^/:?#]*):\d+\/?$/i.test(s);
+  return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "" && url.username === "" && url.password === "" && port;
+}
+
+const proxy = strict({
+  url: describe(proxyUrl, `The HTTP CONNECT proxy: ${PROXY_URL_FORMAT}.`),
+  usernameFile: describe(filePath.optional(), "File holding the user name for Basic authentication at the proxy."),
+  passwordFile: describe(filePath.optional(), "File holding the password for Basic authentication at the proxy; a secret, mode 0600."),
+}).superRefine((p, ctx) => {
+  const user = field(p, "usernameFile");
+  const password = field(p, "passwordFile");
+  if ((user === undefined) !== (password === undefined)) {
+    const missing = user === undefined ? "usernameFile" : "passwordFile";
+    ctx.addIssue({ code: "custom", path: [missing], input: undefined, message: `${missing} is missing (found only ${missing === "usernameFile" ? "passwordFile" : "usernameFile"}; expected both for Basic authentication, or neither)` });
+  }
+}, evenWithErrors);
+
 const cloud = strict({
   url: describe(cloudUrl, "Base URL of the cloud ingest API; https only."),
   pins: describe(
@@ -265,6 +289,10 @@ const cloud = strict({
       maxBytes: describe(byteSize(1024, 64 * 1024 ** 2).prefault("1MiB"), `Bytes per POST: ${SIZE_FORMAT}. Default 1MiB.`),
     }).default({ maxItems: 5000, maxBytes: 1024 ** 2 }),
     "Limits of one POST.",
+  ),
+  proxy: describe(
+    proxy.optional(),
+    "HTTP CONNECT proxy for every cloud connection; TLS with the cloud runs end to end through it. Default: HTTPS_PROXY and NO_PROXY from the environment, else direct.",
   ),
 });
 

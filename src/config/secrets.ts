@@ -34,4 +34,6 @@ export class Secret {
 /** The secrets a loaded config carries, keyed by machine id: the OPC UA password, or the user certificate and its key. */
 export interface Secrets {
   machines: Record<string, { password?: Secret; userCertificatePem?: string; userPrivateKey?: Secret }>;
+  /** Basic authentication at the cloud proxy (cloud.proxy.usernameFile, passwordFile). */
+  proxy?: { username: Secret; password: Secret };
 }

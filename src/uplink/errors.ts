@@ -1,12 +1,14 @@
 /**
  * The one place that turns undici and TLS errors into KerfErrors with messages an operator
  * can act on. Callers match on the code: UPLINK_PIN_MISMATCH, UPLINK_NO_CLIENT_CERT,
- * UPLINK_TLS or UPLINK_NETWORK.
+ * UPLINK_TLS, UPLINK_NETWORK, or for the proxy UPLINK_PROXY, UPLINK_PROXY_REFUSED and
+ * UPLINK_PROXY_AUTH.
  */
 import { subscribe } from "node:diagnostics_channel";
 import type { EventEmitter } from "node:events";
 import type { TLSSocket } from "node:tls";
 import { KerfError, type KerfErrorCode } from "../errors.ts";
+import type { ProxySettings } from "./proxy.ts";
 
 // A cloud that refuses our client certificate often just closes the connection after the
 // handshake, without a TLS alert (Node's TLS server does, after TLS 1.3 has finished the
@@ -96,6 +98,40 @@ export function toUplinkError(err: unknown, host: string): KerfError {
     return make("UPLINK_NETWORK", `the cloud at '${host}' did not answer in time (${code}); the request will be retried under the same idempotency key`);
   }
   return make("UPLINK_NETWORK", `cannot reach the cloud at '${host}': ${code ? `${code} ` : ""}${message}`);
+}
+
+/**
+ * A CONNECT that did not open a tunnel to `target` (host:port): the proxy could not be reached,
+ * or answered with `status`. The message names the proxy, never its credentials.
+ */
+export function proxyError(proxy: ProxySettings, target: string, outcome: { status: number } | { error: unknown }): KerfError {
+  const where = proxy.source === "config" ? "cloud.proxy.url" : "HTTPS_PROXY";
+  const context = { host: target.replace(/:\d+$/, ""), proxy: proxy.url };
+  if ("error" in outcome) {
+    const e = (outcome.error ?? {}) as { code?: unknown; message?: string };
+    const code = typeof e.code === "string" ? e.code : "";
+    const message = e.message ?? String(outcome.error);
+    return new KerfError("UPLINK_PROXY", `cannot reach the proxy ${proxy.url} (${code ? `${code} ` : ""}${message}): check ${where} and that the proxy runs and is reachable from here`, {
+      cause: outcome.error,
+      details: [`${code}: ${message}`.trim()],
+      context,
+    });
+  }
+  const { status } = outcome;
+  if (status === 407) {
+    const fix = !proxy.username
+      ? proxy.source === "config"
+        ? "no credentials are configured: set cloud.proxy.usernameFile and cloud.proxy.passwordFile"
+        : "no credentials are configured: set cloud.proxy with usernameFile and passwordFile"
+      : proxy.source === "config"
+        ? "it refused the configured ones: check the files cloud.proxy.usernameFile and cloud.proxy.passwordFile"
+        : "it refused the ones in HTTPS_PROXY: check them";
+    return new KerfError("UPLINK_PROXY_AUTH", `the proxy ${proxy.url} demands authentication for the tunnel to ${target} (HTTP 407) and ${fix}; data stays buffered meanwhile`, { context });
+  }
+  if (status >= 400 && status < 500) {
+    return new KerfError("UPLINK_PROXY_REFUSED", `the proxy ${proxy.url} refused the tunnel to ${target} (HTTP ${status}): its policy must allow CONNECT to ${target}; data stays buffered meanwhile`, { context });
+  }
+  return new KerfError("UPLINK_PROXY", `the proxy ${proxy.url} did not open the tunnel to ${target} (HTTP ${status}): check that the proxy can reach the cloud`, { context });
 }
 
 function findKerfError(err: unknown): KerfError | undefined {

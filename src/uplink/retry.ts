@@ -7,7 +7,9 @@
  *   200                         success: the batch is acknowledged and deleted from the buffer
  *   network error, timeout      retry with backoff
  *   pin mismatch, TLS failure,  retry with backoff, logged as an error every time: the config or
- *   client certificate refused  the network must be fixed, and the data stays buffered meanwhile
+ *   client certificate refused, the network must be fixed, and the data stays buffered meanwhile
+ *   proxy auth (407) or policy
+ *   (403) refused
  *   408, 429, 5xx except 501    retry; Retry-After (seconds or HTTP-date) is honoured, capped,
  *                               for the batch it answered (for all batches once the cloud is down)
  *   401 403 404 405 407 415 421 retry, logged as an error: these say the connector is pointed at the
@@ -39,7 +41,7 @@ export type Decision =
   | { action: "reject"; reason: string };
 
 const configurationStatuses = new Set([401, 403, 404, 405, 407, 415, 421]);
-const alarmingErrorCodes = new Set(["UPLINK_PIN_MISMATCH", "UPLINK_TLS", "UPLINK_NO_CLIENT_CERT"]);
+const alarmingErrorCodes = new Set(["UPLINK_PIN_MISMATCH", "UPLINK_TLS", "UPLINK_NO_CLIENT_CERT", "UPLINK_PROXY_AUTH", "UPLINK_PROXY_REFUSED"]);
 
 export function classify(outcome: Outcome, options: { maxRetryAfterMs?: number; now?: number } = {}): Decision {
   if ("error" in outcome) {

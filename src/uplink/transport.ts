@@ -8,10 +8,11 @@
  * and a rotation reaches every composed dispatcher too.
  */
 import { createSecureContext, checkServerIdentity as checkHostname, type PeerCertificate, type DetailedPeerCertificate } from "node:tls";
-import { Agent, Dispatcher } from "undici";
+import { Agent, Dispatcher, EnvHttpProxyAgent, Pool } from "undici";
 import { KerfError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { spkiPin, validatePins } from "../certs/pins.ts";
+import { proxyAuthorization, tunnelClientFactory, type ProxySettings } from "./proxy.ts";
 
 /** The instance's client certificate (PEM; intermediates may follow the leaf) and its key. */
 export interface ClientIdentity {
@@ -28,14 +29,16 @@ export interface TransportOptions extends ClientIdentity {
   /** Connections per origin; the sender's concurrency. Default 4. */
   connections?: number;
   connectTimeoutMs?: number;
+  /** An HTTP CONNECT proxy for every connection (proxy.ts resolves it); TLS with the cloud runs through its tunnel. */
+  proxy?: ProxySettings | null | undefined;
 }
 
 export class Transport extends Dispatcher {
   readonly #o: TransportOptions;
   readonly #pins: ReadonlySet<string>;
-  #current: Agent;
+  #current: Dispatcher;
   /** Pools of earlier certificates, closing once their requests have finished. */
-  readonly #draining = new Set<Agent>();
+  readonly #draining = new Set<Dispatcher>();
   #closed = false;
 
   constructor(options: TransportOptions) {
@@ -93,30 +96,47 @@ export class Transport extends Dispatcher {
     void done.then(cb, cb);
   }
 
-  #pool(identity: ClientIdentity): Agent {
+  #pool(identity: ClientIdentity): Dispatcher {
     const o = this.#o;
-    const pool = new Agent({
-      connections: o.connections ?? 4,
-      // HTTP/1.1 only: the ingest protocol needs nothing more, and one framing keeps errors predictable.
-      allowH2: false,
-      connect: {
-        cert: identity.certPem,
-        key: identity.keyPem,
-        ...(o.caPem ? { ca: o.caPem } : {}),
-        minVersion: "TLSv1.2",
-        timeout: o.connectTimeoutMs ?? 10_000,
-        // Node does not call checkServerIdentity on a resumed TLS session, so a resumed session
-        // would skip the pin check. Without a session cache every connection is a full
-        // handshake and is pinned; the cost is one extra round trip per new connection.
-        maxCachedSessions: 0,
-        checkServerIdentity: checkPinnedServerIdentity(this.#pins, o.logger),
-      },
-    });
+    const tls = {
+      cert: identity.certPem,
+      key: identity.keyPem,
+      ...(o.caPem ? { ca: o.caPem } : {}),
+      minVersion: "TLSv1.2",
+      timeout: o.connectTimeoutMs ?? 10_000,
+      // Node does not call checkServerIdentity on a resumed TLS session, so a resumed session
+      // would skip the pin check. Without a session cache every connection is a full
+      // handshake and is pinned; the cost is one extra round trip per new connection.
+      maxCachedSessions: 0,
+      checkServerIdentity: checkPinnedServerIdentity(this.#pins, o.logger),
+    } as const;
     // A Dispatcher's connection events, from whichever pool: what watches the transport sees them all.
-    const from = pool as unknown as Emitter;
     const to = this as unknown as Emitter;
-    for (const event of ["connect", "disconnect", "connectionError", "drain"]) from.on(event, (...args) => to.emit(event, ...args));
-    return pool;
+    const forward = (from: Dispatcher) => {
+      for (const event of ["connect", "disconnect", "connectionError", "drain"]) (from as unknown as Emitter).on(event, (...args) => to.emit(event, ...args));
+      return from;
+    };
+    // HTTP/1.1 only: the ingest protocol needs nothing more, and one framing keeps errors predictable.
+    const common = { connections: o.connections ?? 4, allowH2: false };
+    if (!o.proxy) return forward(new Agent({ ...common, connect: tls }));
+    // Through a proxy, the cloud's TLS options go in requestTls, which undici applies to the TLS
+    // session inside the tunnel (the proxy's own TLS, for an https:// proxy, is proxyTls). The
+    // same options as `connect` serve the hosts that NO_PROXY sends direct. undici JSON-clones
+    // the other Agent options, which would drop checkServerIdentity: never put TLS there.
+    const token = proxyAuthorization(o.proxy);
+    return new EnvHttpProxyAgent({
+      ...common,
+      httpProxy: o.proxy.url,
+      httpsProxy: o.proxy.url,
+      noProxy: o.proxy.noProxy,
+      connect: tls,
+      requestTls: tls,
+      proxyTls: { minVersion: "TLSv1.2", timeout: tls.timeout },
+      ...(token ? { token } : {}),
+      clientFactory: tunnelClientFactory(o.proxy, tls.timeout),
+      // The pools to the cloud, tunnelled or direct, are made here, so their events can be forwarded.
+      factory: (origin: string | URL, options: object) => forward(new Pool(origin, options)),
+    });
   }
 }
 
