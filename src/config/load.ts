@@ -5,6 +5,7 @@ import { KerfError, type KerfErrorCode } from "../errors.ts";
 import { formatPath, found } from "./describe.ts";
 import { errorMap, flattenIssues, INLINE_SECRET_FIELDS, type Located } from "./issues.ts";
 import { ConfigSchema, MappingSchema, type Config, type Mapping } from "./schema.ts";
+import { bufferKey, FORMS as KEY_FORMS } from "./buffer-key.ts";
 import { Secret, type Secrets } from "./secrets.ts";
 import { parseYaml, type YamlSource } from "./yaml-source.ts";
 
@@ -313,6 +314,17 @@ async function checkReferencedFiles(source: YamlSource, raw: unknown, dir: strin
     }
   }
 
+  const encryption = isRecord(raw.buffer) && isRecord(raw.buffer.encryption) ? raw.buffer.encryption : {};
+  if (typeof encryption.keyFile === "string" && encryption.keyFile !== "") {
+    const at = ["buffer", "encryption", "keyFile"];
+    const read = await readKeyFile(path.resolve(dir, encryption.keyFile), encryption.keyFile);
+    if ("problem" in read) fail(at, read.problem, "secret");
+    else {
+      secrets.bufferKey = new Secret(read.key);
+      if (read.warning) report.warn(source, 0, { path: at, at: "value", message: read.warning });
+    }
+  }
+
   const cloud = isRecord(raw.cloud) ? raw.cloud : {};
   if (typeof cloud.caFile === "string" && cloud.caFile !== "") {
     try {
@@ -325,6 +337,18 @@ async function checkReferencedFiles(source: YamlSource, raw: unknown, dir: strin
 
 function secretsFor(secrets: Secrets, id: string): Secrets["machines"][string] {
   return (secrets.machines[id] ??= {});
+}
+
+/** The buffer's key file, checked (see buffer-key.ts), or what is wrong with it. */
+async function readKeyFile(file: string, display: string): Promise<ReturnType<typeof bufferKey>> {
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) return { problem: `the key file is not a regular file (found ${found(display)}; expected a file of ${KEY_FORMS})` };
+    if (info.size > 4096) return { problem: `the key file is too large for a key (found ${found(display)} of ${info.size} bytes; expected ${KEY_FORMS})` };
+    return bufferKey(await readFile(file), info.mode & 0o777, display);
+  } catch (err) {
+    return { problem: `cannot read the key file (found ${found(display)}: ${fsReason(err)}; expected a readable file of ${KEY_FORMS})` };
+  }
 }
 
 /** Reads a regular file as UTF-8, or says in words why not. */
@@ -380,6 +404,10 @@ function absolutePaths(config: Config, dir: string): Config {
             : u;
       return { ...m, user };
     }),
+    buffer: {
+      ...config.buffer,
+      ...(config.buffer.encryption === undefined ? {} : { encryption: { keyFile: abs(config.buffer.encryption.keyFile) } }),
+    },
     cloud: {
       ...config.cloud,
       ...(config.cloud.caFile === undefined ? {} : { caFile: abs(config.cloud.caFile) }),
