@@ -53,6 +53,16 @@ function fileBytes(): string {
   return all;
 }
 
+/** Every stored batch of the closed file is sealed, and no value is readable in it. */
+function expectAllSealed(): void {
+  const db = new DatabaseSync(buf.path(), { readOnly: true });
+  const formats = (db.prepare("SELECT format FROM batches").all() as { format: number }[]).map((r) => r.format & 0x80);
+  db.close();
+  expect(formats.length).toBeGreaterThan(0);
+  expect(formats.every((f) => f === 0x80)).toBe(true);
+  expect(fileBytes().includes("load.c")).toBe(false);
+}
+
 describe("an encrypted buffer", () => {
   it("returns what was appended, across a restart with the same key, and stores none of it in clear", () => {
     const key = newKey();
@@ -62,8 +72,8 @@ describe("an encrypted buffer", () => {
     b.close();
     // Content and keys of the values are nowhere in the file.
     const raw = fileBytes();
-    expect(raw).not.toContain("load.c");
-    expect(raw).not.toContain("press-01");
+    expect(raw.includes("load.c")).toBe(false);
+    expect(raw.includes("press-01")).toBe(false);
 
     b = openWith(key);
     expect(b.encrypted).toBe(true);
@@ -147,7 +157,7 @@ describe("an encrypted buffer", () => {
     const ids = [1, 2, 3].map((seq) => b.append(batch(5, seq)));
     b.ack(ids[0]!);
     b.close();
-    expect(fileBytes()).toContain("load.c");
+    expect(fileBytes().includes("load.c")).toBe(true);
 
     const key = newKey();
     const { logger, lines } = captureLogger();
@@ -155,7 +165,7 @@ describe("an encrypted buffer", () => {
     expect(lines).toContainEqual(expect.objectContaining({ event: "buffer_encrypted", batches: 2 }));
     expect(b.next(10).map(values)).toEqual([2, 3].map((seq) => Array.from({ length: 5 }, (_, i) => seq * 100_000 + i)));
     b.close();
-    expect(fileBytes()).not.toContain("load.c");
+    expect(fileBytes().includes("load.c")).toBe(false);
     b = openWith(key);
     expect(b.next(10).map((x) => x.id)).toEqual(ids.slice(1));
     expect(b.stats().droppedItems).toBe(0);
@@ -168,6 +178,7 @@ describe("an encrypted buffer", () => {
     const [merged] = b.nextMerged(10, new Set(), LIMITS);
     expect([merged!.id, merged!.items]).toEqual([ids[2], 15]);
     b.close();
+    expectAllSealed();
     b = openWith(key);
     const [again] = b.next(10);
     expect([again!.id, again!.items]).toEqual([ids[2], 15]);
@@ -181,6 +192,7 @@ describe("an encrypted buffer", () => {
     const id = b.append(batch(6, 1));
     const parts = b.replace(id, [batch(3, 1), batch(3, 2)]);
     b.close();
+    expectAllSealed();
     b = openWith(key);
     expect(b.next(10).map((x) => [x.id, x.items])).toEqual(parts.map((p) => [p, 3]));
     expect(b.stats().droppedItems).toBe(0);
