@@ -41,10 +41,12 @@ describe("config/ examples", () => {
       .replace("    #   # passwordEnv: KERF_OPCUA_PASSWORD", "      passwordEnv: KERF_EXAMPLE_PASSWORD")
       .replace("mapping: ./mapping.example.yaml", `mapping: ${path.join(CONFIG_DIR, "mapping.example.yaml")}`)
       .replace("  # caFile: ./cloud-ca.pem", "  caFile: ./cloud-ca.pem")
-      .replace("  # identity:\n  #   certificateFile: ./identity/cert.pem\n  #   privateKeyFile: ./identity/key.pem", "  identity:\n    certificateFile: ./identity/cert.pem\n    privateKeyFile: ./identity/key.pem");
+      .replace("  # identity:\n  #   certificateFile: ./identity/cert.pem\n  #   privateKeyFile: ./identity/key.pem", "  identity:\n    certificateFile: ./identity/cert.pem\n    privateKeyFile: ./identity/key.pem")
+      .replace("  # encryption:\n  #   keyFile: /run/secrets/kerf-buffer-key", "  encryption:\n    keyFile: ./buffer.key");
     expect(username).toContain("passwordEnv: KERF_EXAMPLE_PASSWORD");
     expect(username).toContain("\n  caFile:");
     await t.write("cloud-ca.pem", "-----BEGIN CERTIFICATE-----\n");
+    await t.write("buffer.key", `${"ab".repeat(32)}\n`, 0o600);
     const file = await t.write("kerf.yaml", username);
     process.env.KERF_EXAMPLE_PASSWORD = "example-password";
     try {
@@ -52,6 +54,8 @@ describe("config/ examples", () => {
       expect(loaded.config.machines[0]!.user).toEqual({ type: "username", username: "operator", passwordEnv: "KERF_EXAMPLE_PASSWORD" });
       expect(loaded.secrets.machines["saw-1"]!.password!.reveal()).toBe("example-password");
       expect(loaded.config.cloud.identity!.certificateFile).toBe(path.join(t.dir, "identity/cert.pem"));
+      expect(loaded.config.buffer.encryption).toEqual({ keyFile: path.join(t.dir, "buffer.key") });
+      expect(loaded.secrets.bufferKey!.reveal().symmetricKeySize).toBe(32);
     } finally {
       delete process.env.KERF_EXAMPLE_PASSWORD;
     }
