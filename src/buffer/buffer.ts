@@ -688,7 +688,7 @@ export class DurableBuffer {
         this.#log.error({ event: "buffer_unreadable", error: (err as Error).message }, "the snapshot of delivered values is unreadable; unchanged values may be sent again once");
       }
     }
-    for (const b of this.#db.prepare("SELECT id, items, format, payload FROM batches WHERE id > ? ORDER BY id").iterate(upto) as Iterable<Row>) {
+    for (const b of this.#db.prepare("SELECT id, items, format, payload FROM batches WHERE id > ? ORDER BY id").iterate(upto) as Iterable<Pick<Row, "id" | "items" | "format" | "payload">>) {
       try {
         delivered.merge(parseMessages(this.#decode(b)));
         // The snapshot row lacks these items: the next snapshot must write the table, not only

@@ -265,7 +265,8 @@ function scanInlineSecrets(source: YamlSource, report: Report): void {
 
 /**
  * Files the connector needs at startup are checked now, each error at the line that names
- * the file: the user's password file or variable, certificates and the cloud CA bundle.
+ * the file: the user's password file or variable, certificates, the buffer's key file and the
+ * cloud CA bundle.
  * Identity files are not checked: enrolment may create them on first start.
  */
 async function checkReferencedFiles(source: YamlSource, raw: unknown, dir: string, report: Report, secrets: Secrets): Promise<void> {

@@ -198,3 +198,19 @@ describe("an encrypted buffer", () => {
     expect(b.stats().droppedItems).toBe(0);
   });
 });
+
+describe("schema version 3", () => {
+  it("a version 2 buffer gains the tampered counter and keeps its batches", () => {
+    let b = buf.open();
+    const id = b.append(batch(5, 1));
+    b.close();
+    tamper("DELETE FROM counters WHERE name = 'dropped_tampered'; PRAGMA user_version = 2;");
+    b = buf.open();
+    expect(b.next(10).map((x) => x.id)).toEqual([id]);
+    expect(b.stats()).toMatchObject({ appendedItems: 5, dropped: { tampered: 0 } });
+    b.close();
+    const db = new DatabaseSync(buf.path(), { readOnly: true });
+    expect(db.prepare("PRAGMA user_version").get()).toEqual({ user_version: 3 });
+    db.close();
+  });
+});
