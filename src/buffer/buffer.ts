@@ -20,8 +20,8 @@
  * ## Ids
  * The batch id is the wire `batch` number. AUTOINCREMENT keeps ids strictly increasing
  * and never reused: not after every row is deleted, not across restarts (`#insert` picks the
- * next id itself, so that a sealed payload can be bound to it; the insert moves the sequence). A batch refused
- * as too large is split by `replace` into new batches with new (higher) ids.
+ * next id itself, so that a sealed payload can be bound to it; the insert moves the sequence).
+ * A batch refused as too large is split by `replace` into new batches with new (higher) ids.
  *
  * ## What was delivered survives a restart
  * After a restart (also after SIGKILL) the sessions subscribe anew, and the first notification of
