@@ -30,6 +30,8 @@ export type KerfErrorCode =
   /** A stored batch that cannot be read back. */
   | "BUFFER_CORRUPT"
   | "BUFFER_CLOSED"
+  /** The buffer's encryption key is missing, wrong, or unusable (the file is refused, nothing is dropped). */
+  | "BUFFER_KEY"
   /** Not a certificate, key, CRL or certificate request that parses. */
   | "CERT_MALFORMED"
   /** A certificate or key file that cannot be read, or a CA with half its files. */

@@ -53,8 +53,11 @@ export interface MessageSink {
   write(messages: Message[]): void;
 }
 
-/** Why a stored batch left the buffer without being acknowledged. */
-export type DropReason = "buffer_full" | "rejected" | "too_large";
+/**
+ * Why a stored batch left the buffer without being acknowledged. `tampered`: an encrypted
+ * buffer's batch failed authentication (altered, or moved to another id), so it is not sent.
+ */
+export type DropReason = "buffer_full" | "rejected" | "too_large" | "tampered";
 
 /** A batch as the buffer keeps it and the uplink sends it. */
 export interface StoredBatch {

@@ -55,6 +55,7 @@ export class Agent {
       maxItems: config.cloud.batch.maxItems,
       logger: logger.child({ component: "buffer" }),
       onCommit: () => this.#uplink.sender?.wake(),
+      ...(loaded.secrets.bufferKey && config.buffer.encryption ? { encryption: { key: loaded.secrets.bufferKey, keyFile: config.buffer.encryption.keyFile } } : {}),
     });
     this.#uplink = new UplinkPart({
       loaded,

@@ -1,12 +1,14 @@
 /**
  * Micro-benchmark of the durable buffer: sustained append + next + ack throughput and
- * bytes on disk per item, compressed vs not, for batches of 1000 and of 10 items.
+ * bytes on disk per item, compressed vs not, in clear vs encrypted (AES-256-GCM), for batches
+ * of 1000 and of 10 items.
  *
  *   npx node src/bench/buffer.ts [--dir DIR] [--seconds N]
  *
  * DIR defaults to the OS temp dir; point it at the disk the state dir will live on,
  * since fsync cost decides the small-batch figures.
  */
+import { createSecretKey, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,9 +39,10 @@ function batch(items: number, seq: number): Message[] {
 }
 
 
-function run(items: number, compress: boolean): void {
-  const path = join(base, `b-${items}-${compress}.db`);
-  const buffer = DurableBuffer.open({ path, maxBytes: 1 << 30, logger: silentLogger(), compress });
+function run(items: number, compress: boolean, encrypt: boolean): void {
+  const path = join(base, `b-${items}-${compress}-${encrypt}.db`);
+  const encryption = encrypt ? { encryption: { key: createSecretKey(randomBytes(32)) } } : {};
+  const buffer = DurableBuffer.open({ path, maxBytes: 1 << 30, logger: silentLogger(), compress, ...encryption });
   const pool = Array.from({ length: 64 }, (_, i) => batch(items, i));
 
   // Throughput: the sender keeps a small backlog, reads 4 at a time, acks each.
@@ -65,14 +68,14 @@ function run(items: number, compress: boolean): void {
   buffer.close();
   const onDisk = diskBytes(path);
   console.log(
-    `${String(items).padStart(5)} items/batch  compress=${String(compress).padEnd(5)}  ` +
+    `${String(items).padStart(5)} items/batch  compress=${String(compress).padEnd(5)}  encrypt=${String(encrypt).padEnd(5)}  ` +
       `${Math.round(rate).toLocaleString("en").padStart(10)} items/s append+next+ack  ` +
       `${(stored / (count * items)).toFixed(1).padStart(5)} payload B/item  ${(onDisk / (count * items)).toFixed(1).padStart(5)} file B/item`,
   );
 }
 
 try {
-  for (const items of [1000, 10]) for (const compress of [true, false]) run(items, compress);
+  for (const items of [1000, 10]) for (const compress of [true, false]) for (const encrypt of [false, true]) run(items, compress, encrypt);
 } finally {
   rmSync(base, { recursive: true, force: true });
 }

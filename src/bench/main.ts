@@ -12,14 +12,17 @@
  *   npm run bench -- --cpu-hogs N        N busy-loop processes share the cores (a busy machine),
  *                                         for the bare client's run and the connector's alike
  *   npm run bench -- --node-options=...  V8/Node flags for the connector (NODE_OPTIONS)
+ *   npm run bench -- --buffer-encryption each scenario twice, the buffer in clear and then encrypted
+ *                                         (buffer.encryption.keyFile), for the cost: connectorCpuUsPerValue
+ *                                         and latencyP99Ms side by side
  *
  * The bare client's ceiling runs beside the connector, or alone before it against the same
  * simulator where one server on these cores cannot serve both (100k items). Prints a table and
  * one JSON line per scenario.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { X509Certificate } from "node:crypto";
-import { copyFileSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { randomBytes, X509Certificate } from "node:crypto";
+import { copyFileSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -33,6 +36,7 @@ import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { openClientPki } from "../opcua/trust/pki.ts";
 import type { SecurityModeName, SecurityPolicyName } from "../opcua/types.ts";
+import { parse, stringify } from "yaml";
 import { LatencyHistogram } from "./histogram.ts";
 import { faultCounts, hostileFaults } from "./hostile.ts";
 
@@ -47,6 +51,8 @@ interface Scenario {
   perPublish?: number;
   /** The devcloud fails this share of ingest requests (seeded faults of every kind, src/devcloud/hostile.ts). */
   faults?: number;
+  /** The connector's buffer is encrypted (buffer.encryption.keyFile). */
+  bufferEncryption?: boolean;
   nodes: number;
   periodMs: number;
   seconds: number;
@@ -57,6 +63,7 @@ interface Scenario {
 const repo = path.resolve(import.meta.dirname, "../..");
 const USAGE = `usage: npm run bench -- [--scenario 10k|50k|100k-items|10k-hostile|all] [--nodes N --period MS --seconds S]
                      [--mode M --policy P] [--per-publish N] [--fsync-delay-ms N] [--cpu-hogs N] [--node-options=...]
+                     [--buffer-encryption]
 `;
 
 /** Every option read and checked once, before anything starts: a mistake is one line and the usage, exit 2, as in every kerf command. */
@@ -75,6 +82,7 @@ const options = (() => {
         "per-publish": { type: "string" },
         "fsync-delay-ms": { type: "string" },
         "cpu-hogs": { type: "string" },
+        "buffer-encryption": { type: "boolean" },
       },
       "bench",
       USAGE,
@@ -115,7 +123,14 @@ const presets: Record<string, Omit<Scenario, "mode" | "policy">> = {
   "10k-hostile": { name: "10k changes/s, 25 % of requests faulted", nodes: 1000, periodMs: 100, seconds: 30, ceiling: "beside", faults: 0.25 },
 };
 
+/** Each scenario as asked, and with --buffer-encryption once more right after it with the buffer encrypted. */
 function scenarios(): Scenario[] {
+  const asked = askedScenarios();
+  if (!options["buffer-encryption"]) return asked;
+  return asked.flatMap((s) => [s, { ...s, name: `${s.name}, buffer encrypted`, bufferEncryption: true }]);
+}
+
+function askedScenarios(): Scenario[] {
   const sec = { mode: options.mode as SecurityModeName, policy: options.policy as SecurityPolicyName };
   const perPublish = options.perPublish ? { perPublish: options.perPublish } : {};
   if (options.nodes || options.period) {
@@ -275,6 +290,16 @@ async function measureBareAlone(s: Scenario, endpointUrl: string, pkiDir: string
   }
 }
 
+/** A key file mounted apart from the state dir, as in production, named in the connector's config. */
+function encryptBuffer(configFile: string, secretsDir: string): void {
+  mkdirSync(secretsDir, { recursive: true, mode: 0o700 });
+  const keyFile = path.join(secretsDir, "buffer.key");
+  writeFileSync(keyFile, randomBytes(32), { mode: 0o600 });
+  const config = parse(readFileSync(configFile, "utf8")) as { buffer?: Record<string, unknown> };
+  config.buffer = { ...config.buffer, encryption: { keyFile } };
+  writeFileSync(configFile, stringify(config));
+}
+
 async function runScenario(s: Scenario) {
   const dir = await mkdtemp(path.join(os.tmpdir(), "kerf-bench-"));
   const logger = createLogger({ level: "error" });
@@ -310,6 +335,7 @@ async function runScenario(s: Scenario) {
       await pki.certificateManager.dispose();
     }
     const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
+    if (s.bufferEncryption) encryptBuffer(configFile, path.join(dir, "secrets"));
     await ensureIdentity({ dir: path.join(connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: new DevCaEnroller(devcloud.ca), logger });
 
     for (let i = 0; i < options.cpuHogs; i++) children.push(spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }));
@@ -513,7 +539,10 @@ async function runScenario(s: Scenario) {
       connectorPeakRssMb: cpuAfter.peakRssMb,
       ceilingPeakRssMb: ceiling?.peakRssMb ?? null,
       rssRatioToCeiling: ceiling ? round3(cpuAfter.peakRssMb / ceiling.peakRssMb) : null,
+      bufferEncryption: s.bufferEncryption ? "aes-256-gcm" : "off",
       connectorCpuPercent: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / s.seconds) * 1000) / 10,
+      // the connector's CPU time per value delivered from the window, microseconds
+      connectorCpuUsPerValue: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / Math.max(1, delivered)) * 1e7) / 10,
       // CPU of processes that are not the bench's during the connector's window (another job on the machine skews a run)
       othersCpuPercent: Math.round(((machineAfter.all - machineBefore.all - (machineAfter.ours - machineBefore.ours)) / s.seconds) * 1000) / 10,
       ceilingCpuPercent: ceiling?.cpuPercent ?? null,

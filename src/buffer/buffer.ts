@@ -12,14 +12,16 @@
  *   `created_at` answers "how old is the oldest data" without a scan.
  * - `counters(name, value)`: lifetime item counts (appended, acked, dropped by reason).
  * - `meta(name, value)`: the `epoch`, a random UUID made once with the file. It goes into
- *   the idempotency key, so a wiped state dir never produces keys the cloud has seen.
+ *   the idempotency key, so a wiped state dir never produces keys the cloud has seen. An
+ *   encrypted file also has `cipher` and `key_check` (see "Encryption").
  * - `delivered(upto, format, payload)`: one row, the snapshot of what was delivered (below).
  * - `PRAGMA application_id` marks the file as ours, `user_version` is the schema version.
  *
  * ## Ids
  * The batch id is the wire `batch` number. AUTOINCREMENT keeps ids strictly increasing
- * and never reused: not after every row is deleted, not across restarts. A batch refused
- * as too large is split by `replace` into new batches with new (higher) ids.
+ * and never reused: not after every row is deleted, not across restarts (`#insert` picks the
+ * next id itself, so that a sealed payload can be bound to it; the insert moves the sequence).
+ * A batch refused as too large is split by `replace` into new batches with new (higher) ids.
  *
  * ## What was delivered survives a restart
  * After a restart (also after SIGKILL) the sessions subscribe anew, and the first notification of
@@ -62,6 +64,19 @@
  *   since two senders on one buffer would deliver everything twice.
  * - Delivery is at-least-once: a batch is deleted only by `ack` after the cloud confirmed it.
  *
+ * ## Encryption (`encryption`, from `buffer.encryption.keyFile`)
+ * Every stored payload is sealed with AES-256-GCM (seal.ts): a fresh random nonce per batch, and
+ * as associated data the epoch, the batch id, its stored format (the codec's, with SEALED set)
+ * and its item count. Ids are therefore chosen by `#insert` (the last id + 1) rather than by
+ * SQLite, and a merged batch is sealed anew under the id of its row. `bytes` is the sealed size
+ * (28 bytes more per batch), so `maxBytes` bounds what is really stored. The snapshot of what
+ * was delivered is sealed too. A batch that fails authentication (altered, moved to another id,
+ * or not sealed at all) is not sent: it is dropped as `tampered`, with one error line naming its
+ * id (never its content), and the rest flows on. At open, encryption.ts refuses an encrypted
+ * file without its key or with another key (a key check value in `meta`), and seals a plain
+ * file in place when a key is first given. Without a key nothing changes: payloads are stored
+ * as before.
+ *
  * ## When full: `dropOldest`
  * The buffer is bounded by `maxBytes` of stored payload (the file itself is larger by
  * SQLite's page overhead and the WAL). An append that would exceed it first deletes the
@@ -90,8 +105,10 @@ import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { decodeBytes, encodeBytes, encodeJson, parseMessages, type Encoded } from "./codec.ts";
 import { LastDelivered } from "./delivered.ts";
 import { DropLog } from "./drop-log.ts";
+import { setUpEncryption, type EncryptionOptions } from "./encryption.ts";
 import { COUNTER_NAMES, ioError, openDatabase, type CounterName } from "./schema.ts";
-import { KerfError } from "../errors.ts";
+import { Kind, SEALED, Tampered, type Sealer } from "./seal.ts";
+import { isKerfError, KerfError } from "../errors.ts";
 
 export interface BufferStats {
   /** What is stored now (not yet acknowledged). */
@@ -117,9 +134,11 @@ export interface BufferOptions {
   compress?: boolean;
   /** How often the snapshot of what was delivered is written; default 5 s (see above). */
   snapshotIntervalMs?: number;
+  /** Seal every stored payload with this key (see "Encryption" above). */
+  encryption?: EncryptionOptions;
 }
 
-const DROP_REASONS: readonly DropReason[] = ["buffer_full", "rejected", "too_large"];
+const DROP_REASONS: readonly DropReason[] = ["buffer_full", "rejected", "too_large", "tampered"];
 const MAINTAIN_EVERY_DELETES = 500;
 const MAINTAIN_WHEN_DRAINED_MS = 5000;
 /** Free pages returned per maintenance run, so one run stays short (64 MiB at 4 KiB pages). */
@@ -162,7 +181,21 @@ const dropCounter: Record<DropReason, CounterName> = {
   buffer_full: "dropped_buffer_full",
   rejected: "dropped_rejected",
   too_large: "dropped_too_large",
+  tampered: "dropped_tampered",
 };
+
+/** A payload as it is stored: the codec's format (with SEALED when sealed) and bytes. */
+interface Stored {
+  format: number;
+  payload: Uint8Array;
+}
+
+/** A stored batch that cannot be read back, and whether it failed authentication. */
+interface Unreadable {
+  id: number;
+  error: string;
+  tampered: boolean;
+}
 
 export class DurableBuffer {
   readonly epoch: string;
@@ -172,6 +205,8 @@ export class DurableBuffer {
   readonly #compress: boolean;
   readonly #snapshotIntervalMs: number;
   readonly #log: Logger;
+  /** Null when the buffer is not encrypted. */
+  readonly #sealer: Sealer | null;
   readonly #stored: Totals;
   readonly #counters: Record<CounterName, number>;
   readonly #evictLog: DropLog;
@@ -213,23 +248,26 @@ export class DurableBuffer {
     }
     const { db, epoch } = openDatabase(options.path);
     try {
-      return new DurableBuffer(db, epoch, options);
+      const sealer = setUpEncryption(db, options.path, epoch, options.encryption, options.logger);
+      return new DurableBuffer(db, epoch, sealer, options);
     } catch (err) {
       db.close();
+      if (isKerfError(err, "BUFFER_KEY")) throw err;
       throw ioError(options.path, "reading its state", err);
     }
   }
 
-  private constructor(db: DatabaseSync, epoch: string, options: BufferOptions) {
+  private constructor(db: DatabaseSync, epoch: string, sealer: Sealer | null, options: BufferOptions) {
     this.#db = db;
     this.epoch = epoch;
+    this.#sealer = sealer;
     this.#path = options.path;
     this.#maxBytes = options.maxBytes;
     this.#compress = options.compress ?? true;
     this.#snapshotIntervalMs = options.snapshotIntervalMs ?? SNAPSHOT_INTERVAL_MS;
     this.#log = options.logger;
     this.#sql = {
-      insert: db.prepare("INSERT INTO batches (created_at, items, bytes, format, payload) VALUES (?, ?, ?, ?, ?)"),
+      insert: db.prepare("INSERT INTO batches (id, created_at, items, bytes, format, payload) VALUES (?, ?, ?, ?, ?, ?)"),
       remove: db.prepare("DELETE FROM batches WHERE id = ? AND acked = 0 RETURNING items, bytes, created_at"),
       markAcked: db.prepare("UPDATE batches SET acked = 1 WHERE id = ? AND acked = 0 RETURNING items, bytes, created_at"),
       keptAcked: db.prepare("SELECT count(*) AS batches, total(bytes) AS bytes FROM batches WHERE acked = 1"),
@@ -329,19 +367,16 @@ export class DurableBuffer {
     // Among the first limit + |exclude| rows at most |exclude| are skipped.
     const rows = this.#sql.head.all(limit + exclude.size) as unknown as Row[];
     const out: StoredBatch[] = [];
-    const unreadable: { id: number; error: string }[] = [];
+    const unreadable: Unreadable[] = [];
     for (const row of rows) {
       if (out.length === limit) break;
       if (exclude.has(row.id)) continue;
-      const json = readPayload(row, unreadable);
+      const json = this.#readPayload(row, unreadable);
       if (json) out.push(storedBatch(row, json));
     }
     if (unreadable.length > 0) {
       // Stopping the sender forever on one damaged row would lose everything behind it.
-      for (const u of unreadable) {
-        this.#log.error({ event: "buffer_unreadable", id: u.id, error: u.error }, `buffer batch ${u.id} is unreadable (${u.error}); dropping it`);
-        this.drop(u.id, "rejected", `stored payload unreadable: ${u.error}`);
-      }
+      this.#dropUnreadable(unreadable);
       return this.next(limit, exclude);
     }
     return out;
@@ -358,7 +393,7 @@ export class DurableBuffer {
     if (limit <= 0) return [];
     // Plan first, write after: no transaction while the read is still open.
     const groups: { row: Row; json: Buffer }[][] = [];
-    const unreadable: { id: number; error: string }[] = [];
+    const unreadable: Unreadable[] = [];
     let group: { row: Row; json: Buffer }[] = [];
     let items = 0;
     let bytes = 0;
@@ -372,7 +407,7 @@ export class DurableBuffer {
         if (groups.length === limit) break;
         continue;
       }
-      const json = readPayload(row, unreadable);
+      const json = this.#readPayload(row, unreadable);
       if (!json) continue;
       if (group.length > 0 && items + row.items <= limits.maxItems && bytes + json.length + 1 <= limits.maxBytes) {
         group.push({ row, json });
@@ -391,10 +426,7 @@ export class DurableBuffer {
     }
     close();
     const out = groups.map((g) => (g.length === 1 ? storedBatch(g[0]!.row, g[0]!.json) : (this.#merge(g) ?? storedBatch(g[0]!.row, g[0]!.json))));
-    for (const u of unreadable) {
-      this.#log.error({ event: "buffer_unreadable", id: u.id, error: u.error }, `buffer batch ${u.id} is unreadable (${u.error}); dropping it`);
-      this.drop(u.id, "rejected", `stored payload unreadable: ${u.error}`);
-    }
+    this.#dropUnreadable(unreadable);
     return out;
   }
 
@@ -456,16 +488,17 @@ export class DurableBuffer {
   drop(id: number, reason: DropReason, detail: string): void {
     this.#assertOpen();
     if (!DROP_REASONS.includes(reason)) throw new KerfError("INTERNAL", `unknown drop reason ${String(reason)}`);
-    const row = this.#transaction("drop", "NORMAL", (delta) => {
-      const removed = this.#remove(id, delta);
-      if (removed) delta.counters[dropCounter[reason]] += removed.items;
-      return removed;
-    });
+    const row = this.#dropRow(id, reason);
     if (row) {
       this.#log.warn({ event: "buffer_drop", id, items: row.items, reason, detail }, `dropped batch ${id} (${row.items} items): ${reason}: ${detail}`);
     } else {
       this.#log.debug({ event: "buffer_drop", id, reason }, `batch ${id} to drop is no longer stored`);
     }
+  }
+
+  /** Whether stored payloads are sealed (see "Encryption"). */
+  get encrypted(): boolean {
+    return this.#sealer !== null;
   }
 
   stats(): BufferStats {
@@ -475,6 +508,7 @@ export class DurableBuffer {
       buffer_full: c.dropped_buffer_full,
       rejected: c.dropped_rejected,
       too_large: c.dropped_too_large,
+      tampered: c.dropped_tampered,
     };
     const oldest = (this.#sql.oldestTime.get() as { t: number | null }).t;
     return {
@@ -482,7 +516,7 @@ export class DurableBuffer {
       appendedItems: c.appended_items,
       ackedItems: c.acked_items,
       dropped,
-      droppedItems: dropped.buffer_full + dropped.rejected + dropped.too_large,
+      droppedItems: dropped.buffer_full + dropped.rejected + dropped.too_large + dropped.tampered,
       oldestCreatedAt: oldest,
     };
   }
@@ -513,31 +547,36 @@ export class DurableBuffer {
     group.forEach((g, i) => parts.push(i === 0 ? Buffer.from("[") : Buffer.from(","), g.json.subarray(1, g.json.length - 1)));
     parts.push(Buffer.from("]"));
     const json = Buffer.concat(parts);
-    const encoded = encodeBytes(json, this.#compress);
     const last = group[group.length - 1]!.row;
     const items = group.reduce((n, g) => n + g.row.items, 0);
+    const stored = this.#seal(encodeBytes(json, this.#compress), last.id, items);
+    const bytes = stored.payload.byteLength;
     const createdAt = Math.min(...group.map((g) => g.row.created_at));
     const partsBytes = group.reduce((n, g) => n + g.row.bytes, 0);
-    if (this.#stored.bytes - partsBytes + encoded.payload.byteLength > this.#maxBytes) return null;
+    if (this.#stored.bytes - partsBytes + bytes > this.#maxBytes) return null;
     this.#transaction("merge", "FULL", (delta) => {
       for (const g of group.slice(0, -1)) this.#remove(g.row.id, delta);
-      this.#sql.rewrite.run(createdAt, items, encoded.payload.byteLength, encoded.format, encoded.payload, last.id);
+      this.#sql.rewrite.run(createdAt, items, bytes, stored.format, stored.payload, last.id);
       delta.items += items - last.items;
-      delta.bytes += encoded.payload.byteLength - last.bytes;
+      delta.bytes += bytes - last.bytes;
     });
-    return { ...storedBatch({ ...last, created_at: createdAt, items, bytes: encoded.payload.byteLength }, json), parts: group.map((g) => g.row.items) };
+    return { ...storedBatch({ ...last, created_at: createdAt, items, bytes }, json), parts: group.map((g) => g.row.items) };
   }
 
   // --- inside a transaction -------------------------------------------------
 
   /** Inserts one batch, evicting the oldest or refusing it as too large. Returns its id. */
   #insert(encoded: Encoded, items: number, createdAt: number, delta: Delta): number {
-    const bytes = encoded.payload.byteLength;
+    // The id is chosen here rather than by SQLite, so that a sealed payload can be bound to it.
+    // Ids still only grow: the insert moves AUTOINCREMENT's sequence up to it.
+    const id = Math.max(this.#lastId, delta.lastId) + 1;
+    delta.lastId = id;
+    const stored = this.#seal(encoded, id, items);
+    const bytes = stored.payload.byteLength;
     if (bytes > this.#maxBytes) {
       // Insert an empty row and delete it at once: the batch consumes an id like any other.
-      const id = Number(this.#sql.insert.run(createdAt, items, 0, encoded.format, new Uint8Array(0)).lastInsertRowid);
+      this.#sql.insert.run(id, createdAt, items, 0, stored.format, new Uint8Array(0));
       this.#sql.remove.run(id);
-      delta.lastId = id;
       delta.counters.dropped_too_large += items;
       delta.tooLarge.batches += 1;
       delta.tooLarge.items += items;
@@ -545,8 +584,7 @@ export class DurableBuffer {
     }
     const excess = this.#stored.bytes + delta.bytes + bytes - this.#maxBytes;
     if (excess > 0) this.#evict(excess, delta);
-    const id = Number(this.#sql.insert.run(createdAt, items, bytes, encoded.format, encoded.payload).lastInsertRowid);
-    delta.lastId = id;
+    this.#sql.insert.run(id, createdAt, items, bytes, stored.format, stored.payload);
     delta.batches += 1;
     delta.items += items;
     delta.bytes += bytes;
@@ -594,7 +632,7 @@ export class DurableBuffer {
       batches: 0,
       items: 0,
       bytes: 0,
-      counters: { appended_items: 0, acked_items: 0, dropped_buffer_full: 0, dropped_rejected: 0, dropped_too_large: 0 },
+      counters: { appended_items: 0, acked_items: 0, dropped_buffer_full: 0, dropped_rejected: 0, dropped_too_large: 0, dropped_tampered: 0 },
       evicted: { batches: 0, items: 0 },
       tooLarge: { batches: 0, items: 0 },
       deletes: 0,
@@ -643,16 +681,16 @@ export class DurableBuffer {
     let upto = 0;
     if (row) {
       try {
-        delivered = LastDelivered.decode(row.format, row.payload);
+        delivered = LastDelivered.decode(row.format, this.#sealer ? this.#sealer.open(Kind.delivered, row.payload, 0, row.format) : row.payload);
         upto = row.upto;
       } catch (err) {
         // Only repeats are at stake: without the snapshot, unchanged values may be sent once more.
         this.#log.error({ event: "buffer_unreadable", error: (err as Error).message }, "the snapshot of delivered values is unreadable; unchanged values may be sent again once");
       }
     }
-    for (const b of this.#db.prepare("SELECT id, format, payload FROM batches WHERE id > ? ORDER BY id").iterate(upto) as Iterable<{ id: number; format: number; payload: Uint8Array }>) {
+    for (const b of this.#db.prepare("SELECT id, items, format, payload FROM batches WHERE id > ? ORDER BY id").iterate(upto) as Iterable<Pick<Row, "id" | "items" | "format" | "payload">>) {
       try {
-        delivered.merge(parseMessages(decodeBytes(b.format, b.payload)));
+        delivered.merge(parseMessages(this.#decode(b)));
         // The snapshot row lacks these items: the next snapshot must write the table, not only
         // move `upto` over them (and delete the acknowledged batches that held them).
         delivered.dirty = true;
@@ -694,7 +732,8 @@ export class DurableBuffer {
       const upto = this.#lastId;
       if (this.#delivered.dirty || Number(this.#sql.moveUpto.run(upto).changes) === 0) {
         const encoded = this.#delivered.encode();
-        this.#sql.writeDelivered.run(upto, encoded.format, encoded.payload);
+        const payload = this.#sealer ? this.#sealer.seal(Kind.delivered, encoded.payload, 0, encoded.format) : encoded.payload;
+        this.#sql.writeDelivered.run(upto, encoded.format, payload);
       }
       deleted = Number(this.#sql.deleteAcked.run(upto).changes);
       this.#db.exec("COMMIT");
@@ -737,18 +776,62 @@ export class DurableBuffer {
     }
   }
 
+  // --- sealed payloads (see "Encryption") ----------------------------------------------
+
+  /** A batch's payload as it is stored: sealed and bound to its id and item count when encrypted. */
+  #seal(encoded: Encoded, id: number, items: number): Stored {
+    if (!this.#sealer) return encoded;
+    const format = encoded.format | SEALED;
+    return { format, payload: this.#sealer.seal(Kind.batch, encoded.payload, id, format, items) };
+  }
+
+  /** A stored batch's JSON bytes; throws Tampered when a sealed one fails authentication. */
+  #decode(row: Pick<Row, "id" | "items" | "format" | "payload">): Buffer {
+    if (!this.#sealer) return decodeBytes(row.format, row.payload);
+    // In an encrypted buffer every batch is sealed: one that is not was put there from outside.
+    if ((row.format & SEALED) === 0) throw new Tampered();
+    return decodeBytes(row.format & ~SEALED, this.#sealer.open(Kind.batch, row.payload, row.id, row.format, row.items));
+  }
+
+  /** A row's JSON bytes; null (and the row noted in `unreadable`) when they cannot be decoded. */
+  #readPayload(row: Row, unreadable: Unreadable[]): Buffer | null {
+    try {
+      return this.#decode(row);
+    } catch (err) {
+      unreadable.push({ id: row.id, error: err instanceof Error ? err.message : String(err), tampered: err instanceof Tampered });
+      return null;
+    }
+  }
+
+  /** Drops what could not be read back: `tampered` with one error line per batch (never its content), else `rejected`. */
+  #dropUnreadable(unreadable: readonly Unreadable[]): void {
+    for (const u of unreadable) {
+      if (!u.tampered) {
+        this.#log.error({ event: "buffer_unreadable", id: u.id, error: u.error }, `buffer batch ${u.id} is unreadable (${u.error}); dropping it`);
+        this.drop(u.id, "rejected", `stored payload unreadable: ${u.error}`);
+        continue;
+      }
+      const row = this.#dropRow(u.id, "tampered");
+      if (row) {
+        this.#log.error(
+          { event: "buffer_tampered", reason: "tampered", id: u.id, items: row.items, totalDroppedItems: this.#counters.dropped_tampered },
+          `buffer batch ${u.id} failed authentication (altered, moved to another id, or sealed with another key): its ${row.items} items are dropped as tampered, not sent`,
+        );
+      }
+    }
+  }
+
+  /** Deletes batch `id` and counts its items under `reason`, in one transaction; the row, if it was stored. */
+  #dropRow(id: number, reason: DropReason): { items: number } | undefined {
+    return this.#transaction("drop", "NORMAL", (delta) => {
+      const removed = this.#remove(id, delta);
+      if (removed) delta.counters[dropCounter[reason]] += removed.items;
+      return removed;
+    });
+  }
+
   #assertOpen(): void {
     if (this.#closed) throw new KerfError("BUFFER_CLOSED", `buffer ${this.#path} is closed`);
-  }
-}
-
-/** A row's JSON bytes; null (and the row noted in `unreadable`) when they cannot be decoded. */
-function readPayload(row: Row, unreadable: { id: number; error: string }[]): Buffer | null {
-  try {
-    return decodeBytes(row.format, row.payload);
-  } catch (err) {
-    unreadable.push({ id: row.id, error: err instanceof Error ? err.message : String(err) });
-    return null;
   }
 }
 

@@ -6,7 +6,7 @@ import { KerfError } from "../errors.ts";
 
 /** Marks the file as a Kerf buffer ("KERF"), so a foreign SQLite file is refused. */
 const APPLICATION_ID = 0x4b455246;
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 /** The WAL is truncated back to this size after a checkpoint resets it. */
 export const JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024;
 
@@ -16,6 +16,7 @@ export const COUNTER_NAMES = [
   "dropped_buffer_full",
   "dropped_rejected",
   "dropped_too_large",
+  "dropped_tampered",
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 
@@ -52,6 +53,14 @@ CREATE TABLE delivered (
   format  INTEGER NOT NULL,
   payload BLOB NOT NULL
 ) STRICT;
+`;
+/**
+ * Version 3: payloads may be sealed (seal.ts; meta `cipher` and `key_check`, stored formats with
+ * the SEALED bit), and drops as `tampered` are counted. A Kerf that reads only version 2 refuses
+ * the file instead of misreading sealed payloads.
+ */
+const V3 = `
+INSERT OR IGNORE INTO counters (name, value) VALUES ('dropped_tampered', 0);
 `;
 const SCHEMA = SCHEMA_V1 + V2;
 
@@ -148,7 +157,7 @@ function migrate(db: DatabaseSync, path: string): string {
     try {
       db.exec(SCHEMA);
       db.prepare("INSERT INTO meta (name, value) VALUES ('epoch', ?)").run(epoch);
-      const insert = db.prepare("INSERT INTO counters (name, value) VALUES (?, 0)");
+      const insert = db.prepare("INSERT OR IGNORE INTO counters (name, value) VALUES (?, 0)");
       for (const name of COUNTER_NAMES) insert.run(name);
       db.exec(`PRAGMA application_id = ${APPLICATION_ID}`);
       db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
@@ -162,7 +171,7 @@ function migrate(db: DatabaseSync, path: string): string {
   if (appId !== APPLICATION_ID) {
     throw new KerfError("BUFFER_IO", `buffer ${path} is an SQLite database of another program (application_id ${appId}, expected ${APPLICATION_ID})`);
   }
-  if (version === 1) upgradeToV2(db, path);
+  if (version === 1 || version === 2) upgrade(db, path, version);
   else if (version !== SCHEMA_VERSION) {
     throw new KerfError("BUFFER_IO", `buffer ${path} has schema version ${version}; this Kerf reads version ${SCHEMA_VERSION}`);
   }
@@ -171,15 +180,19 @@ function migrate(db: DatabaseSync, path: string): string {
   return row.value;
 }
 
-/** A version 1 file gains the acked flag and the delivered snapshot; nothing else changes. */
-function upgradeToV2(db: DatabaseSync, path: string): void {
+/**
+ * A version 1 file gains the acked flag and the delivered snapshot, a version 2 file the
+ * `tampered` counter; nothing else changes.
+ */
+function upgrade(db: DatabaseSync, path: string, from: number): void {
   db.exec("BEGIN IMMEDIATE");
   try {
-    db.exec(V2);
-    db.exec("PRAGMA user_version = 2");
+    if (from === 1) db.exec(V2);
+    db.exec(V3);
+    db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
     db.exec("COMMIT");
   } catch (err) {
     if (db.isTransaction) db.exec("ROLLBACK");
-    throw ioError(path, "upgrading the schema to version 2", err);
+    throw ioError(path, `upgrading the schema to version ${SCHEMA_VERSION}`, err);
   }
 }

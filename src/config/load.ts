@@ -5,6 +5,7 @@ import { KerfError, type KerfErrorCode } from "../errors.ts";
 import { formatPath, found } from "./describe.ts";
 import { errorMap, flattenIssues, INLINE_SECRET_FIELDS, type Located } from "./issues.ts";
 import { ConfigSchema, MappingSchema, type Config, type Mapping } from "./schema.ts";
+import { bufferKey, FORMS as KEY_FORMS } from "./buffer-key.ts";
 import { Secret, type Secrets } from "./secrets.ts";
 import { parseYaml, type YamlSource } from "./yaml-source.ts";
 
@@ -264,7 +265,8 @@ function scanInlineSecrets(source: YamlSource, report: Report): void {
 
 /**
  * Files the connector needs at startup are checked now, each error at the line that names
- * the file: the user's password file or variable, certificates and the cloud CA bundle.
+ * the file: the user's password file or variable, certificates, the buffer's key file and the
+ * cloud CA bundle.
  * Identity files are not checked: enrolment may create them on first start.
  */
 async function checkReferencedFiles(source: YamlSource, raw: unknown, dir: string, report: Report, secrets: Secrets): Promise<void> {
@@ -300,6 +302,17 @@ async function checkReferencedFiles(source: YamlSource, raw: unknown, dir: strin
         else if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) fail([...at, "privateKeyFile"], `not a PEM private key (found ${found(user.privateKeyFile)}; expected a file with -----BEGIN PRIVATE KEY-----)`, "secret");
         else secretsFor(secrets, id).userPrivateKey = new Secret(text);
       }
+    }
+  }
+
+  const encryption = isRecord(raw.buffer) && isRecord(raw.buffer.encryption) ? raw.buffer.encryption : {};
+  if (typeof encryption.keyFile === "string" && encryption.keyFile !== "") {
+    const at = ["buffer", "encryption", "keyFile"];
+    const read = await readKeyFile(path.resolve(dir, encryption.keyFile), encryption.keyFile);
+    if ("problem" in read) fail(at, read.problem, "secret");
+    else {
+      secrets.bufferKey = new Secret(read.key);
+      if (read.warning) report.warn(source, 0, { path: at, at: "value", message: read.warning });
     }
   }
 
@@ -342,6 +355,18 @@ async function secretFile(source: YamlSource, report: Report, dir: string, at: P
 
 function secretsFor(secrets: Secrets, id: string): Secrets["machines"][string] {
   return (secrets.machines[id] ??= {});
+}
+
+/** The buffer's key file, checked (see buffer-key.ts), or what is wrong with it. */
+async function readKeyFile(file: string, display: string): Promise<ReturnType<typeof bufferKey>> {
+  try {
+    const info = await stat(file);
+    if (!info.isFile()) return { problem: `the key file is not a regular file (found ${found(display)}; expected a file of ${KEY_FORMS})` };
+    if (info.size > 4096) return { problem: `the key file is too large for a key (found ${found(display)} of ${info.size} bytes; expected ${KEY_FORMS})` };
+    return bufferKey(await readFile(file), info.mode & 0o777, display);
+  } catch (err) {
+    return { problem: `cannot read the key file (found ${found(display)}: ${fsReason(err)}; expected a readable file of ${KEY_FORMS})` };
+  }
 }
 
 /** Reads a regular file as UTF-8, or says in words why not. */
@@ -397,6 +422,10 @@ function absolutePaths(config: Config, dir: string): Config {
             : u;
       return { ...m, user };
     }),
+    buffer: {
+      ...config.buffer,
+      ...(config.buffer.encryption === undefined ? {} : { encryption: { keyFile: abs(config.buffer.encryption.keyFile) } }),
+    },
     cloud: {
       ...config.cloud,
       ...(config.cloud.caFile === undefined ? {} : { caFile: abs(config.cloud.caFile) }),

@@ -302,6 +302,15 @@ const buffer = strict({
   // prefault: the default is given as the user would write it, and parsed like their value.
   maxBytes: describe(byteSize(1024 ** 2, Number.MAX_SAFE_INTEGER).prefault("1GiB"), `Disk used by the buffer: ${SIZE_FORMAT}. Default 1GiB, minimum 1MiB.`),
   whenFull: describe(z.enum(WHEN_FULL).default("dropOldest"), "What happens when the buffer is full: dropOldest deletes the oldest data and counts it."),
+  encryption: describe(
+    strict({
+      keyFile: describe(
+        filePath,
+        "The key: 32 random bytes, 64 hex characters or 44 base64 characters (e.g. head -c 32 /dev/urandom > key), mode 0600 or 0400, kept outside the state directory.",
+      ),
+    }).optional(),
+    "Encrypt every stored batch with AES-256-GCM. Default: off (said once at start).",
+  ),
 });
 
 export const ConfigSchema = strict({

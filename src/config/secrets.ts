@@ -1,3 +1,4 @@
+import type { KeyObject } from "node:crypto";
 import { inspect } from "node:util";
 
 const REDACTED = "[redacted]";
@@ -7,14 +8,14 @@ const REDACTED = "[redacted]";
  * (template strings, JSON.stringify, util.inspect, console.log, pino) yields "[redacted]",
  * so a secret cannot reach a log by accident; `reveal()` is the one deliberate way out.
  */
-export class Secret {
-  readonly #value: string;
+export class Secret<T = string> {
+  readonly #value: T;
 
-  constructor(value: string) {
+  constructor(value: T) {
     this.#value = value;
   }
 
-  reveal(): string {
+  reveal(): T {
     return this.#value;
   }
 
@@ -36,4 +37,6 @@ export interface Secrets {
   machines: Record<string, { password?: Secret; userCertificatePem?: string; userPrivateKey?: Secret }>;
   /** Basic authentication at the cloud proxy (cloud.proxy.usernameFile, passwordFile). */
   proxy?: { username: Secret; password: Secret };
+  /** The buffer's encryption key (buffer.encryption.keyFile), 32 bytes. */
+  bufferKey?: Secret<KeyObject>;
 }

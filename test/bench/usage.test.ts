@@ -18,6 +18,7 @@ describe("npm run bench's command line", () => {
     [["--nodes", "many"], /^bench: --nodes must be a whole number ≥ 0, got 'many'/],
     [["--cpu-hogs", "1.5"], /^bench: --cpu-hogs must be a whole number ≥ 0, got '1.5'/],
     [["stray"], /^bench: unexpected argument 'stray'/],
+    [["--buffer-encryption=yes"], /^bench: --buffer-encryption takes no value/],
   ])("refuses %j in one line with the usage, exit 2, no stack trace", (args, message) => {
     const r = bench(...args);
     expect(r.status).toBe(2);

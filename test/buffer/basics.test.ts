@@ -56,7 +56,7 @@ describe("append, next, ack", () => {
     const b = openBuffer();
     expect(b.stats()).toEqual({
       batches: 0, items: 0, bytes: 0, appendedItems: 0, ackedItems: 0,
-      dropped: { buffer_full: 0, rejected: 0, too_large: 0 }, droppedItems: 0, oldestCreatedAt: null,
+      dropped: { buffer_full: 0, rejected: 0, too_large: 0, tampered: 0 }, droppedItems: 0, oldestCreatedAt: null,
     });
     const before = Date.now();
     b.append(batch(5));

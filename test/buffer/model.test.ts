@@ -30,7 +30,7 @@ class Model {
   attemptedThrough = 0;
   appended = 0;
   acked = 0;
-  dropped: Record<DropReason, number> = { buffer_full: 0, rejected: 0, too_large: 0 };
+  dropped: Record<DropReason, number> = { buffer_full: 0, rejected: 0, too_large: 0, tampered: 0 };
   compress: boolean;
   readonly maxBytes: number;
   constructor(maxBytes: number, compress: boolean) {

@@ -42,12 +42,14 @@ describe("config/ examples", () => {
       .replace("mapping: ./mapping.example.yaml", `mapping: ${path.join(CONFIG_DIR, "mapping.example.yaml")}`)
       .replace("  # caFile: ./cloud-ca.pem", "  caFile: ./cloud-ca.pem")
       .replace("  # identity:\n  #   certificateFile: ./identity/cert.pem\n  #   privateKeyFile: ./identity/key.pem", "  identity:\n    certificateFile: ./identity/cert.pem\n    privateKeyFile: ./identity/key.pem")
-      .replace("  # proxy:\n  #   url: http://proxy.example.com:3128\n  #   usernameFile: /run/secrets/proxy-user\n  #   passwordFile: /run/secrets/proxy-password", "  proxy:\n    url: http://proxy.example.com:3128\n    usernameFile: ./proxy-user\n    passwordFile: ./proxy-password");
+      .replace("  # proxy:\n  #   url: http://proxy.example.com:3128\n  #   usernameFile: /run/secrets/proxy-user\n  #   passwordFile: /run/secrets/proxy-password", "  proxy:\n    url: http://proxy.example.com:3128\n    usernameFile: ./proxy-user\n    passwordFile: ./proxy-password")
+      .replace("  # encryption:\n  #   keyFile: /run/secrets/kerf-buffer-key", "  encryption:\n    keyFile: ./buffer.key");
     expect(username).toContain("passwordEnv: KERF_EXAMPLE_PASSWORD");
     expect(username).toContain("\n  caFile:");
     await t.write("cloud-ca.pem", "-----BEGIN CERTIFICATE-----\n");
     await t.write("proxy-user", "line-1\n", 0o600);
     await t.write("proxy-password", "proxy-password\n", 0o600);
+    await t.write("buffer.key", `${"ab".repeat(32)}\n`, 0o600);
     const file = await t.write("kerf.yaml", username);
     process.env.KERF_EXAMPLE_PASSWORD = "example-password";
     try {
@@ -57,6 +59,8 @@ describe("config/ examples", () => {
       expect(loaded.config.cloud.identity!.certificateFile).toBe(path.join(t.dir, "identity/cert.pem"));
       expect(loaded.config.cloud.proxy!.url).toBe("http://proxy.example.com:3128");
       expect(loaded.secrets.proxy!.password.reveal()).toBe("proxy-password");
+      expect(loaded.config.buffer.encryption).toEqual({ keyFile: path.join(t.dir, "buffer.key") });
+      expect(loaded.secrets.bufferKey!.reveal().symmetricKeySize).toBe(32);
     } finally {
       delete process.env.KERF_EXAMPLE_PASSWORD;
     }

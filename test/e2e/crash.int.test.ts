@@ -1,21 +1,35 @@
+import { createSecretKey, randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DurableBuffer } from "../../src/buffer/buffer.ts";
 import type { Demo } from "../../src/demo/setup.ts";
 import { silentLogger } from "../../src/log.ts";
 import { checkSeries, DEMO_MACHINE, loadKey, waitFor } from "../helpers/env.ts";
-import { demoForKerfRun, killHard, startConnector, stopLikeAContainer, type Connector } from "./connector.ts";
+import { demoForKerfRun, editConfig, killHard, startConnector, stopLikeAContainer, type Connector } from "./connector.ts";
 
 const COUNTERS = 20;
 
-describe("connector killed with SIGKILL mid-stream", () => {
+describe.each([
+  ["in clear", false],
+  ["encrypted", true],
+])("connector killed with SIGKILL mid-stream, the buffer %s", (_, encrypted) => {
   let env: Awaited<ReturnType<typeof demoForKerfRun>>;
   let demo: Demo;
   const children: Connector[] = [];
+  const key = randomBytes(32);
+  const encryption = encrypted ? { encryption: { key: createSecretKey(key) } } : {};
 
   beforeAll(async () => {
     env = await demoForKerfRun({ load: { count: COUNTERS, periodMs: 100 } });
     demo = env.demo;
+    if (encrypted) {
+      // The key is mounted apart from the state dir, as a secret would be.
+      const keyFile = path.join(env.dir, "secrets", "buffer.key");
+      mkdirSync(path.dirname(keyFile), { mode: 0o700 });
+      writeFileSync(keyFile, key, { mode: 0o600 });
+      editConfig(demo.configFile, (c) => void (c.buffer = { ...c.buffer, encryption: { keyFile } }));
+    }
   });
   afterAll(async () => {
     for (const c of children) await killHard(c);
@@ -35,7 +49,8 @@ describe("connector killed with SIGKILL mid-stream", () => {
     demo.devcloud.faults.status = undefined;
 
     // What the dead process had on disk: every one of these must reach the cloud.
-    const buffer = DurableBuffer.open({ path: path.join(demo.connectorStateDir, "buffer.db"), maxBytes: 256 * 1024 ** 2, logger: silentLogger() });
+    const buffer = DurableBuffer.open({ path: path.join(demo.connectorStateDir, "buffer.db"), maxBytes: 256 * 1024 ** 2, logger: silentLogger(), ...encryption });
+    expect(buffer.encrypted).toBe(encrypted);
     const pending = new Map<string, Set<number>>();
     for (const batch of buffer.next(1_000_000)) {
       for (const m of batch.messages) {
