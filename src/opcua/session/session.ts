@@ -257,6 +257,8 @@ export class MachineSession extends EventEmitter {
   async #connect(): Promise<{ lost: Promise<string> }> {
     const spec = this.#spec;
     this.#abortReason = undefined;
+    // set once chosen below: a failure before that is not about our certificate
+    this.#cert = null;
     checkUserCertificateKey(spec.user);
     await reconcileTrust(this.#pki.certificateManager);
     const { mode, policy } = spec.securityMode === "best" ? await this.#pickBest() : { mode: spec.securityMode, policy: spec.securityPolicy };

@@ -177,7 +177,7 @@ export class ApplicationCertificate {
 
   status(now = Date.now()): AppCertificateStatus {
     const info = this.#current.info;
-    const staged = this.#staged?.cert;
+    const staged = this.staged();
     return {
       thumbprint: info.thumbprint,
       notAfter: info.notAfter.toISOString(),
