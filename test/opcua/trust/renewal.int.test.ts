@@ -107,4 +107,41 @@ describe("kerf pki renew (the connector's OPC UA application certificate)", () =
     expect(session.state).toBe("connected");
     expect(b.pki.own.status().staged).toBeUndefined();
   });
+
+  it("with two machines, each moves to the renewed certificate when it accepts it; it becomes current once both have", { timeout: 90_000 }, async () => {
+    const b = await bench(cleanups);
+    const simA = await simulator(b, cleanups, "a");
+    const simB = await simulator(b, cleanups, "b");
+    for (const sim of [simA, simB]) await b.pki.certificateManager.trustCertificate(sim.certificateDer);
+    const root = b.pki.certificateManager.rootDir;
+    const current = slotFiles(root, "current");
+    const old = pemThumbprint(current.certificateFile);
+    const { logger } = capturingLogger();
+    const received = { a: [] as Message[], b: [] as Message[] };
+    const sessions = (["a", "b"] as const).map((name) => {
+      const sim = name === "a" ? simA : simB;
+      const session = new MachineSession({ spec: { ...spec(sim), machine: `saw-${name}` }, pki: b.pki, sink: { write: (m) => received[name].push(...m) }, logger, renewalRetryMs: 1_000 });
+      cleanups.add(() => session.stop());
+      session.start();
+      return session;
+    });
+    await waitFor("values from both", () => spindleValues(received.a) > 0 && spindleValues(received.b) > 0, 20_000);
+    expect((await kerf("pki", "renew", "--state-dir", b.stateDir)).code).toBe(0);
+    const next = slotFiles(root, "next");
+    const newThumbprint = pemThumbprint(next.certificateFile);
+
+    await simA.trustClientCertificate(readFileSync(next.certificateFile.replace(/\.pem$/, ".der")));
+    await waitFor("saw-a on the renewed certificate", () => b.pki.own.status().staged?.acceptedBy.includes("saw-a"), 30_000);
+    expect(b.pki.own.status().staged).toMatchObject({ thumbprint: newThumbprint, acceptedBy: ["saw-a"], waitingFor: ["saw-b"] });
+    expect(pemThumbprint(current.certificateFile)).toBe(old);
+    const [a, bb] = [spindleValues(received.a), spindleValues(received.b)];
+    await waitFor("values from both meanwhile", () => spindleValues(received.a) > a + 5 && spindleValues(received.b) > bb + 5, 20_000);
+    expect(sessions.map((s) => s.state)).toEqual(["connected", "connected"]);
+
+    await simB.trustClientCertificate(readFileSync(next.certificateFile.replace(/\.pem$/, ".der")));
+    await waitFor("promoted", () => pemThumbprint(current.certificateFile) === newThumbprint, 30_000);
+    expect(pemThumbprint(slotFiles(root, "previous").certificateFile)).toBe(old);
+    const [a2, b2] = [spindleValues(received.a), spindleValues(received.b)];
+    await waitFor("values from both after", () => spindleValues(received.a) > a2 + 5 && spindleValues(received.b) > b2 + 5, 20_000);
+  });
 });
