@@ -30,8 +30,10 @@ export interface ConnectorPki extends ClientPki {
  * intermittent failure of test/opcua/trust.int.test.ts under CPU load). A verdict only needs to
  * record a certificate the store does not hold yet; one that is in trusted/ or rejected/ on disk
  * stays where it is. Operators reject through their own manager (`kerf trust reject`).
+ * The simulator uses it too: a machine whose operator trusts the connector's renewed certificate
+ * while the connector tries it must not undo that trust either.
  */
-class ConnectorCertificateManager extends OPCUACertificateManager {
+export class ConnectorCertificateManager extends OPCUACertificateManager {
   override async rejectCertificate(certificateOrChain: Buffer | Buffer[]): Promise<void> {
     const leaf = Array.isArray(certificateOrChain) ? certificateOrChain[0] : certificateOrChain;
     if (leaf && (await isInStore(this, leaf))) return;

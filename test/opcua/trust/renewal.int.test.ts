@@ -101,7 +101,8 @@ describe("kerf pki renew (the connector's OPC UA application certificate)", () =
     expect(existsSync(next.certificateFile)).toBe(false);
     expect(pemThumbprint(slotFiles(root, "previous").certificateFile)).toBe(old);
     expect(createHash("sha1").update(b.pki.certificateDer).digest("hex")).toBe(newThumbprint);
-    expect(session.health().connects).toBe(connects + 1);
+    // one reconnect, onto the renewed certificate (promotion comes as its session is made, before it counts as connected)
+    await waitFor("reconnected", () => session.health().connects === connects + 1 && session.state === "connected", 20_000);
     const after = spindleValues(messages);
     await waitFor("values after the switch", () => spindleValues(messages) > after + 5, 20_000);
     expect(session.state).toBe("connected");
