@@ -510,9 +510,10 @@ export class MachineSession extends EventEmitter {
 
   /** Records a refusal of the renewed certificate and says what to do; the reason for the loop. */
   #refusedRenewal(cert: AppCertificate, why: string): string {
-    this.#pki.own.refused(this.machine, cert);
+    // WARN the first time, then INFO at each retry: the operator has been told
+    const first = this.#pki.own.refused(this.machine, cert);
     const minutes = Math.max(1, Math.round(this.#renewalRetryMs / 60_000));
-    this.#log.warn(
+    this.#log[first ? "warn" : "info"](
       { endpoint: this.#spec.endpointUrl, thumbprint: cert.info.thumbprint, file: cert.certificateFile, reason: why },
       `${this.machine} does not accept the renewed OPC UA application certificate yet; the connector goes on with the current one and tries the renewed one again in ${minutes} min. Trust thumbprint ${cert.info.thumbprint} on the machine (file ${cert.certificateFile})`,
     );

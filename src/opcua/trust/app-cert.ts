@@ -97,6 +97,7 @@ export class ApplicationCertificate {
   readonly #machines = new Set<string>();
   readonly #accepted = new Set<string>();
   readonly #refusedAt = new Map<string, number>();
+  readonly #everRefused = new Set<string>();
 
   constructor(root: string, logger: Logger) {
     this.#root = root;
@@ -128,6 +129,7 @@ export class ApplicationCertificate {
     this.#staged = { cert, mtimeMs };
     this.#accepted.clear();
     this.#refusedAt.clear();
+    this.#everRefused.clear();
     this.#log.info({ thumbprint: cert.info.thumbprint, file: certificateFile }, "a renewed OPC UA application certificate is staged; each machine tries it on its next connection");
     return cert;
   }
@@ -155,11 +157,17 @@ export class ApplicationCertificate {
     return staged;
   }
 
-  /** The machine's server refused the staged certificate: the current one goes on, and it is tried again after the retry time. */
-  refused(machine: string, cert: AppCertificate, now = Date.now()): void {
-    if (!this.#isStaged(cert)) return;
+  /**
+   * The machine's server refused the staged certificate: the current one goes on, and it is tried
+   * again after the retry time. True the first time this machine refuses this certificate.
+   */
+  refused(machine: string, cert: AppCertificate, now = Date.now()): boolean {
+    if (!this.#isStaged(cert)) return false;
     this.#accepted.delete(machine);
+    const first = !this.#everRefused.has(machine);
+    this.#everRefused.add(machine);
     this.#refusedAt.set(machine, now);
+    return first;
   }
 
   /** A session with `cert` is established; promotes the staged certificate once every machine has connected with it. */
@@ -225,6 +233,7 @@ export class ApplicationCertificate {
     this.#staged = null;
     this.#accepted.clear();
     this.#refusedAt.clear();
+    this.#everRefused.clear();
     this.#log.info(
       { thumbprint: this.#current.info.thumbprint, notAfter: this.#current.info.notAfter.toISOString(), previous: old.info.thumbprint, previousFile: previous.certificateFile },
       "every machine connected with the renewed OPC UA application certificate: it is now the current one; the old one is kept as previous",
