@@ -259,6 +259,7 @@ export class MachineSession extends EventEmitter {
     this.#abortReason = undefined;
     // set once chosen below: a failure before that is not about our certificate
     this.#cert = null;
+    this.#switching = false;
     checkUserCertificateKey(spec.user);
     await reconcileTrust(this.#pki.certificateManager);
     const { mode, policy } = spec.securityMode === "best" ? await this.#pickBest() : { mode: spec.securityMode, policy: spec.securityPolicy };
@@ -492,7 +493,7 @@ export class MachineSession extends EventEmitter {
       trying = true;
       void trialChannel(this.#spec, mode, policy, this.#pki, staged)
         .then(({ result, reason }) => {
-          if (this.#stopping) return;
+          if (this.#stopping || this.#client !== client) return;
           if (result === "refused") this.#refusedRenewal(staged, reason ?? "refused");
           else if (result === "failed") this.#log.info({ thumbprint: staged.info.thumbprint, reason }, "could not try the renewed OPC UA application certificate on this machine; trying again later");
           else {
