@@ -10,6 +10,8 @@ export type KerfErrorCode =
   | "OPCUA_CONNECT"
   | "OPCUA_SECURITY"
   | "OPCUA_UNTRUSTED_CERT"
+  /** The connector's own OPC UA application certificate has expired (kerf pki renew). */
+  | "OPCUA_OWN_CERT_EXPIRED"
   | "OPCUA_NODE"
   /** The server sent what OPC UA or its own type definitions do not allow. */
   | "OPCUA_DECODE"

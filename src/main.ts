@@ -15,6 +15,7 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import("./cli/demo.ts")).run,
   health: async () => (await import("./cli/health.ts")).run,
   trust: async () => (await import("./cli/trust.ts")).run,
+  pki: async () => (await import("./cli/pki.ts")).run,
   endpoints: async () => (await import("./cli/endpoints.ts")).run,
   browse: async () => (await import("./cli/browse.ts")).run,
 };
@@ -35,6 +36,8 @@ commands:
   health    [--state-dir DIR]                   exit 0 when the running connector is healthy
   trust     list | accept THUMBPRINT | reject THUMBPRINT | add-issuer FILE | add-crl FILE
                                                 the OPC UA trust store in <state-dir>/pki
+  pki       status | renew [--replace]          the connector's OPC UA application certificate:
+                                                expiry, and renewal with a staged certificate
   endpoints URL                                 a server's endpoints, security and certificate
   browse    URL [--root NODE] [--depth N]       a mapping-file skeleton of the server's variables
 

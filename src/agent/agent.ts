@@ -100,7 +100,7 @@ export class Agent {
   #writeHealth(): void {
     const at = new Date().toISOString();
     try {
-      const { problems, sessions, uplink, buffer, writer } = this.health();
+      const { problems, warnings, sessions, uplink, buffer, writer, opcuaCertificate } = this.health();
       writeHealth(this.#o.stateDir, {
         at,
         pid: process.pid,
@@ -108,6 +108,8 @@ export class Agent {
         state: this.#state,
         ...(this.#state === "stopped" ? { stopped: true, stoppedAt: at } : {}),
         problems,
+        ...(warnings.length > 0 ? { warnings } : {}),
+        ...(opcuaCertificate ? { opcuaCertificate } : {}),
         sessions: sessions.map((s) => ({
           machine: s.machine,
           state: s.state,
@@ -173,6 +175,7 @@ export class Agent {
     const machines = this.#machines.health(now);
     const uplink = this.#uplink.health(now);
     const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems];
-    return { problems, sessions: machines.sessions, uplink: uplink.sender, buffer: buffer.stats, writer: buffer.writer };
+    const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? [])];
+    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate };
   }
 }

@@ -1,5 +1,6 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import type { AppCertificateStatus } from "../opcua/trust/app-cert.ts";
 import type { Problem } from "./part.ts";
 
 /**
@@ -36,6 +37,10 @@ export interface HealthReport {
   stoppedAt?: string;
   /** What keeps a part from making progress; empty while all do. Reports of older versions have none. */
   problems?: Problem[];
+  /** What needs the operator soon without stopping progress (the verdict stays healthy), e.g. the OPC UA certificate near expiry. */
+  warnings?: Problem[];
+  /** The connector's OPC UA application certificate: thumbprint, expiry, days left, a staged renewal. */
+  opcuaCertificate?: AppCertificateStatus;
   sessions: {
     machine: string;
     state: string;
@@ -131,8 +136,13 @@ export function judgeHealth(stateDir: string, now = Date.now(), alive: (p: Proce
   const age = now - Date.parse(report.at);
   if (!(age <= 3 * HEALTH_INTERVAL_MS)) return verdict("unhealthy", `health report is ${Math.round(age / 1000)} s old: the agent is stuck`);
   const problems = report.problems ?? [];
-  if (problems.length > 0) return verdict("unhealthy", problems.map((p) => `${p.part}: ${p.reason}${p.code ? ` (code ${p.code})` : ""}`).join("; "));
-  return verdict("healthy", "ok");
+  if (problems.length > 0) return verdict("unhealthy", describe(problems));
+  const warnings = report.warnings ?? [];
+  return verdict("healthy", warnings.length > 0 ? `ok, with warnings: ${describe(warnings)}` : "ok");
+}
+
+function describe(problems: Problem[]): string {
+  return problems.map((p) => `${p.part}: ${p.reason}${p.code ? ` (code ${p.code})` : ""}`).join("; ");
 }
 
 function readText(file: string): string | undefined {

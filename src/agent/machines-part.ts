@@ -3,7 +3,8 @@ import type { LoadedConfig } from "../config/load.ts";
 import { watchMapping } from "../config/mapping-reload.ts";
 import type { Logger } from "../log.ts";
 import type { Item, MessageSink } from "../message.ts";
-import { openClientPki } from "../opcua/trust/pki.ts";
+import { expiryNotice, type AppCertificateStatus } from "../opcua/trust/app-cert.ts";
+import { openClientPki, type ConnectorPki } from "../opcua/trust/pki.ts";
 import { MachineSession, type SessionHealth } from "../opcua/session/session.ts";
 import type { GroupSpec } from "../opcua/types.ts";
 import { releaseAfterBurst } from "./memory.ts";
@@ -28,7 +29,12 @@ export interface MachinesPartOptions {
 
 export interface MachinesPartHealth extends PartHealth {
   sessions: MachineHealth[];
+  /** The connector's OPC UA application certificate: expiry, and a staged renewal. */
+  opcuaCertificate: AppCertificateStatus | null;
 }
+
+/** How often the expiry of the OPC UA application certificate is logged (besides at start). */
+const EXPIRY_CHECK_MS = 24 * 3600_000;
 
 /** States in which a session's loop is connected or retrying on purpose (with its backoff). */
 const PROGRESSING: ReadonlySet<SessionHealth["state"]> = new Set(["connected", "connecting", "reconnecting"]);
@@ -45,6 +51,8 @@ export class MachinesPart implements Part<MachinesPartHealth> {
   readonly #sessions: MachineSession[] = [];
   readonly #watched = new Map<string, GroupWatch>();
   #mappingWatch: { close(): void; reload(): Promise<boolean> } | null = null;
+  #pki: ConnectorPki | null = null;
+  #expiryTimer: NodeJS.Timeout | null = null;
   #stopping = false;
 
   constructor(options: MachinesPartOptions) {
@@ -60,6 +68,10 @@ export class MachinesPart implements Part<MachinesPartHealth> {
   async start(): Promise<void> {
     const { loaded, stateDir } = this.#o;
     const pki = await openClientPki({ dir: path.join(stateDir, "pki"), instance: loaded.config.instance, logger: this.#log.child({ component: "pki" }) });
+    this.#pki = pki;
+    this.#checkExpiry();
+    this.#expiryTimer = setInterval(() => this.#checkExpiry(), EXPIRY_CHECK_MS);
+    this.#expiryTimer.unref();
     for (const spec of endpointSpecs(loaded, loaded.secrets)) {
       const keys = new Set(spec.groups.flatMap((g) => g.nodes.map((n) => n.key)));
       const watch = new GroupWatch(spec.groups);
@@ -94,6 +106,7 @@ export class MachinesPart implements Part<MachinesPartHealth> {
 
   async stop(budget: StopBudget): Promise<void> {
     this.#stopping = true;
+    if (this.#expiryTimer) clearInterval(this.#expiryTimer);
     this.#memory.cancel();
     this.#mappingWatch?.close();
     // Their last values and "offline" statuses still go into the buffer.
@@ -116,7 +129,24 @@ export class MachinesPart implements Part<MachinesPartHealth> {
       for (const late of watch?.late(now) ?? []) problem(`group '${late.group}' has had no data for ${Math.round(late.silentMs / 1000)} s (its watchdog: ${late.watchdogSeconds} s)`);
       return { machine: s.machine, ...h, groupDataAt: watch?.dataAt() ?? {} };
     });
-    return { problems, sessions };
+    // Near expiry it still works: a warning. Expired, the machines refuse it: a problem.
+    const warnings: Problem[] = [];
+    const certificate = this.#pki?.own.status(now) ?? null;
+    const notice = certificate && expiryNotice(certificate, this.#o.stateDir);
+    if (notice) (notice.level === "error" ? problems : warnings).push({ part: "opcua certificate", reason: notice.message, ...(notice.level === "error" ? { code: "OPCUA_OWN_CERT_EXPIRED" } : {}) });
+    return { problems, warnings, sessions, opcuaCertificate: certificate };
+  }
+
+  /** At start and daily: a WARN from 30 days before the application certificate expires, an ERROR once it has. */
+  #checkExpiry(): void {
+    const own = this.#pki?.own;
+    if (!own) return;
+    const status = own.status();
+    const notice = expiryNotice(status, this.#o.stateDir);
+    if (!notice) return;
+    const fields = { thumbprint: status.thumbprint, notAfter: status.notAfter, daysLeft: status.daysLeft, ...(status.staged ? { staged: status.staged.thumbprint } : {}) };
+    if (notice.level === "error") this.#log.error(fields, notice.message);
+    else this.#log.warn(fields, notice.message);
   }
 }
 

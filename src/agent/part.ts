@@ -13,6 +13,8 @@ export interface Part<H extends PartHealth = PartHealth> {
 export interface PartHealth {
   /** Empty while the part makes progress. */
   problems: Problem[];
+  /** What needs the operator soon but does not stop progress (health stays healthy), e.g. a certificate near expiry. */
+  warnings?: Problem[];
 }
 
 /** Why a part does not make progress: the part (or machine) concerned, the reason, the code of its last error. */

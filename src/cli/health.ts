@@ -7,6 +7,8 @@ const usage = `usage: kerf health [--state-dir DIR]
 Reads the health report that the running connector rewrites in its state directory and exits 0
 while its loops make progress, 1 when they do not (the container image's HEALTHCHECK). An
 unhealthy verdict names the part that makes no progress, the reason and its last error's code.
+Warnings (the OPC UA application certificate expires within 30 days) keep it healthy and follow
+"ok, with warnings:"; an expired certificate is unhealthy (code OPCUA_OWN_CERT_EXPIRED).
 
   --state-dir DIR   the running connector's state directory; default $KERF_STATE_DIR or /var/lib/kerf
 `;

@@ -2,6 +2,7 @@ import { randomBytes, X509Certificate } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
 import { OPCUACertificateManager } from "node-opcua-certificate-manager";
+import { ConnectorCertificateManager } from "../opcua/trust/pki.ts";
 import { KerfError } from "../errors.ts";
 import { SIMULATOR_NAMESPACE_URI } from "./nodes.ts";
 
@@ -29,7 +30,8 @@ export const SUBJECT = "/CN=Kerf Simulator/O=Kerf";
  */
 export async function openServerPki(pkiDir: string, options: { watchTrustStore?: boolean; hosts?: string[] } = {}): Promise<ServerPki> {
   const disableFileWatchers = !options.watchTrustStore;
-  const certificateManager = new OPCUACertificateManager({
+  // trustClientCertificate must stick even while a refused attempt of that certificate is still being recorded
+  const certificateManager = new ConnectorCertificateManager({
     rootFolder: pkiDir,
     automaticallyAcceptUnknownCertificate: false,
     keySize: 2048,

@@ -1,6 +1,6 @@
 import path from "node:path";
 import { silentLogger } from "../../src/log.ts";
-import { openClientPki, type ClientPki } from "../../src/opcua/trust/pki.ts";
+import { openClientPki, type ConnectorPki } from "../../src/opcua/trust/pki.ts";
 import type { EndpointSpec } from "../../src/opcua/types.ts";
 import { startSimulator, type Simulator, type SimulatorOptions } from "../../src/simulator/server.ts";
 
@@ -29,7 +29,7 @@ export async function simulatorAndPki(
   cleanups: (() => Promise<unknown>)[],
   simOptions: Partial<SimulatorOptions> = {},
   trustServer = true,
-): Promise<{ sim: Simulator; pki: ClientPki }> {
+): Promise<{ sim: Simulator; pki: ConnectorPki }> {
   const sim = await startSimulator({ pkiDir: path.join(dir, "sim"), logger: silentLogger(), ...simOptions });
   cleanups.push(() => sim.stop());
   const pki = await openClientPki({ dir: path.join(dir, "pki"), instance: "kerf-test", logger: silentLogger() });

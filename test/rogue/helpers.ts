@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { silentLogger } from "../../src/log.ts";
-import { openClientPki, type ClientPki } from "../../src/opcua/trust/pki.ts";
+import { openClientPki, type ConnectorPki } from "../../src/opcua/trust/pki.ts";
 import type { EndpointSpec, NodeSpec } from "../../src/opcua/types.ts";
 import { loadNodeId, ROGUE_NODES } from "../../src/simulator/nodes.ts";
 
@@ -25,7 +25,7 @@ export interface RogueSim {
  * process, so that this process's memory is the client's alone; and a client PKI that both
  * sides trust.
  */
-export async function startRogueSetup(dir: string, options: { periodMs: number }): Promise<{ sim: RogueSim; pki: ClientPki; stop: () => Promise<void> }> {
+export async function startRogueSetup(dir: string, options: { periodMs: number }): Promise<{ sim: RogueSim; pki: ConnectorPki; stop: () => Promise<void> }> {
   const pki = await openClientPki({ dir: path.join(dir, "pki"), instance: "rogue-test", logger: silentLogger() });
   const certFile = path.join(dir, "client.der");
   await writeFile(certFile, pki.certificateDer);

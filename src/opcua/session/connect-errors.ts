@@ -15,6 +15,7 @@ export function describeConnectError(err: unknown, spec: EndpointSpec, certifica
   const where = `${spec.machine} (${spec.endpointUrl})`;
   // Our own refusals already name the machine and say what to do.
   if (isKerfError(err, "OPCUA_SECURITY") && err.context.machine === spec.machine && err.context.endpoint === spec.endpointUrl) return firstLine(message);
+  if (isKerfError(err, "OPCUA_OWN_CERT_EXPIRED")) return message;
   if (/BadCertificateTimeInvalid|BadCertificateIssuerTimeInvalid/i.test(message)) {
     return `${where}: the server's certificate is outside its validity period (${firstLine(message)}); the machine needs a new certificate, or this computer's clock is wrong`;
   }

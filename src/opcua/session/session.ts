@@ -14,8 +14,8 @@ import type { Item, MessageSink } from "../../message.ts";
 import { backoff } from "../../backoff.ts";
 import { withTimeout } from "../../timeout.ts";
 import { KerfError, type KerfErrorCode } from "../../errors.ts";
-import { connectErrorCode, describeConnectFailure } from "../trust/explain.ts";
-import { endpointContext, securityRefusal } from "./connect-errors.ts";
+import { connectErrorCode, describeConnectFailure, isCertificateFailure } from "../trust/explain.ts";
+import { endpointContext, firstLine, securityRefusal } from "./connect-errors.ts";
 import { trustOnFirstUse } from "../trust/tofu.ts";
 import { getEndpoints } from "../trust/probe.ts";
 import { credentialsBackoffMs, credentialsRejection, readPasswordFile, watchSecretFile } from "./credentials.ts";
@@ -24,19 +24,24 @@ import { deepenPublishPipeline } from "./publish-pipeline.ts";
 import { repairUndecodableResponses, type UndecodableReport } from "./undecodable.ts";
 import { checkUserCertificateKey, DEPRECATED, selectBest } from "./security.ts";
 import { checkChannel } from "./channel.ts";
-import { reconcileTrust, type ClientPki } from "../trust/pki.ts";
+import { reconcileTrust, type ConnectorPki } from "../trust/pki.ts";
+import { RENEWAL_RETRY_MS, type AppCertificate } from "../trust/app-cert.ts";
+import { stateDirOf } from "../trust/store.ts";
+import { keyPairOf, trialChannel } from "./cert-trial.ts";
 import type { SequenceCounters } from "./sequence.ts";
 import { keepAliveCount, SubscriptionSet } from "../subscription/subscriptions.ts";
 import type { EndpointSpec, GroupSpec, SecurityModeName, SecurityPolicyName, SessionState, UserSpec } from "../types.ts";
 
 export interface MachineSessionOptions {
   spec: EndpointSpec;
-  pki: ClientPki;
+  pki: ConnectorPki;
   sink: MessageSink;
   logger: Logger;
   backoff?: { initialMs: number; maxMs: number };
   /** What was delivered per key before this process started (the buffer keeps it across restarts). */
   lastDelivered?: Map<string, Item>;
+  /** After the server refused a staged (renewed) application certificate, how long until it is tried again; default RENEWAL_RETRY_MS. */
+  renewalRetryMs?: number;
 }
 
 /** How long a stopping session waits for node-opcua to close the session, and then the channel. */
@@ -75,7 +80,7 @@ export interface SessionHealth {
 export class MachineSession extends EventEmitter {
   readonly machine: string;
   #spec: EndpointSpec;
-  #pki: ClientPki;
+  #pki: ConnectorPki;
   #sink: MessageSink;
   #log: Logger;
   #backoff: { initialMs: number; maxMs: number };
@@ -101,6 +106,11 @@ export class MachineSession extends EventEmitter {
   /** When each data point's undecodable value was last logged. */
   readonly #undecodableLogged = new Map<string, number>();
   #credentialsRejected = false;
+  readonly #renewalRetryMs: number;
+  /** The application certificate of the attempt under way, or of the live session. */
+  #cert: AppCertificate | null = null;
+  /** The live session ends to move onto the renewed certificate: reconnect at once, no backoff. */
+  #switching = false;
 
   constructor(options: MachineSessionOptions) {
     super();
@@ -111,6 +121,7 @@ export class MachineSession extends EventEmitter {
     this.#log = options.logger.child({ machine: options.spec.machine });
     this.#backoff = options.backoff ?? { initialMs: 500, maxMs: 30_000 };
     this.#lastDelivered = options.lastDelivered ?? new Map();
+    this.#renewalRetryMs = options.renewalRetryMs ?? RENEWAL_RETRY_MS;
     this.#stopRequested = new Promise<never>((_, reject) => (this.#requestStop = () => reject(new Stopping("connector stopping"))));
     this.#stopRequested.catch(() => undefined);
   }
@@ -152,6 +163,7 @@ export class MachineSession extends EventEmitter {
 
   start(): void {
     if (this.#loop) return;
+    this.#pki.own.register(this.machine);
     this.#loop = this.#run();
   }
 
@@ -166,6 +178,7 @@ export class MachineSession extends EventEmitter {
     this.#requestStop();
     this.#wake?.();
     await this.#loop;
+    this.#pki.own.unregister(this.machine);
     this.#setState("stopped");
   }
 
@@ -181,6 +194,7 @@ export class MachineSession extends EventEmitter {
     while (!this.#stopping) {
       this.#setState(this.#connects === 0 ? "connecting" : "reconnecting");
       let reason: string;
+      let fallback = false;
       const connecting = this.#connect();
       try {
         const { lost } = await this.#untilStop(connecting);
@@ -201,6 +215,10 @@ export class MachineSession extends EventEmitter {
             () => this.#teardown(),
             () => this.#teardown(),
           );
+        } else if (this.#cert?.staged && isCertificateFailure(err)) {
+          // The machine does not trust the renewed certificate yet: back to the current one at once.
+          fallback = true;
+          reason = this.#refusedRenewal(this.#cert, firstLine(err instanceof Error ? err.message : String(err)));
         } else {
           // node-opcua reports a transport-limit abort only as "Connection Break"; the real reason was kept.
           reason = this.#abortReason ?? (await describeConnectFailure(err, this.#spec, this.#pki));
@@ -214,7 +232,12 @@ export class MachineSession extends EventEmitter {
       }
       await this.#teardown();
       if (this.#stopping) break;
+      if (fallback) continue;
       this.#reportStatus("offline", reason);
+      if (this.#switching) {
+        this.#switching = false;
+        continue;
+      }
       if (this.#credentialsRejected) {
         await this.#waitAfterRefusal(refusals, reason);
         continue;
@@ -234,11 +257,18 @@ export class MachineSession extends EventEmitter {
   async #connect(): Promise<{ lost: Promise<string> }> {
     const spec = this.#spec;
     this.#abortReason = undefined;
+    // set once chosen below: a failure before that is not about our certificate
+    this.#cert = null;
+    this.#switching = false;
     checkUserCertificateKey(spec.user);
     await reconcileTrust(this.#pki.certificateManager);
     const { mode, policy } = spec.securityMode === "best" ? await this.#pickBest() : { mode: spec.securityMode, policy: spec.securityPolicy };
     if (spec.trustOnFirstUse) await trustOnFirstUse(this.#pki, spec, this.#log);
     this.#assertRunning();
+    const cert = this.#pki.own.choose(this.machine, Date.now(), this.#renewalRetryMs);
+    this.#cert = cert;
+    // With None the certificate secures nothing and servers do not check it.
+    if (mode !== "None" && cert.info.notAfter.getTime() <= Date.now()) throw this.#expired(cert);
     if (DEPRECATED.has(policy)) {
       this.#log.warn({ policy }, `connecting with the deprecated security policy ${policy} (allowDeprecated is set for this machine)`);
     }
@@ -252,8 +282,7 @@ export class MachineSession extends EventEmitter {
       applicationUri: this.#pki.applicationUri,
       clientName: `kerf-${spec.machine}`,
       clientCertificateManager: this.#pki.certificateManager,
-      certificateFile: this.#pki.certificateFile,
-      privateKeyFile: this.#pki.privateKeyFile,
+      certificateKeyPairProvider: keyPairOf(cert),
       securityMode: MessageSecurityMode[mode],
       securityPolicy: SecurityPolicy[policy],
       // The endpoint URL the server advertises often differs from the one we dial (NAT, port
@@ -284,6 +313,7 @@ export class MachineSession extends EventEmitter {
     const session = await withTimeout(client.createSession(userIdentity(this.#user())), spec.connectTimeoutMs, "create session", endpointContext(spec));
     this.#session = session;
     this.#assertRunning();
+    this.#pki.own.established(this.machine, cert);
     const sessionId = session.sessionId.toString();
     session.on("session_closed", () => settle("session closed by the server"));
     session.on("keepalive_failure", () => settle("session keep-alive failed"));
@@ -322,6 +352,7 @@ export class MachineSession extends EventEmitter {
     this.#stopPipeline = deepenPublishPipeline(client, session);
     await this.#subscriptions.create();
     this.#watchPublishing(client, settle);
+    this.#watchRenewal(client, settle, mode, policy);
     this.#lastError = null;
     this.#lastErrorCode = null;
     this.#selected = { mode, policy };
@@ -447,7 +478,64 @@ export class MachineSession extends EventEmitter {
     if (report.droppedNotifications > 0) this.#log.warn({ group, notifications: report.droppedNotifications }, "event notifications that cannot be decoded were left out of a message");
   }
 
+  /**
+   * While the live session runs on the current certificate and a renewal is staged, a trial
+   * channel with the renewed one (beside the session, see cert-trial.ts) every renewalRetryMs;
+   * once the server accepts it, the session ends and reconnects at once with it. Until then
+   * nothing interrupts the values.
+   */
+  #watchRenewal(client: OPCUAClient, settle: (reason: string) => void, mode: SecurityModeName, policy: SecurityPolicyName): void {
+    let trying = false;
+    const timer = setInterval(() => {
+      if (trying || this.#state !== "connected" || this.#cert?.staged) return;
+      const staged = this.#pki.own.trialDue(this.machine, Date.now(), this.#renewalRetryMs);
+      if (!staged) return;
+      trying = true;
+      void trialChannel(this.#spec, mode, policy, this.#pki, staged)
+        .then(({ result, reason }) => {
+          if (this.#stopping || this.#client !== client) return;
+          if (result === "refused") this.#refusedRenewal(staged, reason ?? "refused");
+          else if (result === "failed") this.#log.info({ thumbprint: staged.info.thumbprint, reason }, "could not try the renewed OPC UA application certificate on this machine; trying again later");
+          else {
+            this.#switching = true;
+            this.#log.info({ thumbprint: staged.info.thumbprint }, "the machine accepts the renewed OPC UA application certificate; reconnecting with it");
+            settle(`switching to the renewed OPC UA application certificate (thumbprint ${staged.info.thumbprint})`);
+          }
+        })
+        .finally(() => (trying = false));
+    }, Math.min(this.#renewalRetryMs, 30_000));
+    timer.unref();
+    client.once("close", () => clearInterval(timer));
+    this.#stopRenewalWatch = () => clearInterval(timer);
+  }
+
+  /** Records a refusal of the renewed certificate and says what to do; the reason for the loop. */
+  #refusedRenewal(cert: AppCertificate, why: string): string {
+    // WARN the first time, then INFO at each retry: the operator has been told
+    const first = this.#pki.own.refused(this.machine, cert);
+    const minutes = Math.max(1, Math.round(this.#renewalRetryMs / 60_000));
+    this.#log[first ? "warn" : "info"](
+      { endpoint: this.#spec.endpointUrl, thumbprint: cert.info.thumbprint, file: cert.certificateFile, reason: why },
+      `${this.machine} does not accept the renewed OPC UA application certificate yet; the connector goes on with the current one and tries the renewed one again in ${minutes} min. Trust thumbprint ${cert.info.thumbprint} on the machine (file ${cert.certificateFile})`,
+    );
+    return `the renewed application certificate was refused (${why}); connecting with the current one`;
+  }
+
+  /** The clear error for an expired application certificate, with the way back. */
+  #expired(cert: AppCertificate): KerfError {
+    const staged = this.#pki.own.staged();
+    const fix = staged
+      ? `a renewed certificate is staged: trust thumbprint ${staged.info.thumbprint} (file ${staged.certificateFile}) on the machine; the connector tries it again within ${Math.max(1, Math.round(this.#renewalRetryMs / 60_000))} min`
+      : `make a new one with: kerf pki renew --state-dir ${stateDirOf(this.#pki.certificateManager.rootDir)}, then trust the thumbprint it prints on the machine`;
+    return new KerfError(
+      "OPCUA_OWN_CERT_EXPIRED",
+      `${this.machine} (${this.#spec.endpointUrl}): the connector's OPC UA application certificate ${cert.certificateFile} (thumbprint ${cert.info.thumbprint}) expired on ${cert.info.notAfter.toISOString()}, and machines refuse an expired certificate; ${fix}`,
+      { context: endpointContext(this.#spec) },
+    );
+  }
+
   #onGroupData: (group: string) => void = () => undefined;
+  #stopRenewalWatch: () => void = () => undefined;
   #stopWatch: () => void = () => undefined;
   /** Ends this connection's publish-pipeline watch (its timer and listener hold the client). */
   #stopPipeline: () => void = () => undefined;
@@ -456,6 +544,7 @@ export class MachineSession extends EventEmitter {
 
   async #teardown(): Promise<void> {
     this.#stopWatch();
+    this.#stopRenewalWatch();
     this.#stopPipeline();
     this.#stopPipeline = () => undefined;
     const client = this.#client;

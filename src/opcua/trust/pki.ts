@@ -4,6 +4,7 @@ import { readdir, readFile, unlink } from "node:fs/promises";
 import path from "node:path";
 import { OPCUACertificateManager } from "node-opcua-certificate-manager";
 import type { Logger } from "../../log.ts";
+import { APPLICATION_CERTIFICATE_DAYS, ApplicationCertificate } from "./app-cert.ts";
 
 export interface ClientPki {
   certificateManager: OPCUACertificateManager;
@@ -11,6 +12,14 @@ export interface ClientPki {
   certificateFile: string;
   privateKeyFile: string;
   certificateDer: Buffer;
+}
+
+/** The connector's PKI, with the lifecycle of its application certificate (expiry, staged renewal). */
+export interface ConnectorPki extends ClientPki {
+  /** Shared by all machine sessions: which certificate each connect attempt uses. */
+  own: ApplicationCertificate;
+  /** The current certificate's DER (it changes when a renewal is promoted). */
+  readonly certificateDer: Buffer;
 }
 
 /**
@@ -21,8 +30,10 @@ export interface ClientPki {
  * intermittent failure of test/opcua/trust.int.test.ts under CPU load). A verdict only needs to
  * record a certificate the store does not hold yet; one that is in trusted/ or rejected/ on disk
  * stays where it is. Operators reject through their own manager (`kerf trust reject`).
+ * The simulator uses it too: a machine whose operator trusts the connector's renewed certificate
+ * while the connector tries it must not undo that trust either.
  */
-class ConnectorCertificateManager extends OPCUACertificateManager {
+export class ConnectorCertificateManager extends OPCUACertificateManager {
   override async rejectCertificate(certificateOrChain: Buffer | Buffer[]): Promise<void> {
     const leaf = Array.isArray(certificateOrChain) ? certificateOrChain[0] : certificateOrChain;
     if (leaf && (await isInStore(this, leaf))) return;
@@ -52,7 +63,7 @@ async function isInStore(cm: OPCUACertificateManager, leaf: Buffer): Promise<boo
  * (own, trusted, rejected, issuers, CRLs). Unknown server certificates are
  * refused: node-opcua's default manager would accept them automatically.
  */
-export async function openClientPki(options: { dir: string; instance: string; logger: Logger }): Promise<ClientPki> {
+export async function openClientPki(options: { dir: string; instance: string; logger: Logger }): Promise<ConnectorPki> {
   const { dir, instance, logger } = options;
   const certificateManager = new ConnectorCertificateManager({
     rootFolder: dir,
@@ -71,12 +82,21 @@ export async function openClientPki(options: { dir: string; instance: string; lo
       applicationUri,
       dns: ["localhost"],
       startDate: new Date(Date.now() - 60_000),
-      validity: 365 * 2,
+      validity: APPLICATION_CERTIFICATE_DAYS,
     });
     logger.info({ certificateFile, applicationUri }, "created the OPC UA application instance certificate");
   }
-  const certificateDer = new X509Certificate(await readFile(certificateFile)).raw;
-  return { certificateManager, applicationUri, certificateFile, privateKeyFile, certificateDer };
+  const own = new ApplicationCertificate(certificateManager.rootDir, logger);
+  return {
+    certificateManager,
+    applicationUri,
+    certificateFile,
+    privateKeyFile,
+    own,
+    get certificateDer() {
+      return own.current.der;
+    },
+  };
 }
 
 /**

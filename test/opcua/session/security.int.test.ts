@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { generateKeyPair, privateKeyToPem } from "../../../src/certs/x509.ts";
 import { silentLogger } from "../../../src/log.ts";
 import { openBrowseSession } from "../../../src/opcua/browse.ts";
-import type { ClientPki } from "../../../src/opcua/trust/pki.ts";
+import type { ConnectorPki } from "../../../src/opcua/trust/pki.ts";
 import { checkNoDowngrade, checkUserToken, selectBest } from "../../../src/opcua/session/security.ts";
 import { MachineSession } from "../../../src/opcua/session/session.ts";
 import type { EndpointSpec } from "../../../src/opcua/types.ts";
@@ -20,7 +20,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function setup(simOptions: Partial<SimulatorOptions> = {}, trustServer = true): Promise<{ sim: Simulator; pki: ClientPki }> {
+async function setup(simOptions: Partial<SimulatorOptions> = {}, trustServer = true): Promise<{ sim: Simulator; pki: ConnectorPki }> {
   const tmp = await tempDir();
   cleanups.push(tmp.cleanup);
   return simulatorAndPki(tmp.dir, cleanups, { load: { count: 1, periodMs: 100 }, ...simOptions }, trustServer);
@@ -33,7 +33,7 @@ function spec(sim: Simulator, over: Partial<EndpointSpec>): EndpointSpec {
   });
 }
 
-function run(s: EndpointSpec, pki: ClientPki, logger = silentLogger()) {
+function run(s: EndpointSpec, pki: ConnectorPki, logger = silentLogger()) {
   const messages: Message[] = [];
   const session = new MachineSession({ spec: s, pki, sink: { write: (m) => messages.push(...m) }, logger, backoff: { initialMs: 100, maxMs: 300 } });
   cleanups.push(() => session.stop());

@@ -6,7 +6,7 @@ import { pino, type Logger } from "pino";
 import { silentLogger } from "../../../src/log.ts";
 import { checkServerCertificate } from "../../../src/opcua/trust/cert-checks.ts";
 import { routeOpcuaLogging } from "../../../src/opcua/logging.ts";
-import { openClientPki, type ClientPki } from "../../../src/opcua/trust/pki.ts";
+import { openClientPki, type ClientPki, type ConnectorPki } from "../../../src/opcua/trust/pki.ts";
 import type { EndpointSpec } from "../../../src/opcua/types.ts";
 import { SIM_NODES } from "../../../src/simulator/nodes.ts";
 import { startSimulator, type Simulator, type SimulatorOptions } from "../../../src/simulator/server.ts";
@@ -55,7 +55,7 @@ export interface Bench {
   dir: string;
   /** The connector's state dir: its PKI is `<stateDir>/pki`. */
   stateDir: string;
-  pki: ClientPki;
+  pki: ConnectorPki;
 }
 
 /** A temp dir with a connector PKI in `<dir>/state/pki`, as `kerf run` makes it. */
