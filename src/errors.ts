@@ -20,6 +20,8 @@ export type KerfErrorCode =
   | "UPLINK_TLS"
   | "UPLINK_NETWORK"
   | "UPLINK_CLOSED"
+  /** No access token from the authorization server (cloud.auth): the issuer and its error say why. */
+  | "AUTH_TOKEN"
   | "BUFFER_IO"
   /** A stored batch that cannot be read back. */
   | "BUFFER_CORRUPT"

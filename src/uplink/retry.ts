@@ -7,9 +7,12 @@
  *   200                         success: the batch is acknowledged and deleted from the buffer
  *   network error, timeout      retry with backoff
  *   pin mismatch, TLS failure,  retry with backoff, logged as an error every time: the config or
- *   client certificate refused  the network must be fixed, and the data stays buffered meanwhile
+ *   client certificate refused, the network must be fixed, and the data stays buffered meanwhile
+ *   no access token
  *   408, 429, 5xx except 501    retry; Retry-After (seconds or HTTP-date) is honoured, capped,
  *                               for the batch it answered (for all batches once the cloud is down)
+ *   401 with a token            one new token and one retry of the request at once (sender.ts); a
+ *                               second 401 is handled as below
  *   401 403 404 405 407 415 421 retry, logged as an error: these say the connector is pointed at the
  *                               wrong place or with the wrong credentials, which no batch content
  *                               can fix; rejecting would dead-letter every batch until fixed
@@ -39,7 +42,7 @@ export type Decision =
   | { action: "reject"; reason: string };
 
 const configurationStatuses = new Set([401, 403, 404, 405, 407, 415, 421]);
-const alarmingErrorCodes = new Set(["UPLINK_PIN_MISMATCH", "UPLINK_TLS", "UPLINK_NO_CLIENT_CERT"]);
+const alarmingErrorCodes = new Set(["UPLINK_PIN_MISMATCH", "UPLINK_TLS", "UPLINK_NO_CLIENT_CERT", "AUTH_TOKEN"]);
 
 export function classify(outcome: Outcome, options: { maxRetryAfterMs?: number; now?: number } = {}): Decision {
   if ("error" in outcome) {
