@@ -40,6 +40,8 @@ export interface AuthServer {
   port: number;
   /** Token requests received, and access tokens issued. */
   counts: { tokenRequests: number; tokensIssued: number };
+  /** Refused token requests, newest last (at most 100): the OAuth error and the server's detail, which the client is not told. */
+  refusals: { error: string; detail: string }[];
   tokenTtlSeconds: number;
   /** Checks an access token for a request over a connection with this client certificate. */
   verify(token: string, clientCertRaw: Buffer): Promise<{ clientId: string }>;
@@ -114,7 +116,13 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
   };
   const provider = new Provider(issuer, configuration);
   provider.on("grant.success", () => counts.tokensIssued++);
-  provider.on("grant.error", (_ctx: unknown, err: Error & { error_description?: string }) => log.info({ err: err.message, detail: err.error_description }, "devcloud auth: token request refused"));
+  const refusals: AuthServer["refusals"] = [];
+  provider.on("grant.error", (_ctx: unknown, err: Error & { error?: string; error_description?: string; error_detail?: string }) => {
+    const refusal = { error: err.error ?? err.message, detail: err.error_detail ?? err.error_description ?? "" };
+    refusals.push(refusal);
+    if (refusals.length > 100) refusals.shift();
+    log.info(refusal, "devcloud auth: token request refused");
+  });
   const callback = provider.callback();
   server.on("request", (req, res) => {
     if (req.url?.startsWith("/token")) counts.tokenRequests++;
@@ -127,6 +135,7 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
     issuer,
     port,
     counts,
+    refusals,
     tokenTtlSeconds: ttl,
     async verify(token, clientCertRaw) {
       let payload;
