@@ -184,8 +184,10 @@ export class TokenClient {
     );
     config[oauth.customFetch] = customFetch;
     const response = await oauth.clientCredentialsGrant(config, { scope: o.scope, resource: o.resource });
-    const lifetimeMs = (response.expires_in ?? 0) * 1000;
-    if (!(lifetimeMs > 0)) throw new KerfError("AUTH_TOKEN", `the authorization server ${o.issuer} returned an access token without expires_in; renewal needs its lifetime`);
+    const expiresIn = (response.expires_in ?? 0) * 1000;
+    if (!(expiresIn > 0)) throw new KerfError("AUTH_TOKEN", `the authorization server ${o.issuer} returned an access token without expires_in; renewal needs its lifetime`);
+    // expires_in counts whole seconds from a time the server may have rounded down: a second less.
+    const lifetimeMs = Math.max(expiresIn - 1000, expiresIn / 2);
     // 70–80 % of the lifetime: renewed well before it expires, and a fleet does not renew in lockstep.
     const renewAfter = lifetimeMs * (0.7 + 0.1 * this.#random());
     this.#log.debug({ issuer: o.issuer, expiresInS: response.expires_in, scope: response.scope }, "access token obtained");
