@@ -20,8 +20,8 @@ removes its temporary directory.
 
   --seconds N      stop after N seconds and print one JSON summary line (exit 0 when clean)
   --state-dir DIR  keep all state in DIR (kept afterwards); default a temporary directory
-  --token-ttl S    lifetime of the cloud's access tokens in seconds (the connector renews them
-                   at about 75 %); default 300
+  --token-ttl S    lifetime of the cloud's access tokens in seconds, default 300; the connector
+                   renews each when about 75 % of it has passed
   --log-level L    default warn
   --quiet          no value lines, only the summary
 `;
