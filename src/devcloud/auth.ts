@@ -4,7 +4,7 @@
  * (RFC 6749 §4.4) as short-lived ES256 JWTs bound to the client certificate (RFC 8705 §3).
  * Clients authenticate with their certificate from the devcloud CA (tls_client_auth) or with a
  * JWT signed by the key of the latest certificate the CA issued them (private_key_jwt,
- * RFC 7523). Every valid instance name is a client: nothing is registered beforehand.
+ * RFC 7523; in this process, or kept by `kerf devcloud --issue-client`). Every valid instance name is a client: nothing is registered beforehand.
  *
  * The ingest side checks the tokens with `verifier()` (docs/protocol.md, "Access tokens").
  */
@@ -32,6 +32,8 @@ export interface AuthServerOptions {
   audience: string;
   /** Lifetime of an access token. Default 300 s. */
   tokenTtlSeconds?: number;
+  /** An instance's certificate (PEM) when `ca` has issued it none in this process, e.g. one kept on disk. */
+  clientCertFor?: (instance: string) => string | undefined;
   logger: Logger;
 }
 
@@ -79,7 +81,7 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
   const issuer = `https://${isIP(options.host) === 6 ? `[${options.host}]` : options.host}:${port}`;
 
   const configuration: Configuration = {
-    adapter: adapterFor(ca),
+    adapter: adapterFor((id) => ca.issuedClientCerts.get(id) ?? options.clientCertFor?.(id)),
     clients: [],
     jwks: { keys: [privateJwk as never] },
     clientAuthMethods: ["tls_client_auth", "private_key_jwt"],
@@ -179,7 +181,7 @@ function sanUris(cert: X509Certificate | undefined): string[] {
  * request (a client_assertion means private_key_jwt), since an instance may use either. Other
  * models (assertion jti replay records) live in memory with their expiry.
  */
-function adapterFor(ca: CertAuthority): (name: string) => Adapter {
+function adapterFor(certFor: (instance: string) => string | undefined): (name: string) => Adapter {
   const store = new Map<string, { payload: AdapterPayload; expiresAt: number }>();
   return (name) => {
     const key = (id: string) => `${name}:${id}`;
@@ -197,7 +199,7 @@ function adapterFor(ca: CertAuthority): (name: string) => Adapter {
         store.set(key(id), { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : Number.POSITIVE_INFINITY });
       },
       async find(id) {
-        if (name === "Client") return clientMetadata(ca, id);
+        if (name === "Client") return clientMetadata(certFor, id);
         return get(id);
       },
       async findByUid() {
@@ -218,7 +220,7 @@ function adapterFor(ca: CertAuthority): (name: string) => Adapter {
   };
 }
 
-function clientMetadata(ca: CertAuthority, id: string): AdapterPayload | undefined {
+function clientMetadata(certFor: (instance: string) => string | undefined, id: string): AdapterPayload | undefined {
   if (!instancePattern.test(id)) return undefined;
   const ctx = Provider.ctx as KoaContextWithOIDC | undefined;
   const jwt = typeof ctx?.oidc?.params?.client_assertion === "string";
@@ -232,7 +234,7 @@ function clientMetadata(ca: CertAuthority, id: string): AdapterPayload | undefin
     id_token_signed_response_alg: "ES256" as const,
   };
   if (!jwt) return { ...common, token_endpoint_auth_method: "tls_client_auth", tls_client_auth_san_uri: `urn:kerf:${id}` };
-  const certPem = ca.issuedClientCerts.get(id);
+  const certPem = certFor(id);
   if (!certPem) return undefined;
   const jwk = new X509Certificate(certPem).publicKey.export({ format: "jwk" });
   return { ...common, token_endpoint_auth_method: "private_key_jwt", jwks: { keys: [jwk as never] } };

@@ -238,6 +238,11 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     host,
     port: options.authPort ?? 0,
     audience: url,
+    // What `kerf devcloud --issue-client NAME` keeps, for instances whose certificate an earlier run issued.
+    clientCertFor: (instance) => {
+      const file = join(options.dir, "clients", instance, "client.pem");
+      return existsSync(file) ? readFileSync(file, "utf8") : undefined;
+    },
     logger: log,
     ...(options.tokenTtlSeconds !== undefined ? { tokenTtlSeconds: options.tokenTtlSeconds } : {}),
   });

@@ -201,6 +201,26 @@ describe("tls_client_auth refusals", () => {
   });
 });
 
+describe("token request failures", () => {
+  it("are retried with backoff on their own: a token comes once the server knows the instance's key", async () => {
+    await setup();
+    const { identity, transport } = await transportFor();
+    // The server has no key for line-1 yet (as for a certificate it did not issue itself).
+    const leaf = cloud.ca.issuedClientCerts.get("line-1")!;
+    cloud.ca.issuedClientCerts.delete("line-1");
+    const client = tokenClient(transport, identity.keyPem, { method: "private_key_jwt" });
+    const err = await client.token().catch((e: unknown) => e);
+    expect(isKerfError(err, "AUTH_TOKEN")).toBe(true);
+    expect((err as Error).message).toMatch(/invalid_client/);
+    await until("a second refused attempt", () => cloud.auth.refusals.length >= 2);
+    cloud.ca.issuedClientCerts.set("line-1", leaf);
+    // Nobody asks again: the client's own retry gets the token.
+    await until("a token issued", () => cloud.auth.counts.tokensIssued === 1);
+    expect(client.health().lastError).toBeNull();
+    expect(await ingest(transport, (await client.token()).reveal())).toMatchObject({ status: 200 });
+  });
+});
+
 describe("ingest checks the token", () => {
   it("refuses a bound token presented over a different client certificate of the same instance", async () => {
     await setup();
