@@ -16,7 +16,7 @@ import { createLogger, silentLogger } from "../../src/log.ts";
 import { Sender } from "../../src/uplink/sender.ts";
 import { TokenClient, type TokenClientOptions } from "../../src/uplink/tokens.ts";
 import { Transport } from "../../src/uplink/transport.ts";
-import { clientIdentity, newSender, numberedItems, openBuffer, runCleanups, tempDir, type Cleanups } from "./helpers.ts";
+import { clientIdentity, countStored, newSender, notExactlyOnce, numberedItems, openBuffer, runCleanups, tempDir, type Cleanups } from "./helpers.ts";
 
 let dir: string;
 let cloud: DevCloud;
@@ -341,6 +341,33 @@ describe("renewal", () => {
     expect((decodeJwt(after).cnf as Record<string, string>)["x5t#S256"]).toBe(thumbprint(next.certPem));
     expect(await ingest(transport, after)).toMatchObject({ status: 200 });
     expect(cloud.auth.counts.tokenRequests).toBe(2);
+  });
+});
+
+describe("certificate rotation mid-stream", () => {
+  it("loses nothing, and the requests after it carry tokens bound to the new certificate", { timeout: 60_000 }, async () => {
+    await setup();
+    const { identity, transport } = await transportFor();
+    const client = tokenClient(transport, identity.keyPem);
+    const buffer = openBuffer(dir, 64 * 1024 ** 2, cleanups);
+    const seen = countStored(cloud.store);
+    const items = numberedItems();
+    const sender = newSender({ store: buffer, transport, url: cloud.url, tokens: client, pollIntervalMs: 20, retry: { initialDelayMs: 20, maxDelayMs: 200 } }, cleanups);
+    sender.start();
+    const next = await clientIdentity(cloud.ca, "line-1");
+    const nextSerial = new X509Certificate(next.certPem).serialNumber;
+    for (let i = 0; i < 60; i++) {
+      if (i === 30) transport.rotate(next);
+      buffer.append(items.batch(20));
+      sender.wake();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await sender.drain(30_000)).toBe(true);
+    expect(notExactlyOnce(seen, items.last)).toEqual([]);
+    // The new certificate carried requests, with tokens bound to it (ingest checks cnf on each).
+    expect(cloud.clientCertificates.get(nextSerial) ?? 0).toBeGreaterThan(0);
+    expect((decodeJwt((await client.token()).reveal()).cnf as Record<string, string>)["x5t#S256"]).toBe(thumbprint(next.certPem));
+    expect(cloud.auth.counts.tokensIssued).toBe(2);
   });
 });
 
