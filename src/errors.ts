@@ -28,6 +28,8 @@ export type KerfErrorCode =
   | "UPLINK_PROXY_REFUSED"
   /** The proxy demands authentication, or refused our credentials (407). */
   | "UPLINK_PROXY_AUTH"
+  /** No access token from the authorization server (cloud.auth): the issuer and its error say why. */
+  | "AUTH_TOKEN"
   | "BUFFER_IO"
   /** A stored batch that cannot be read back. */
   | "BUFFER_CORRUPT"

@@ -6,6 +6,7 @@ import type { Logger } from "../log.ts";
 import type { MachineSession } from "../opcua/session/session.ts";
 import { processGuardStats } from "../process-guard.ts";
 import type { Sender, SenderStats } from "../uplink/sender.ts";
+import type { TokenHealth } from "../uplink/tokens.ts";
 import { BufferPart } from "./buffer-part.ts";
 import { HEALTH_INTERVAL_MS, memorySnapshot, processIdentity, writeHealth, type AgentState, type ProcessIdentity } from "./health.ts";
 import { MachinesPart } from "./machines-part.ts";
@@ -40,7 +41,7 @@ export class Agent {
   #started: Part[] = [];
   #healthTimer: NodeJS.Timeout | null = null;
   #state: AgentState = "running";
-  #stopped: Promise<{ buffer: BufferStats; uplink: SenderStats | null }> | null = null;
+  #stopped: Promise<{ buffer: BufferStats; uplink: SenderStats | null; tokens: TokenHealth | null }> | null = null;
   readonly #process: ProcessIdentity = processIdentity();
 
   constructor(options: AgentOptions) {
@@ -139,12 +140,12 @@ export class Agent {
    * health report says "stopped". `drainMs` waits for the backlog to go out, within the deadline
    * and only while the cloud answers. Calling it again returns the same stop.
    */
-  stop(options: { drainMs?: number; deadlineMs?: number } = {}): Promise<{ buffer: BufferStats; uplink: SenderStats | null }> {
+  stop(options: { drainMs?: number; deadlineMs?: number } = {}): Promise<{ buffer: BufferStats; uplink: SenderStats | null; tokens: TokenHealth | null }> {
     this.#stopped ??= this.#stop(options);
     return this.#stopped;
   }
 
-  async #stop(options: { drainMs?: number; deadlineMs?: number }): Promise<{ buffer: BufferStats; uplink: SenderStats | null }> {
+  async #stop(options: { drainMs?: number; deadlineMs?: number }): Promise<{ buffer: BufferStats; uplink: SenderStats | null; tokens: TokenHealth | null }> {
     const deadline = Date.now() + (options.deadlineMs ?? STOP_DEADLINE_MS);
     const budget = { left: (reserveMs = 0) => Math.max(0, deadline - reserveMs - Date.now()), drainMs: options.drainMs ?? 0 };
     if (this.#healthTimer) clearInterval(this.#healthTimer);
@@ -157,7 +158,7 @@ export class Agent {
         this.#log.warn({ part: part.name, err: (err as Error).message }, "a part did not stop cleanly");
       }
     }
-    const final = { buffer: this.#buffer.stats(), uplink: this.sender?.stats() ?? null };
+    const final = { buffer: this.#buffer.stats(), uplink: this.sender?.stats() ?? null, tokens: this.#uplink.tokens?.health() ?? null };
     this.#state = "stopped";
     this.#writeHealth();
     return final;
@@ -176,6 +177,6 @@ export class Agent {
     const uplink = this.#uplink.health(now);
     const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems];
     const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? [])];
-    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate };
+    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, tokens: uplink.tokens, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate };
   }
 }

@@ -8,6 +8,7 @@ import type { BatchStore } from "../message.ts";
 import { describeProxy, resolveProxy } from "../uplink/proxy.ts";
 import { Transport } from "../uplink/transport.ts";
 import { Sender, type SenderHealth } from "../uplink/sender.ts";
+import { TokenClient, type TokenHealth } from "../uplink/tokens.ts";
 import { STOP_GRACE_MS, within, type Part, type PartHealth, type StopBudget } from "./part.ts";
 
 /** Without an acknowledgement for this many expected intervals while values wait, the uplink makes no progress. */
@@ -25,6 +26,8 @@ export interface UplinkPartOptions {
 
 export interface UplinkPartHealth extends PartHealth {
   sender: SenderHealth | null;
+  /** The access tokens (cloud.auth), or null without them. */
+  tokens: TokenHealth | null;
 }
 
 /**
@@ -36,6 +39,7 @@ export class UplinkPart implements Part<UplinkPartHealth> {
   readonly #o: UplinkPartOptions;
   #transport: Transport | null = null;
   #sender: Sender | null = null;
+  #tokens: TokenClient | null = null;
   #startedAt = Date.now();
   /** When the backlog was last seen empty: no acknowledgement is due before values wait. */
   #emptyAt = Date.now();
@@ -46,6 +50,15 @@ export class UplinkPart implements Part<UplinkPartHealth> {
 
   get sender(): Sender | null {
     return this.#sender;
+  }
+
+  /** The transport, for certificate rotation. */
+  get transport(): Transport | null {
+    return this.#transport;
+  }
+
+  get tokens(): TokenClient | null {
+    return this.#tokens;
   }
 
   /** How long the uplink may go without an acknowledgement while values wait: N × the longest a request or a retry pause may take. */
@@ -77,7 +90,22 @@ export class UplinkPart implements Part<UplinkPartHealth> {
       connections: 2 * config.cloud.concurrency,
       proxy,
     });
+    const auth = config.cloud.auth;
+    this.#tokens = auth
+      ? new TokenClient({
+          issuer: auth.issuer,
+          method: auth.method,
+          clientId: config.instance,
+          scope: auth.scope,
+          resource: auth.resource ?? config.cloud.url,
+          transport: this.#transport,
+          keyPem: identity.keyPem,
+          logger: log.child({ component: "tokens" }),
+          retry: config.cloud.retry,
+        })
+      : null;
     this.#sender = new Sender({
+      tokens: this.#tokens ?? undefined,
       store: this.#o.store,
       transport: this.#transport,
       url: config.cloud.url,
@@ -100,6 +128,7 @@ export class UplinkPart implements Part<UplinkPartHealth> {
       await drain(this.#sender, Math.min(budget.drainMs, left(2 * STOP_GRACE_MS)));
       await within(this.#sender.stop(Math.min(STOP_GRACE_MS, left(STOP_GRACE_MS))), left(STOP_GRACE_MS / 2));
     }
+    this.#tokens?.close();
     if (this.#transport && !(await within(this.#transport.close(), Math.min(STOP_GRACE_MS / 2, left())))) {
       void this.#transport.destroy().catch(() => undefined);
     }
@@ -107,14 +136,15 @@ export class UplinkPart implements Part<UplinkPartHealth> {
 
   health(now: number): UplinkPartHealth {
     const sender = this.#sender?.health() ?? null;
-    if (!sender) return { problems: [], sender };
+    const tokens = this.#tokens?.health() ?? null;
+    if (!sender) return { problems: [], sender, tokens };
     const backlog = this.#o.backlog();
     if (backlog === 0) this.#emptyAt = now;
     const since = Math.max(sender.lastAckAt ?? this.#startedAt, this.#emptyAt);
     const silentMs = now - since;
-    if (backlog === 0 || silentMs <= this.ackLimitMs) return { problems: [], sender };
+    if (backlog === 0 || silentMs <= this.ackLimitMs) return { problems: [], sender, tokens };
     const reason = `no acknowledgement from the cloud for ${Math.round(silentMs / 1000)} s while ${backlog} values wait (limit ${Math.round(this.ackLimitMs / 1000)} s)${sender.lastError ? `; last error: ${sender.lastError}` : ""}`;
-    return { problems: [{ part: this.name, reason, ...(sender.lastErrorCode ? { code: sender.lastErrorCode } : {}) }], sender };
+    return { problems: [{ part: this.name, reason, ...(sender.lastErrorCode ? { code: sender.lastErrorCode } : {}) }], sender, tokens };
   }
 }
 

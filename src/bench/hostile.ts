@@ -49,7 +49,7 @@ export async function runHostileBench(o: HostileBenchOptions) {
   const dir = await mkdtemp(path.join(os.tmpdir(), "kerf-bench-hostile-"));
   const logger = silentLogger();
   // Count only: the benchmark keeps its own per-item tally below.
-  const cloud = await startDevCloud({ dir: path.join(dir, "devcloud"), logger, storage: "memory", keep: () => false, faults: hostileFaults(o) });
+  const cloud = await startDevCloud({ dir: path.join(dir, "devcloud"), logger, requireTokens: false, storage: "memory", keep: () => false, faults: hostileFaults(o) });
   const buffer = DurableBuffer.open({ path: path.join(dir, "buffer.db"), maxBytes: 1024 ** 3, logger });
   const identity = await ensureIdentity({ dir: path.join(dir, "identity"), instance: "bench", enroller: new DevCaEnroller(cloud.ca), logger });
   const transport = new Transport({ certPem: identity.certPem, keyPem: identity.keyPem, caPem: cloud.ca.certPem, pins: [cloud.pin], logger });

@@ -15,6 +15,8 @@
  *   npm run bench -- --buffer-encryption each scenario twice, the buffer in clear and then encrypted
  *                                         (buffer.encryption.keyFile), for the cost: connectorCpuUsPerValue
  *                                         and latencyP99Ms side by side
+ *   npm run bench -- --token-ttl S       each scenario twice: without access tokens, then with
+ *                                         tokens living S s (renewed at ~75 %), to show their cost
  *
  * The bare client's ceiling runs beside the connector, or alone before it against the same
  * simulator where one server on these cores cannot serve both (100k items). Prints a table and
@@ -53,6 +55,8 @@ interface Scenario {
   faults?: number;
   /** The connector's buffer is encrypted (buffer.encryption.keyFile). */
   bufferEncryption?: boolean;
+  /** Bearer tokens on every request, living this long; without it, mutual TLS only. */
+  tokenTtlSeconds?: number;
   nodes: number;
   periodMs: number;
   seconds: number;
@@ -63,7 +67,7 @@ interface Scenario {
 const repo = path.resolve(import.meta.dirname, "../..");
 const USAGE = `usage: npm run bench -- [--scenario 10k|50k|100k-items|10k-hostile|all] [--nodes N --period MS --seconds S]
                      [--mode M --policy P] [--per-publish N] [--fsync-delay-ms N] [--cpu-hogs N] [--node-options=...]
-                     [--buffer-encryption]
+                     [--buffer-encryption] [--token-ttl S]
 `;
 
 /** Every option read and checked once, before anything starts: a mistake is one line and the usage, exit 2, as in every kerf command. */
@@ -83,6 +87,7 @@ const options = (() => {
         "fsync-delay-ms": { type: "string" },
         "cpu-hogs": { type: "string" },
         "buffer-encryption": { type: "boolean" },
+        "token-ttl": { type: "string" },
       },
       "bench",
       USAGE,
@@ -96,6 +101,7 @@ const options = (() => {
       perPublish: intOption(values["per-publish"], "per-publish", 0),
       fsyncDelayMs: intOption(values["fsync-delay-ms"], "fsync-delay-ms", 0),
       cpuHogs: intOption(values["cpu-hogs"], "cpu-hogs", 0),
+      tokenTtl: intOption(values["token-ttl"], "token-ttl", 0),
     };
   } catch (err) {
     if (err instanceof HelpRequested) {
@@ -123,14 +129,20 @@ const presets: Record<string, Omit<Scenario, "mode" | "policy">> = {
   "10k-hostile": { name: "10k changes/s, 25 % of requests faulted", nodes: 1000, periodMs: 100, seconds: 30, ceiling: "beside", faults: 0.25 },
 };
 
-/** Each scenario as asked, and with --buffer-encryption once more right after it with the buffer encrypted. */
+/**
+ * Each scenario as asked; with --buffer-encryption or --token-ttl, each again right after it with
+ * the buffer encrypted, and with tokens living S s: the cost of each beside the plain run.
+ */
 function scenarios(): Scenario[] {
-  const asked = askedScenarios();
-  if (!options["buffer-encryption"]) return asked;
-  return asked.flatMap((s) => [s, { ...s, name: `${s.name}, buffer encrypted`, bufferEncryption: true }]);
+  const ttl = options.tokenTtl;
+  return asked().flatMap((s) => [
+    s,
+    ...(options["buffer-encryption"] ? [{ ...s, name: `${s.name}, buffer encrypted`, bufferEncryption: true }] : []),
+    ...(ttl ? [{ ...s, name: `${s.name}, tokens ${ttl} s`, tokenTtlSeconds: ttl }] : []),
+  ]);
 }
 
-function askedScenarios(): Scenario[] {
+function asked(): Scenario[] {
   const sec = { mode: options.mode as SecurityModeName, policy: options.policy as SecurityPolicyName };
   const perPublish = options.perPublish ? { perPublish: options.perPublish } : {};
   if (options.nodes || options.period) {
@@ -308,7 +320,15 @@ async function runScenario(s: Scenario) {
   let pid = 0;
   // History only for the counters the loss check samples (below).
   const sampled = new Set(Array.from({ length: Math.min(s.nodes, SAMPLED) }, (_, i) => loadKey(Math.floor((i * s.nodes) / Math.min(s.nodes, SAMPLED)))));
-  const devcloud = await startDevCloud({ dir: path.join(dir, "devcloud"), logger, storage: "memory", keep: (key) => sampled.has(key), faults: s.faults ? hostileFaults({ rate: s.faults, seed: 42 }) : {} });
+  const devcloud = await startDevCloud({
+    dir: path.join(dir, "devcloud"),
+    logger,
+    storage: "memory",
+    keep: (key) => sampled.has(key),
+    faults: s.faults ? hostileFaults({ rate: s.faults, seed: 42 }) : {},
+    requireTokens: s.tokenTtlSeconds !== undefined,
+    ...(s.tokenTtlSeconds ? { tokenTtlSeconds: s.tokenTtlSeconds } : {}),
+  });
   try {
     const connectorStateDir = path.join(dir, "connector");
     const simDir = path.join(dir, "simulator");
@@ -334,7 +354,9 @@ async function runScenario(s: Scenario) {
       await pki.certificateManager.trustCertificate(simCert);
       await pki.certificateManager.dispose();
     }
-    const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
+    // Without tokens the config has no cloud.auth: the devcloud without its issuer.
+    const cloud = s.tokenTtlSeconds ? devcloud : { url: devcloud.url, pin: devcloud.pin, ca: devcloud.ca };
+    const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud: cloud, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
     if (s.bufferEncryption) encryptBuffer(configFile, path.join(dir, "secrets"));
     await ensureIdentity({ dir: path.join(connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: new DevCaEnroller(devcloud.ca), logger });
 
@@ -543,6 +565,10 @@ async function runScenario(s: Scenario) {
       connectorCpuPercent: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / s.seconds) * 1000) / 10,
       // the connector's CPU time per value delivered from the window, microseconds
       connectorCpuUsPerValue: Math.round(((cpuAfter.cpuSeconds - cpuBefore.cpuSeconds) / Math.max(1, delivered)) * 1e7) / 10,
+      tokenTtlSeconds: s.tokenTtlSeconds ?? null,
+      // tokens issued after the first, and ingest requests the cloud refused as unauthorized
+      tokenRenewals: s.tokenTtlSeconds ? Math.max(0, devcloud.auth.counts.tokensIssued - 1) : null,
+      unauthorizedRequests: devcloud.tokens.refused,
       // CPU of processes that are not the bench's during the connector's window (another job on the machine skews a run)
       othersCpuPercent: Math.round(((machineAfter.all - machineBefore.all - (machineAfter.ours - machineBefore.ours)) / s.seconds) * 1000) / 10,
       ceilingCpuPercent: ceiling?.cpuPercent ?? null,

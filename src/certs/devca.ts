@@ -57,6 +57,11 @@ export class CertAuthority {
   /** This CA's certificate and its parents' up to, not including, the root ("" for a root). */
   readonly chainPem: string;
   readonly name: string;
+  /**
+   * The latest client certificate (leaf PEM) issued to each instance, by this CA object: the
+   * devcloud's authorization server takes an instance's key for private_key_jwt from it.
+   */
+  readonly issuedClientCerts = new Map<string, string>();
   private readonly keys: CryptoKeyPair;
   private readonly cert: x509.X509Certificate;
 
@@ -143,7 +148,9 @@ export class CertAuthority {
         new x509.SubjectAlternativeNameExtension([{ type: "url", value: `urn:kerf:${options.instance}` }]),
       ],
     });
-    return cert.toString("pem") + "\n" + this.chainPem;
+    const leafPem = cert.toString("pem") + "\n";
+    this.issuedClientCerts.set(options.instance, leafPem);
+    return leafPem + this.chainPem;
   }
 
   /** Signs a certificate with this CA's key, adding the key identifiers that chain building uses. */

@@ -8,11 +8,11 @@ import { createLogger } from "../log.ts";
 import { installProcessGuard } from "../process-guard.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import type { StoredBatch } from "../message.ts";
-import { intOption, noPositionals, parseCli } from "./args.ts";
+import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { prepareStateDir } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-const usage = `usage: kerf demo [--seconds N] [--state-dir DIR] [--log-level L] [--quiet]
+const usage = `usage: kerf demo [--seconds N] [--state-dir DIR] [--token-ttl S] [--log-level L] [--quiet]
 
 Starts a simulated woodworking machine, the reference cloud and the connector on loopback, and
 prints values as the cloud acknowledges them. Ctrl-C (or SIGTERM) stops everything it started and
@@ -20,6 +20,8 @@ removes its temporary directory.
 
   --seconds N      stop after N seconds and print one JSON summary line (exit 0 when clean)
   --state-dir DIR  keep all state in DIR (kept afterwards); default a temporary directory
+  --token-ttl S    lifetime of the cloud's access tokens in seconds, default 300; the connector
+                   renews each when about 75 % of it has passed
   --log-level L    default warn
   --quiet          no value lines, only the summary
 `;
@@ -33,12 +35,14 @@ export async function run(argv: string[]): Promise<number> {
   const started = performance.now();
   const { values, positionals } = parseCli(
     argv,
-    { seconds: { type: "string" }, "state-dir": { type: "string" }, "log-level": { type: "string" }, quiet: { type: "boolean" } },
+    { seconds: { type: "string" }, "state-dir": { type: "string" }, "token-ttl": { type: "string" }, "log-level": { type: "string" }, quiet: { type: "boolean" } },
     "demo",
     usage,
   );
   noPositionals(positionals, "demo", usage);
   const seconds = intOption(values.seconds, "seconds", 0);
+  const tokenTtl = values["token-ttl"] === undefined ? undefined : intOption(values["token-ttl"], "token-ttl", 300);
+  if (tokenTtl !== undefined && tokenTtl < 1) throw new UsageError(`demo: --token-ttl must be at least 1 second, got ${tokenTtl}`, usage);
   // From here on a Ctrl-C is ours to handle: whatever has been started by then is stopped again.
   const stop = stopRequested();
   const keepState = values["state-dir"] !== undefined;
@@ -58,7 +62,7 @@ export async function run(argv: string[]): Promise<number> {
   let agent: Agent | null = null;
   try {
     try {
-      demo = await setupDemo({ stateDir, logger, out, signal: aborted.signal, stopped: (what) => note(`stopped ${what}`) });
+      demo = await setupDemo({ stateDir, logger, out, signal: aborted.signal, stopped: (what) => note(`stopped ${what}`), ...(tokenTtl !== undefined ? { tokenTtlSeconds: tokenTtl } : {}) });
     } catch (err) {
       if (!aborted.signal.aborted) throw err;
       note(`${(aborted.signal.reason as Error).message} during setup`);
@@ -94,6 +98,7 @@ export async function run(argv: string[]): Promise<number> {
       duplicates: cloud.duplicateItems,
       appended: stats.appendedItems,
       cloudItems: cloud.items,
+      tokenRenewals: final.tokens?.renewals ?? 0,
       securityMode: demo.securityMode,
       securityPolicy: demo.securityPolicy,
       firstAckMs,

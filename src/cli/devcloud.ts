@@ -9,7 +9,7 @@ import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { prepareStateDir, stateDirOption } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--faults RATE [--fault-seed N]] [--log-level L]
+const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--token-ttl S] [--faults RATE [--fault-seed N]] [--log-level L]
        kerf devcloud --issue-client NAME [--state-dir DIR]
 
 The reference cloud in the foreground until SIGINT or SIGTERM: HTTPS ingest that demands client
@@ -19,6 +19,7 @@ CA file for cloud.caFile.
   --port N             default 0 (any free port; the URL printed says which)
   --host H             default 127.0.0.1
   --state-dir DIR      its CA, keys and data go to DIR/devcloud; default $KERF_STATE_DIR or ./.kerf
+  --token-ttl S        lifetime of the access tokens its authorization server issues; default 300
   --issue-client NAME  instead of serving: write a client key and certificate for connector
                        instance NAME (for cloud.identity in its config), print their paths, exit
   --faults RATE        a hostile cloud: this share (0..1) of ingest requests meets a fault (reset,
@@ -39,7 +40,7 @@ CA file for cloud.caFile.
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCli(
     argv,
-    { port: { type: "string" }, host: { type: "string" }, "state-dir": { type: "string" }, "issue-client": { type: "string" }, "log-level": { type: "string" }, faults: { type: "string" }, "fault-seed": { type: "string" } },
+    { port: { type: "string" }, host: { type: "string" }, "token-ttl": { type: "string" }, "state-dir": { type: "string" }, "issue-client": { type: "string" }, "log-level": { type: "string" }, faults: { type: "string" }, "fault-seed": { type: "string" } },
     "devcloud",
     usage,
   );
@@ -48,6 +49,8 @@ export async function run(argv: string[]): Promise<number> {
   const rate = values.faults === undefined ? 0 : Number(values.faults);
   if (!(rate >= 0 && rate <= 1) || values.faults?.trim() === "") throw new UsageError(`devcloud: --faults must be a share of requests between 0 and 1 (e.g. 0.25), got '${values.faults}'`, usage);
   const seed = intOption(values["fault-seed"], "fault-seed", 42);
+  const tokenTtlSeconds = intOption(values["token-ttl"], "token-ttl", 300);
+  if (tokenTtlSeconds < 1) throw new UsageError(`devcloud: --token-ttl must be at least 1 second, got ${tokenTtlSeconds}`, usage);
   const stop = stopRequested();
   const dir = path.join(prepareStateDir(stateDirOption(values["state-dir"], ".kerf")), "devcloud");
   // Issuing prints the two file paths on stdout; keep the log out of the way unless asked.
@@ -63,9 +66,9 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const faults = rate > 0 ? { hostile: createHostile({ rate, seed }) } : {};
-  const cloud = await startDevCloud({ dir, port, host: values.host ?? "127.0.0.1", logger, faults });
+  const cloud = await startDevCloud({ dir, port, host: values.host ?? "127.0.0.1", logger, faults, tokenTtlSeconds });
   const hostile = rate > 0 ? `  faults:  ${rate} of ingest requests, seed ${seed}\n` : "";
-  process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  state:   ${dir}\n${hostile}`);
+  process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  issuer:  ${cloud.auth.issuer} (for cloud.auth.issuer; tokens live ${tokenTtlSeconds} s)\n  state:   ${dir}\n${hostile}`);
   await stop;
   await cloud.stop();
   return 0;

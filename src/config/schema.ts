@@ -269,6 +269,15 @@ const cloud = strict({
     strict({ certificateFile: filePath, privateKeyFile: filePath }).optional(),
     "The connector's client certificate and key; default: files in <state-dir>/identity/.",
   ),
+  auth: describe(
+    strict({
+      issuer: describe(cloudUrl, "The OAuth 2.0 authorization server's issuer URL (https); its metadata is discovered. It must present a pinned key too."),
+      method: describe(z.enum(["tls_client_auth", "private_key_jwt"]).default("tls_client_auth"), "How the connector authenticates for a token: tls_client_auth (its certificate, RFC 8705) or private_key_jwt (a JWT signed with its key, RFC 7523). Default tls_client_auth."),
+      scope: describe(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$/, bad("not an OAuth scope", "space-separated scope tokens")).default("ingest"), "The scope asked for. Default ingest."),
+      resource: describe(cloudUrl.optional(), "The resource indicator (RFC 8707), the tokens' audience; default cloud.url."),
+    }).optional(),
+    "Bearer access tokens (OAuth 2.0 client credentials), bound to the instance certificate; without it no token is sent (mutual TLS only).",
+  ),
   concurrency: describe(z.int().min(1).max(16).default(2), "POST requests in flight, 1..16. Default 2."),
   requestTimeoutMs: millis(100, 600_000).default(30_000),
   retry: strict({

@@ -27,6 +27,8 @@ export interface DemoOptions {
   /** Start the simulator and devcloud on these ports (0 = any). */
   simulatorPort?: number;
   devcloudPort?: number;
+  /** Lifetime of the devcloud's access tokens (kerf demo --token-ttl). Default the devcloud's. */
+  tokenTtlSeconds?: number;
   /** Aborting it during setup stops what was started so far; setupDemo then throws the abort reason. */
   signal?: AbortSignal;
   /** Told each piece that stop() ended, e.g. "the simulator (opc.tcp://127.0.0.1:4840)". */
@@ -68,7 +70,12 @@ export async function setupDemo(options: DemoOptions): Promise<Demo> {
   };
   try {
     signal?.throwIfAborted();
-    const devcloud = await startDevCloud({ dir: path.join(stateDir, "devcloud"), port: options.devcloudPort ?? 0, logger: logger.child({ component: "devcloud" }) });
+    const devcloud = await startDevCloud({
+      dir: path.join(stateDir, "devcloud"),
+      port: options.devcloudPort ?? 0,
+      logger: logger.child({ component: "devcloud" }),
+      ...(options.tokenTtlSeconds !== undefined ? { tokenTtlSeconds: options.tokenTtlSeconds } : {}),
+    });
     running.push({ name: `the devcloud (${devcloud.url})`, stop: () => devcloud.stop() });
     signal?.throwIfAborted();
     const simulator = await startSimulator({
@@ -88,7 +95,7 @@ export async function setupDemo(options: DemoOptions): Promise<Demo> {
     await simulator.trustClientCertificate(pki.certificateDer);
     await pki.certificateManager.dispose();
     out(`demo: simulator ${simulator.endpointUrl} (certificate SHA-1 ${simulator.thumbprint}) and connector trust each other`);
-    out(`demo: devcloud ${devcloud.url} (pin ${devcloud.pin})`);
+    out(`demo: devcloud ${devcloud.url} (pin ${devcloud.pin}), access tokens from ${devcloud.auth.issuer} (${devcloud.auth.tokenTtlSeconds} s)`);
 
     const { configFile, units } = await writeDemoConfig({
       dir: path.join(stateDir, "config"),
@@ -114,7 +121,7 @@ export async function setupDemo(options: DemoOptions): Promise<Demo> {
 export async function writeDemoConfig(o: {
   dir: string;
   endpointUrl: string;
-  devcloud: { url: string; pin: string; ca: { certFile: string } };
+  devcloud: { url: string; pin: string; ca: { certFile: string }; auth?: { issuer: string } };
   securityMode: SecurityModeName;
   securityPolicy: SecurityPolicyName;
   load?: { count: number; periodMs: number };
@@ -159,7 +166,7 @@ export async function writeDemoConfig(o: {
       log: { level: "warn" },
       mapping: "./mapping.yaml",
       machines: [{ id: DEMO_MACHINE, endpoint: o.endpointUrl, security: { mode: o.securityMode, policy: o.securityPolicy } }],
-      cloud: { url: o.devcloud.url, pins: [o.devcloud.pin, backupPin], caFile: o.devcloud.ca.certFile },
+      cloud: { url: o.devcloud.url, pins: [o.devcloud.pin, backupPin], caFile: o.devcloud.ca.certFile, ...(o.devcloud.auth ? { auth: { issuer: o.devcloud.auth.issuer } } : {}) },
       buffer: { maxBytes: "256MiB" },
     }),
   );

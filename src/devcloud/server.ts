@@ -17,6 +17,7 @@ import { writeFileAtomic } from "../certs/files.ts";
 import { spkiPin } from "../certs/pins.ts";
 import type { Logger } from "../log.ts";
 import { itemCount } from "../message.ts";
+import { startAuthServer, TokenRefused, type AuthServer } from "./auth.ts";
 import { parseEnvelope, type Envelope } from "./envelope.ts";
 import type { Hostile } from "./hostile.ts";
 import { MemoryStore } from "./memory-store.ts";
@@ -49,6 +50,12 @@ export interface DevCloudOptions {
   keep?: (key: string) => boolean;
   /** Largest request body, compressed and decompressed. Default 16 MiB. */
   maxBodyBytes?: number;
+  /** Ingest demands a bearer token from the authorization server (auth.ts). Default true. */
+  requireTokens?: boolean;
+  /** Lifetime of the access tokens the authorization server issues. Default 300 s. */
+  tokenTtlSeconds?: number;
+  /** Port of the authorization server (0 = any); a restart that keeps `port` keeps this too. */
+  authPort?: number;
 }
 
 export interface DevCloud {
@@ -66,6 +73,10 @@ export interface DevCloud {
   inFlight: { now: number; peak: number };
   /** Ingest requests per client certificate (its serial number, hex): who came with which identity. */
   clientCertificates: Map<string, number>;
+  /** The authorization server (its own port, same certificate and pin). */
+  auth: AuthServer;
+  /** Whether ingest demands a token, and how many ingest requests it refused with 401. */
+  tokens: { required: boolean; refused: number };
   stop(): Promise<void>;
 }
 
@@ -80,6 +91,8 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   const faults: DevCloudFaults = options.faults ?? {};
   const inFlight = { now: 0, peak: 0 };
   const clientCertificates = new Map<string, number>();
+  const tokens = { required: options.requireTokens ?? true, refused: 0 };
+  const baseUrl = (port: number) => `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
 
   const https: Server = createServer(
     {
@@ -117,6 +130,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
       clientCertificates.set(serial, (clientCertificates.get(serial) ?? 0) + 1);
       inFlight.peak = Math.max(inFlight.peak, ++inFlight.now);
       res.once("close", () => inFlight.now--);
+      if (tokens.required && !(await authorized(req, res, cn))) return;
       return ingest(req, res, cn);
     }
     const m = /^\/v1\/machines\/([^/]+)\/(latest|items)$/.exec(url.pathname);
@@ -128,6 +142,30 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
       return send(res, 200, { machine, key, items: store.items(machine, key) });
     }
     return send(res, 404, { error: `no route ${req.method} ${url.pathname}` });
+  }
+
+  /** The bearer token (RFC 6750) checked against this connection's certificate; false after answering 401. */
+  async function authorized(req: IncomingMessage, res: ServerResponse, cn: string): Promise<boolean> {
+    const header = req.headers.authorization ?? "";
+    const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(header);
+    let refusal: TokenRefused | undefined;
+    if (!match) refusal = new TokenRefused("invalid_request", header ? "the Authorization header is not a Bearer token" : `a Bearer token from ${auth.issuer} is required`);
+    else {
+      try {
+        const { clientId } = await auth.verify(match[1]!, (req.socket as TLSSocket).getPeerCertificate().raw);
+        if (clientId !== cn) refusal = new TokenRefused("invalid_token", `the access token was issued to '${clientId}', not to '${cn}'`);
+      } catch (err) {
+        if (!(err instanceof TokenRefused)) throw err;
+        refusal = err;
+      }
+    }
+    if (!refusal) return true;
+    tokens.refused++;
+    const challenge = `Bearer realm="kerf-ingest", error="${refusal.error}", error_description="${refusal.message.replaceAll('"', "'")}"`;
+    log.info({ connector: cn, error: refusal.error, detail: refusal.message }, "devcloud: ingest request refused: token");
+    // The body is not read: answer and close.
+    sendAndClose(req, res, refusal.error === "insufficient_scope" ? 403 : 401, { error: refusal.error, error_description: refusal.message }, { "www-authenticate": challenge });
+    return false;
   }
 
   async function ingest(req: IncomingMessage, res: ServerResponse, cn: string): Promise<void> {
@@ -192,8 +230,23 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     });
   });
   const port = (https.address() as AddressInfo).port;
-  const url = `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
-  log.info({ url, pin: server.pin }, "devcloud listening");
+  const url = baseUrl(port);
+  const auth = await startAuthServer({
+    ca,
+    certPem: server.certPem,
+    keyPem: server.keyPem,
+    host,
+    port: options.authPort ?? 0,
+    audience: url,
+    // What `kerf devcloud --issue-client NAME` keeps, for instances whose certificate an earlier run issued.
+    clientCertFor: (instance) => {
+      const file = join(options.dir, "clients", instance, "client.pem");
+      return existsSync(file) ? readFileSync(file, "utf8") : undefined;
+    },
+    logger: log,
+    ...(options.tokenTtlSeconds !== undefined ? { tokenTtlSeconds: options.tokenTtlSeconds } : {}),
+  });
+  log.info({ url, pin: server.pin, issuer: auth.issuer, tokensRequired: tokens.required }, "devcloud listening");
 
   let stopped = false;
   return {
@@ -207,9 +260,12 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     faults,
     inFlight,
     clientCertificates,
+    auth,
+    tokens,
     async stop() {
       if (stopped) return;
       stopped = true;
+      await auth.stop();
       const closed = new Promise<void>((resolve) => https.close(() => resolve()));
       https.closeAllConnections();
       for (const socket of sockets) socket.destroy();
@@ -279,7 +335,7 @@ function send(res: ServerResponse, status: number, body: unknown, headers: Recor
 }
 
 /** Answers, then closes the connection: the rest of the request body is not going to be read. */
-function sendAndClose(req: IncomingMessage, res: ServerResponse, status: number, body: unknown): void {
-  send(res, status, body, { connection: "close" });
+function sendAndClose(req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  send(res, status, body, { ...headers, connection: "close" });
   res.on("finish", () => req.socket.destroySoon?.());
 }

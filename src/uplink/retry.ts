@@ -10,8 +10,11 @@
  *   client certificate refused, the network must be fixed, and the data stays buffered meanwhile
  *   proxy auth (407) or policy
  *   (403) refused
+ *   no access token
  *   408, 429, 5xx except 501    retry; Retry-After (seconds or HTTP-date) is honoured, capped,
  *                               for the batch it answered (for all batches once the cloud is down)
+ *   401 with a token            one new token and one retry of the request at once (sender.ts); a
+ *                               second 401 is handled as below
  *   401 403 404 405 407 415 421 retry, logged as an error: these say the connector is pointed at the
  *                               wrong place or with the wrong credentials, which no batch content
  *                               can fix; rejecting would dead-letter every batch until fixed
@@ -41,7 +44,7 @@ export type Decision =
   | { action: "reject"; reason: string };
 
 const configurationStatuses = new Set([401, 403, 404, 405, 407, 415, 421]);
-const alarmingErrorCodes = new Set(["UPLINK_PIN_MISMATCH", "UPLINK_TLS", "UPLINK_NO_CLIENT_CERT", "UPLINK_PROXY_AUTH", "UPLINK_PROXY_REFUSED"]);
+const alarmingErrorCodes = new Set(["UPLINK_PIN_MISMATCH", "UPLINK_TLS", "UPLINK_NO_CLIENT_CERT", "UPLINK_PROXY_AUTH", "UPLINK_PROXY_REFUSED", "AUTH_TOKEN"]);
 
 export function classify(outcome: Outcome, options: { maxRetryAfterMs?: number; now?: number } = {}): Decision {
   if ("error" in outcome) {

@@ -12,6 +12,7 @@ import { EventEmitter } from "node:events";
 import { gzipSync } from "node:zlib";
 import { request, type Dispatcher } from "undici";
 import { DurationHistogram, type DurationSummary } from "../durations.ts";
+import type { Secret } from "../config/secrets.ts";
 import type { Logger } from "../log.ts";
 import type { BatchStore, DropReason, StoredBatch } from "../message.ts";
 import { envelope, halve, splitByItems } from "./batches.ts";
@@ -57,6 +58,15 @@ export interface SenderOptions {
   pollIntervalMs?: number;
   /** Source of randomness for the backoff jitter; tests make it deterministic. */
   random?: () => number;
+  /** Bearer tokens for each request (cloud.auth); without it, requests carry none. */
+  tokens?: TokenSource | undefined;
+}
+
+/** What the sender needs of the token client (tokens.ts). */
+export interface TokenSource {
+  token(): Promise<Secret>;
+  /** The cloud answered 401 to `rejected`: a new token (one request, shared by concurrent callers). */
+  renew(rejected: Secret): Promise<Secret>;
 }
 
 export interface SenderHealth {
@@ -75,6 +85,8 @@ export interface SenderStats {
   rejectedItems: number;
   tooLargeItems: number;
   splits: number;
+  /** Answers 401: each is followed by one token renewal and one retry. */
+  unauthorized: number;
 }
 
 export interface SenderEvents {
@@ -90,7 +102,7 @@ interface InFlight {
 }
 
 export class Sender extends EventEmitter<SenderEvents> {
-  readonly #o: Required<Omit<SenderOptions, "retry">>;
+  readonly #o: Required<Omit<SenderOptions, "retry" | "tokens">> & Pick<SenderOptions, "tokens">;
   /** What a merged request may carry; lowered when the cloud answers 413, so halves are not merged again. */
   #mergeLimits: { maxItems: number; maxBytes: number };
   readonly #retry: Required<RetryOptions>;
@@ -108,7 +120,7 @@ export class Sender extends EventEmitter<SenderEvents> {
   #loop: Promise<void> | null = null;
   #notify: (() => void) | null = null;
   #health: Omit<SenderHealth, "consecutiveFailures"> = { lastAckAt: null, lastErrorAt: null, lastError: null, lastErrorCode: null };
-  #stats: SenderStats = { sentItems: 0, ackedItems: 0, retries: 0, rejectedItems: 0, tooLargeItems: 0, splits: 0 };
+  #stats: SenderStats = { sentItems: 0, ackedItems: 0, retries: 0, rejectedItems: 0, tooLargeItems: 0, splits: 0, unauthorized: 0 };
   /** Where an acknowledged batch's time went: in the buffer before its request, compressing, the request, deleting it. */
   readonly #stages = { queue: new DurationHistogram(), gzip: new DurationHistogram(), request: new DurationHistogram(), ack: new DurationHistogram() };
 
@@ -127,6 +139,7 @@ export class Sender extends EventEmitter<SenderEvents> {
       maxBytesPerRequest: options.maxBytesPerRequest ?? 1024 ** 2,
       pollIntervalMs: options.pollIntervalMs ?? 1000,
       random: options.random ?? Math.random,
+      tokens: options.tokens,
     };
     this.#retry = { ...defaultRetryOptions, ...options.retry };
     this.#mergeLimits = { maxItems: this.#o.maxItemsPerRequest, maxBytes: this.#o.maxBytesPerRequest };
@@ -319,25 +332,41 @@ export class Sender extends EventEmitter<SenderEvents> {
     const deadlineMs = this.#pacer.deadlineMs(this.#retryAt.get(batch.id)?.attempts);
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(deadlineMs)]);
     try {
-      const res = await request(this.#endpoint, {
-        dispatcher: this.#o.transport,
-        method: "POST",
-        headers: {
-          "content-type": "application/json",
-          "content-encoding": "gzip",
-          "idempotency-key": `${this.#o.instance}:${this.#o.store.epoch}:${batch.id}`,
-        },
-        body: payload,
-        signal,
-        headersTimeout: deadlineMs,
-        bodyTimeout: deadlineMs,
-      });
+      const tokens = this.#o.tokens;
+      let token = tokens ? await tokens.token() : undefined;
+      let res = await this.#request(batch, payload, signal, deadlineMs, token);
+      if (res.statusCode === 401 && tokens && token) {
+        // Revoked, expired early, or bound to a certificate just rotated: one new token, one retry.
+        // A second 401 goes to the retry policy like any other answer.
+        await readBounded(res.body);
+        this.#stats.unauthorized++;
+        token = await tokens.renew(token);
+        res = await this.#request(batch, payload, signal, deadlineMs, token);
+      }
       const body = await readBounded(res.body);
+      if (res.statusCode === 401) this.#stats.unauthorized++;
       return { decision: classify({ status: res.statusCode, headers: res.headers }, { maxRetryAfterMs: this.#retry.maxRetryAfterMs }), status: res.statusCode, body, gzipMs, code: `HTTP_${res.statusCode}` };
     } catch (err) {
       const error = toUplinkError(err, this.#host);
       return { decision: classify({ error }), status: 0, body: "", gzipMs, code: error.code };
     }
+  }
+
+  #request(batch: StoredBatch, payload: Buffer, signal: AbortSignal, deadlineMs: number, token: Secret | undefined): Promise<Dispatcher.ResponseData> {
+    return request(this.#endpoint, {
+      dispatcher: this.#o.transport,
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "content-encoding": "gzip",
+        "idempotency-key": `${this.#o.instance}:${this.#o.store.epoch}:${batch.id}`,
+        ...(token ? { authorization: `Bearer ${token.reveal()}` } : {}),
+      },
+      body: payload,
+      signal,
+      headersTimeout: deadlineMs,
+      bodyTimeout: deadlineMs,
+    });
   }
 
   #acked(batch: StoredBatch, status: number, body: string, durationMs: number): void {

@@ -39,6 +39,7 @@ export class Transport extends Dispatcher {
   #current: Dispatcher;
   /** Pools of earlier certificates, closing once their requests have finished. */
   readonly #draining = new Set<Dispatcher>();
+  readonly #rotated = new Set<(identity: ClientIdentity) => void>();
   #closed = false;
 
   constructor(options: TransportOptions) {
@@ -72,6 +73,13 @@ export class Transport extends Dispatcher {
       .catch(() => undefined)
       .finally(() => this.#draining.delete(old));
     this.#o.logger.info("client certificate rotated: new connections use the new one, requests in flight finish on the old one");
+    for (const listener of this.#rotated) listener(identity);
+  }
+
+  /** Calls `listener` after each rotate(), e.g. so that certificate-bound tokens are fetched again. Returns the unsubscribe. */
+  onRotate(listener: (identity: ClientIdentity) => void): () => void {
+    this.#rotated.add(listener);
+    return () => this.#rotated.delete(listener);
   }
 
   override close(): Promise<void>;

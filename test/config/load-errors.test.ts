@@ -337,7 +337,7 @@ buffer:
     expect(err.message).toMatch(/kerf\.yaml and .*mapping\.yaml: 3 errors$/);
     expect(lines(err, t.dir)).toEqual([
       `kerf.yaml:6:23: machines[0].connectTimeoutMs: wrong type (found "soon"; expected a number)`,
-      "kerf.yaml:10:3: cloud.colour: unknown field colour (expected one of: url, pins, caFile, identity, concurrency, requestTimeoutMs, retry, batch, proxy)",
+      "kerf.yaml:10:3: cloud.colour: unknown field colour (expected one of: url, pins, caFile, identity, auth, concurrency, requestTimeoutMs, retry, batch, proxy)",
       "mapping.yaml:5:33: machines.saw-1.groups[0].nodes[0].node: s= needs a non-empty string, found nothing after 's=' in 's='",
     ]);
   });

@@ -18,7 +18,7 @@ const cleanup: Array<() => Promise<unknown>> = [];
 
 beforeEach(async () => {
   ({ dir, remove: removeDir } = await tempDir("kerf-devcloud-"));
-  cloud = await startDevCloud({ dir, logger: silentLogger(), maxBodyBytes: 1024 * 1024 });
+  cloud = await startDevCloud({ dir, logger: silentLogger(), maxBodyBytes: 1024 * 1024, requireTokens: false });
   cleanup.push(() => cloud.stop());
 });
 afterEach(async () => {
@@ -283,7 +283,7 @@ describe("restart", () => {
     const caPem = cloud.ca.certPem;
     await cloud.stop();
 
-    cloud = await startDevCloud({ dir, port, logger: silentLogger() });
+    cloud = await startDevCloud({ dir, port, logger: silentLogger(), requireTokens: false });
     cleanup.push(() => cloud.stop());
     expect(cloud.port).toBe(port);
     expect(cloud.pin).toBe(pin);

@@ -112,6 +112,8 @@ describe("kerf health judges the parts' progress", () => {
     // The limit is 3 × max(requestTimeoutMs, retry.maxDelayMs): 6 s here, 90 s by default.
     editConfig(demo.configFile, (c) => {
       c.cloud.url = `https://127.0.0.1:${cloud.port}`;
+      // Reached through the proxy; the tokens are still for the devcloud's own URL.
+      c.cloud.auth.resource = demo.devcloud.url;
       c.cloud.requestTimeoutMs = 2_000;
       c.cloud.retry = { initialDelayMs: 200, maxDelayMs: 1_000 };
     });

@@ -23,6 +23,7 @@ describe("uplink outage", () => {
     const first = env.demo.devcloud;
     await waitFor("values flowing", () => Number(first.store.latest(DEMO_MACHINE)[loadKey(0)]?.v) >= 5);
     const port = first.port;
+    const authPort = first.auth.port;
     await first.stop();
     const stoppedAt = Date.now();
 
@@ -32,7 +33,7 @@ describe("uplink outage", () => {
     expect(backlog.items).toBeGreaterThan(COUNTERS * (OUTAGE_MS / 100) * 0.8);
     expect(env.agent.sender!.health().consecutiveFailures).toBeGreaterThan(0);
 
-    restarted = await startDevCloud({ dir: path.join(env.dir, "devcloud"), port, logger: silentLogger() });
+    restarted = await startDevCloud({ dir: path.join(env.dir, "devcloud"), port, authPort, logger: silentLogger() });
     const store = restarted.store;
     const target = Number(store.latest(DEMO_MACHINE)[loadKey(0)]?.v ?? 0) + (Date.now() - stoppedAt) / 100;
     await waitFor("the backlog delivered", () => env.agent.buffer.stats().items < COUNTERS * 10 && Number(store.latest(DEMO_MACHINE)[loadKey(0)]?.v) > target, 60_000);

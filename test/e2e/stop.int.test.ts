@@ -73,7 +73,11 @@ describe("SIGTERM: kerf run exits with 0 before the SIGKILL, losing nothing", ()
     // The cloud behind a TCP proxy that can turn into a peer that accepts and never answers.
     const cloud = await switchableProxy(demo.devcloud.port);
     cleanups.push(() => cloud.close());
-    editConfig(demo.configFile, (c) => (c.cloud.url = `https://127.0.0.1:${cloud.port}`));
+    // Reached through the proxy; the tokens are still for the devcloud's own URL.
+    editConfig(demo.configFile, (c) => {
+      c.cloud.url = `https://127.0.0.1:${cloud.port}`;
+      c.cloud.auth.resource = demo.devcloud.url;
+    });
     const c = run(demo.configFile, stateDir);
     await waitFor("values at the cloud", flowing(demo.devcloud.store, DEMO_MACHINE, 10), 60_000);
     cloud.mode("black-hole");

@@ -98,7 +98,7 @@ describe("kerf run against a server that never describes a structure's type", ()
         log: { level: "warn" },
         mapping: "./mapping.yaml",
         machines: [{ id: "rogue", endpoint: sim.endpointUrl, security: { mode: "SignAndEncrypt", policy: "Basic256Sha256" } }],
-        cloud: { url: cloud.url, pins: [cloud.pin], caFile: cloud.ca.certFile },
+        cloud: { url: cloud.url, pins: [cloud.pin], caFile: cloud.ca.certFile, auth: { issuer: cloud.auth.issuer } },
       }),
     );
 

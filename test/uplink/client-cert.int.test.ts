@@ -26,7 +26,7 @@ beforeAll(async () => {
   const tmp = await tempDir("kerf-mtls-");
   removeDir = tmp.remove;
   otherCaDir = `${tmp.dir}/other-ca`;
-  cloud = await startDevCloud({ dir: `${tmp.dir}/cloud`, logger: silentLogger() });
+  cloud = await startDevCloud({ dir: `${tmp.dir}/cloud`, logger: silentLogger(), requireTokens: false });
 });
 afterEach(async () => {
   while (cleanup.length) await cleanup.pop()!().catch(() => undefined);

@@ -19,7 +19,7 @@ afterEach(() => runCleanups(cleanup));
 async function rig(hostile?: Hostile) {
   const { dir, remove } = await tempDir("kerf-hostile-");
   cleanup.push(remove);
-  const cloud: DevCloud = await startDevCloud({ dir: path.join(dir, "cloud"), logger: silentLogger(), faults: hostile ? { hostile } : {} });
+  const cloud: DevCloud = await startDevCloud({ dir: path.join(dir, "cloud"), logger: silentLogger(), requireTokens: false, faults: hostile ? { hostile } : {} });
   cleanup.push(() => cloud.stop());
   const buffer = openBuffer(dir, 256 * 1024 * 1024, cleanup);
   const { transport } = await clientTransport(cloud.ca, [cloud.pin], cleanup);

@@ -21,7 +21,7 @@ const cleanup: Array<() => Promise<unknown> | void> = [];
 
 async function setup(cloudOptions: Partial<DevCloudOptions> = {}) {
   ({ dir, remove: removeDir } = await tempDir("kerf-sender-"));
-  cloud = await startDevCloud({ dir: path.join(dir, "cloud"), logger: silentLogger(), ...cloudOptions });
+  cloud = await startDevCloud({ dir: path.join(dir, "cloud"), logger: silentLogger(), requireTokens: false, ...cloudOptions });
   cleanup.push(() => cloud.stop());
   buffer = openBuffer(dir, 64 * 1024 * 1024, cleanup);
 }
@@ -254,7 +254,7 @@ describe("failures of the connection", () => {
     expect(s.health().lastError).toMatch(/UPLINK_NETWORK|ECONNREFUSED/);
     expect(buffer.stats().items).toBe(80);
 
-    cloud = await startDevCloud({ dir: path.join(dir, "cloud"), port, logger: silentLogger() });
+    cloud = await startDevCloud({ dir: path.join(dir, "cloud"), port, logger: silentLogger(), requireTokens: false });
     cleanup.push(() => cloud.stop());
     expect(await s.drain(10_000)).toBe(true);
     expect(cloud.store.counts()).toMatchObject({ items: 80, duplicateItems: 0 });

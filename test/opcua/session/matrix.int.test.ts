@@ -79,7 +79,7 @@ describe("every security mode × policy × user token", () => {
           security: { mode: c.mode, policy: c.policy, allowDeprecated: c.policy === "Basic128Rsa15" || c.policy === "Basic256" },
           user: user(c.token),
         })),
-        cloud: { url: cloud.url, pins: [cloud.pin], caFile: cloud.ca.certFile },
+        cloud: { url: cloud.url, pins: [cloud.pin], caFile: cloud.ca.certFile, auth: { issuer: cloud.auth.issuer } },
       }),
     );
     const group = { name: "g", publishingInterval: 200, samplingInterval: 0, nodes: [{ key: "counter", node: loadNodeId(0) }] };
