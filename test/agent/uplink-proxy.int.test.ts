@@ -18,6 +18,9 @@ import { clientIdentity, numberedItems, openBuffer, runCleanups, tempDir, type C
 const cleanup: Cleanups = [];
 afterEach(() => runCleanups(cleanup));
 
+/** The authorization server of the last run's devcloud. */
+let cloudIssuer = "";
+
 const envNames = ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] as const;
 
 /** Sets the proxy variables of this test process for one test. */
@@ -36,6 +39,7 @@ async function run(proxyYaml: string, files: Record<string, string> = {}) {
   cleanup.push(remove);
   const cloud = await startDevCloud({ dir: path.join(dir, "cloud"), logger: silentLogger() });
   cleanup.push(() => cloud.stop());
+  cloudIssuer = cloud.auth.issuer;
   const identity = await clientIdentity(cloud.ca, "kerf-test");
   await writeFile(path.join(dir, "client.pem"), identity.certPem);
   await writeFile(path.join(dir, "client.key"), identity.keyPem, { mode: 0o600 });
@@ -53,6 +57,7 @@ cloud:
   pins: ["${cloud.pin}", "sha256/${Buffer.alloc(32, 7).toString("base64")}"]
   caFile: ${cloud.ca.certFile}
   identity: { certificateFile: client.pem, privateKeyFile: client.key }
+  auth: { issuer: "${cloud.auth.issuer}" }
 ${proxyYaml}`,
   );
   const loaded = await loadConfig(path.join(dir, "kerf.yaml"));
@@ -78,6 +83,8 @@ describe("the uplink part's proxy", () => {
     const { proxyLines, lines } = await run(`  proxy: { url: "${fromConfig.url}", usernameFile: user, passwordFile: password }\n`, { user: "line-1\n", password: "pr0xy-secret\n" });
     expect(fromConfig.connects.length).toBeGreaterThan(0);
     expect(fromConfig.connects.every((c) => c.status === 200)).toBe(true);
+    // the access token came through the tunnel too: a CONNECT to the authorization server's port
+    expect(fromConfig.connects.map((c) => c.target)).toContain(new URL(cloudIssuer).host);
     expect(fromEnv.connects).toHaveLength(0);
     expect(proxyLines).toHaveLength(1);
     expect(proxyLines[0]).toMatchObject({ level: 30, proxy: fromConfig.url, proxySource: "config" });

@@ -28,7 +28,7 @@ afterEach(() => runCleanups(cleanup));
 async function cloud(): Promise<{ cloud: DevCloud; dir: string }> {
   const { dir, remove } = await tempDir("kerf-proxy-");
   cleanup.push(remove);
-  const c = await startDevCloud({ dir: path.join(dir, "cloud"), logger: silentLogger() });
+  const c = await startDevCloud({ dir: path.join(dir, "cloud"), logger: silentLogger(), requireTokens: false });
   cleanup.push(() => c.stop());
   return { cloud: c, dir };
 }
