@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import type { BufferStats, DurableBuffer } from "../buffer/buffer.ts";
 import type { Enroller } from "../certs/identity.ts";
+import type { CertificateRenewal } from "../certs/renewal.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import type { Logger } from "../log.ts";
 import type { MachineSession } from "../opcua/session/session.ts";
@@ -82,6 +83,11 @@ export class Agent {
     return this.#uplink.sender;
   }
 
+  /** Renewals of the instance certificate (with cloud.enrolment), else null. */
+  get renewal(): CertificateRenewal | null {
+    return this.#uplink.renewal;
+  }
+
   get sessions(): readonly MachineSession[] {
     return this.#machines.sessions;
   }
@@ -99,7 +105,7 @@ export class Agent {
   #writeHealth(): void {
     const at = new Date().toISOString();
     try {
-      const { problems, sessions, uplink, buffer, writer } = this.health();
+      const { problems, sessions, uplink, certificate, buffer, writer } = this.health();
       writeHealth(this.#o.stateDir, {
         at,
         pid: process.pid,
@@ -118,6 +124,7 @@ export class Agent {
           ...(Object.keys(s.groupDataAt).length > 0 ? { groupDataAt: s.groupDataAt } : {}),
         })),
         uplink: uplink && { lastAckAt: uplink.lastAckAt, consecutiveFailures: uplink.consecutiveFailures, lastError: uplink.lastError, lastErrorCode: uplink.lastErrorCode },
+        ...(certificate ? { certificate } : {}),
         buffer: { items: buffer.items, bytes: buffer.bytes, droppedItems: buffer.droppedItems },
         writer: { pendingItems: writer.pendingItems, failures: writer.failures, lastError: writer.lastError },
         unhandledRejections: processGuardStats().unhandledRejections,
@@ -172,6 +179,6 @@ export class Agent {
     const machines = this.#machines.health(now);
     const uplink = this.#uplink.health(now);
     const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems];
-    return { problems, sessions: machines.sessions, uplink: uplink.sender, buffer: buffer.stats, writer: buffer.writer };
+    return { problems, sessions: machines.sessions, uplink: uplink.sender, certificate: uplink.certificate, buffer: buffer.stats, writer: buffer.writer };
   }
 }

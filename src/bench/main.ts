@@ -23,7 +23,6 @@ import { copyFileSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
 import { HelpRequested, intOption, noPositionals, parseCli } from "../cli/args.ts";
 import { startDevCloud } from "../devcloud/index.ts";
 import type { MemoryStore } from "../devcloud/memory-store.ts";
@@ -309,8 +308,9 @@ async function runScenario(s: Scenario) {
       await pki.certificateManager.trustCertificate(simCert);
       await pki.certificateManager.dispose();
     }
-    const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
-    await ensureIdentity({ dir: path.join(connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: new DevCaEnroller(devcloud.ca), logger });
+    // The connector enrols over the devcloud's EST on its first start, as in the demo.
+    const enrolment = { url: devcloud.est.url, token: devcloud.est.issueBootstrapToken(DEMO_INSTANCE) };
+    const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud, enrolment, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
 
     for (let i = 0; i < options.cpuHogs; i++) children.push(spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }));
     const alone = s.ceiling === "before" ? await measureBareAlone(s, endpointUrl, barePkiDir, children) : null;

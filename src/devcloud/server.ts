@@ -18,6 +18,7 @@ import { spkiPin } from "../certs/pins.ts";
 import type { Logger } from "../log.ts";
 import { itemCount } from "../message.ts";
 import { parseEnvelope, type Envelope } from "./envelope.ts";
+import { startEstServer, type EstServer } from "./est.ts";
 import type { Hostile } from "./hostile.ts";
 import { MemoryStore } from "./memory-store.ts";
 import { CloudStore } from "./store.ts";
@@ -49,6 +50,10 @@ export interface DevCloudOptions {
   keep?: (key: string) => boolean;
   /** Largest request body, compressed and decompressed. Default 16 MiB. */
   maxBodyBytes?: number;
+  /** Lifetime of the client certificates its EST server issues. Default one year. */
+  certTtlSeconds?: number;
+  /** Port of the EST listener. Default 0 (any free one). */
+  estPort?: number;
 }
 
 export interface DevCloud {
@@ -66,6 +71,8 @@ export interface DevCloud {
   inFlight: { now: number; peak: number };
   /** Ingest requests per client certificate (its serial number, hex): who came with which identity. */
   clientCertificates: Map<string, number>;
+  /** The EST enrolment server (RFC 7030) on its own port, with the same server certificate and pin. */
+  est: EstServer;
   stop(): Promise<void>;
 }
 
@@ -192,8 +199,22 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     });
   });
   const port = (https.address() as AddressInfo).port;
-  const url = `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
-  log.info({ url, pin: server.pin }, "devcloud listening");
+  const urlHost = isIP(host) === 6 ? `[${host}]` : host;
+  const url = `https://${urlHost}:${port}`;
+  const est = await startEstServer({
+    dir: options.dir,
+    ca,
+    server,
+    host,
+    urlHost,
+    ...(options.estPort !== undefined ? { port: options.estPort } : {}),
+    ...(options.certTtlSeconds !== undefined ? { certTtlSeconds: options.certTtlSeconds } : {}),
+    logger: log,
+  }).catch(async (err: unknown) => {
+    await new Promise<void>((resolve) => https.close(() => resolve()));
+    throw err;
+  });
+  log.info({ url, est: est.url, pin: server.pin }, "devcloud listening");
 
   let stopped = false;
   return {
@@ -207,9 +228,11 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     faults,
     inFlight,
     clientCertificates,
+    est,
     async stop() {
       if (stopped) return;
       stopped = true;
+      await est.stop();
       const closed = new Promise<void>((resolve) => https.close(() => resolve()));
       https.closeAllConnections();
       for (const socket of sockets) socket.destroy();
