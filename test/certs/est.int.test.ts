@@ -7,9 +7,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate
 import { existsSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { pino } from "pino";
-import { request } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { gzipSync } from "node:zlib";
 import { CertAuthority } from "../../src/certs/devca.ts";
 import { bootstrapIdentity } from "../../src/certs/enrol.ts";
 import { EstClient } from "../../src/certs/est.ts";
@@ -19,6 +17,7 @@ import { startDevCloud, type DevCloud } from "../../src/devcloud/index.ts";
 import { isKerfError } from "../../src/errors.ts";
 import { silentLogger, type Logger } from "../../src/log.ts";
 import { Transport, type ClientIdentity } from "../../src/uplink/transport.ts";
+import { postOnce } from "./ingest.ts";
 import { clientIdentity, runCleanups, tempDir, type Cleanups } from "../uplink/helpers.ts";
 
 let dir: string;
@@ -76,16 +75,8 @@ function transport(identity?: ClientIdentity): Transport {
 }
 
 /** One ingest POST with this identity: the status the devcloud answered. */
-async function ingest(identity: ClientIdentity, instance = "line-1"): Promise<number> {
-  const body = gzipSync(JSON.stringify({ connector: instance, batch: 1, messages: [{ kind: "data", machine: "m", items: [{ key: "k", v: 1, q: 0, t: new Date().toISOString() }] }] }));
-  const res = await request(`${cloud.url}/v1/ingest`, {
-    dispatcher: transport(identity),
-    method: "POST",
-    headers: { "content-type": "application/json", "content-encoding": "gzip", "idempotency-key": `${instance}:1:1` },
-    body,
-  });
-  await res.body.text();
-  return res.statusCode;
+function ingest(identity: ClientIdentity): Promise<number> {
+  return postOnce(transport(identity), cloud.url, "line-1", 1);
 }
 
 describe("EST bootstrap enrolment", () => {

@@ -7,8 +7,6 @@ import { spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { existsSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { gzipSync } from "node:zlib";
-import { request } from "undici";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { bootstrapIdentity } from "../../src/certs/enrol.ts";
 import { loadIdentity, type Identity } from "../../src/certs/identity.ts";
@@ -16,6 +14,7 @@ import { RENEWAL_STEPS } from "../../src/certs/renewal.ts";
 import { startDevCloud, type DevCloud } from "../../src/devcloud/index.ts";
 import { silentLogger } from "../../src/log.ts";
 import { Transport } from "../../src/uplink/transport.ts";
+import { postOnce } from "./ingest.ts";
 import { runCleanups, tempDir, type Cleanups } from "../uplink/helpers.ts";
 
 const fixture = path.join(import.meta.dirname, "fixtures", "renew-and-crash.ts");
@@ -46,15 +45,7 @@ function runChild(idDir: string, crashAt: string): Promise<{ signal: NodeJS.Sign
 async function ingestWith(id: Identity): Promise<number> {
   const transport = new Transport({ certPem: id.certPem, keyPem: id.keyPem, pins: [cloud.pin], caPem: cloud.ca.certPem, logger: silentLogger(), connections: 1 });
   try {
-    const envelope = { connector: "line-1", batch: 1, messages: [{ kind: "data", machine: "m", items: [{ key: "k", v: 1, q: 0, t: new Date().toISOString() }] }] };
-    const res = await request(`${cloud.url}/v1/ingest`, {
-      dispatcher: transport,
-      method: "POST",
-      headers: { "content-type": "application/json", "content-encoding": "gzip", "idempotency-key": `line-1:${Date.now()}:1` },
-      body: gzipSync(JSON.stringify(envelope)),
-    });
-    await res.body.text();
-    return res.statusCode;
+    return await postOnce(transport, cloud.url, "line-1", 1);
   } finally {
     await transport.close();
   }
