@@ -41,6 +41,8 @@ describe("config/ examples", () => {
       .replace("    #   # passwordEnv: KERF_OPCUA_PASSWORD", "      passwordEnv: KERF_EXAMPLE_PASSWORD")
       .replace("mapping: ./mapping.example.yaml", `mapping: ${path.join(CONFIG_DIR, "mapping.example.yaml")}`)
       .replace("  # caFile: ./cloud-ca.pem", "  caFile: ./cloud-ca.pem")
+      // Identity files provisioned by hand instead of enrolment: the two exclude each other.
+      .replace(/ {2}enrolment:\n(?: {4}.*\n)+/, "")
       .replace("  # identity:\n  #   certificateFile: ./identity/cert.pem\n  #   privateKeyFile: ./identity/key.pem", "  identity:\n    certificateFile: ./identity/cert.pem\n    privateKeyFile: ./identity/key.pem");
     expect(username).toContain("passwordEnv: KERF_EXAMPLE_PASSWORD");
     expect(username).toContain("\n  caFile:");
