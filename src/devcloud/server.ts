@@ -71,6 +71,8 @@ export interface DevCloud {
   inFlight: { now: number; peak: number };
   /** Ingest requests per client certificate (its serial number, hex): who came with which identity. */
   clientCertificates: Map<string, number>;
+  /** Client certificates (serial, hex) whose connections the ingest closes right after the handshake: a certificate the cloud has revoked. */
+  refusedClientSerials: Set<string>;
   /** The EST enrolment server (RFC 7030) on its own port, with the same server certificate and pin. */
   est: EstServer;
   stop(): Promise<void>;
@@ -87,6 +89,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   const faults: DevCloudFaults = options.faults ?? {};
   const inFlight = { now: 0, peak: 0 };
   const clientCertificates = new Map<string, number>();
+  const refusedClientSerials = new Set<string>();
 
   const https: Server = createServer(
     {
@@ -111,6 +114,9 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   https.on("connection", (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
+  });
+  https.on("secureConnection", (socket: TLSSocket) => {
+    if (refusedClientSerials.has(socket.getPeerCertificate().serialNumber ?? "")) socket.destroy();
   });
   https.on("tlsClientError", (err) => log.info({ code: (err as NodeJS.ErrnoException).code, msg: err.message }, "devcloud: TLS client refused"));
 
@@ -228,6 +234,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     faults,
     inFlight,
     clientCertificates,
+    refusedClientSerials,
     est,
     async stop() {
       if (stopped) return;

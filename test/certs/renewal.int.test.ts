@@ -72,6 +72,32 @@ describe("certificate renewal over EST", () => {
     await waitFor("the renewed certificate on disk", () => readFileSync(certFile, "utf8") === renewal.identity.certPem, 30_000);
   });
 
+  it("a renewed certificate that the cloud refuses is rotated back out; the old one carries on and the next renewal succeeds", { timeout: 120_000 }, async () => {
+    env = await startEnvironment({ certTtlSeconds: 30, load: { count: 3, periodMs: 100 } });
+    const { agent, demo } = env;
+    const renewal = agent.renewal!;
+    const first = renewal.identity;
+    const certFile = path.join(demo.connectorStateDir, "identity", "client.pem");
+    // The first certificate the EST server renews is one the ingest then refuses (as if revoked).
+    let refused: string | null = null;
+    demo.devcloud.est.faults.answer = (op, _csr, issued) => {
+      if (op === "simplereenroll" && refused === null) demo.devcloud.refusedClientSerials.add((refused = serial(issued)));
+      return undefined;
+    };
+    const failures: string[] = [];
+    renewal.on("failed", (err: Error) => failures.push(err.message));
+    await waitFor("a renewal after the refused one", () => renewal.renewals >= 1, 90_000);
+    expect(failures[0]).toBe("the cloud refused the renewed certificate; the previous one is back in service");
+    expect(refused).not.toBeNull();
+    expect(serial(renewal.identity.certPem)).not.toBe(refused);
+    expect(serial(renewal.identity.certPem)).not.toBe(serial(first.certPem));
+    await waitFor("the good renewal on disk", () => readFileSync(certFile, "utf8") === renewal.identity.certPem, 30_000);
+
+    const final = await agent.stop({ drainMs: 5_000 });
+    expect(final.buffer.droppedItems).toBe(0);
+    for (let i = 0; i < 3; i++) expect(checkSeries(demo.devcloud.store.items(DEMO_MACHINE, loadKey(i))).gaps, loadKey(i)).toEqual([]);
+  });
+
   it("an expired certificate makes the uplink unhealthy, with the last renewal error and the way back", { timeout: 120_000 }, async () => {
     env = await startEnvironment({ certTtlSeconds: 10 });
     const { agent, demo } = env;
