@@ -169,6 +169,8 @@ export class CertificateRenewal extends EventEmitter {
       this.#schedule(this.dueAt(identity));
       return identity;
     } catch (err) {
+      // Stopping cut it short: nothing to report or retry.
+      if (this.#stopped) throw err;
       this.#attempts++;
       const message = (err as Error).message;
       this.#lastError = message;
