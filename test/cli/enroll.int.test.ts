@@ -3,7 +3,8 @@
  * EST server: a wrong token says which attempt it was and how many remain, a locked-out
  * instance says how to recover, and `kerf devcloud --issue-token` gives the token that does.
  */
-import { statSync, writeFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bootstrapIdentity } from "../../src/certs/enrol.ts";
@@ -11,7 +12,9 @@ import { DEMO_INSTANCE, writeDemoConfig } from "../../src/demo/setup.ts";
 import { startDevCloud, type DevCloud } from "../../src/devcloud/index.ts";
 import { silentLogger } from "../../src/log.ts";
 import { runCleanups, tempDir, type Cleanups } from "../uplink/helpers.ts";
-import { kerf } from "./helpers.ts";
+import type { HealthReport } from "../../src/agent/health.ts";
+import { waitFor } from "../helpers/env.ts";
+import { kerf, startKerf } from "./helpers.ts";
 
 const cleanups: Cleanups = [];
 let dir: string;
@@ -81,5 +84,29 @@ describe("kerf enroll", () => {
     const again = await enroll(token("spare", cloud.est.issueBootstrapToken(DEMO_INSTANCE)));
     expect(again.code).toBe(0);
     expect(cloud.est.counts.enrolled).toBe(1);
+  });
+});
+
+describe("kerf run", () => {
+  it("enrols on its first start with the token file of cloud.enrolment, and shows the certificate in health.json", { timeout: 60_000 }, async () => {
+    const runState = path.join(dir, "run-state");
+    const enrolled = cloud.est.counts.enrolled;
+    writeFileSync(path.join(dir, "config", "bootstrap.token"), cloud.est.issueBootstrapToken(DEMO_INSTANCE) + "\n", { mode: 0o600 });
+    const k = startKerf(["run", "--config", configFile, "--state-dir", runState]);
+    try {
+      const health = await waitFor("health.json with the certificate", () => {
+        const file = path.join(runState, "health.json");
+        const h = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as HealthReport) : null;
+        return h?.certificate ? h : false;
+      }, 45_000);
+      expect(cloud.est.counts.enrolled).toBe(enrolled + 1);
+      const cert = new X509Certificate(readFileSync(path.join(runState, "identity", "client.pem"), "utf8"));
+      expect(health.certificate).toMatchObject({ notAfter: new Date(cert.validTo).toISOString(), renewals: 0, lastRenewalError: null, expired: false });
+      expect(health.certificate!.instanceId).toBe(readFileSync(path.join(runState, "identity", "instance-id"), "utf8").trim());
+      expect(statSync(path.join(runState, "identity", "client.key")).mode & 0o777).toBe(0o600);
+    } finally {
+      k.child.kill("SIGTERM");
+      await k.exited;
+    }
   });
 });
