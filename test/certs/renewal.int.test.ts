@@ -23,6 +23,11 @@ describe("certificate renewal over EST", () => {
     const { agent, demo } = env;
     const renewal = agent.renewal!;
     const first = renewal.identity;
+    // Due at 2/3 of the lifetime (the default renewAt), as health says.
+    const cert = new X509Certificate(first.certPem);
+    const from = Date.parse(cert.validFrom);
+    const due = from + (2 / 3) * (Date.parse(cert.validTo) - from);
+    expect(Math.abs(Date.parse(agent.health().certificate!.nextRenewalAt!) - due)).toBeLessThanOrEqual(1);
     const renewed: Identity[] = [];
     renewal.on("renewed", (id: Identity) => renewed.push(id));
     await waitFor("two renewals", () => renewal.renewals >= 2, 60_000);
