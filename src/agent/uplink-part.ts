@@ -100,8 +100,6 @@ export class UplinkPart implements Part<UplinkPartHealth> {
         retry: config.cloud.retry,
         logger: idLog,
       });
-      this.#renewal.on("renewed", (next: Identity) => (this.#identity = next));
-      this.#renewal.on("failed", () => undefined);
       this.#renewal.start();
     }
     this.#sender = new Sender({
@@ -138,7 +136,8 @@ export class UplinkPart implements Part<UplinkPartHealth> {
     const sender = this.#sender?.health() ?? null;
     const certificate = this.#renewal?.health(now) ?? null;
     const problems: Problem[] = [];
-    const notAfter = this.#identity?.notAfter;
+    // The renewal knows the certificate in service, also after one it had to rotate back out.
+    const notAfter = (this.#renewal?.identity ?? this.#identity)?.notAfter;
     if (notAfter && notAfter.getTime() <= now) {
       const why = certificate?.lastRenewalError ? `; last renewal error: ${certificate.lastRenewalError}` : "";
       problems.push({ part: this.name, reason: `the instance certificate expired on ${notAfter.toISOString()}${why}; enrol again with a new bootstrap token: kerf enroll --token-file FILE`, code: "CERT_EXPIRED" });

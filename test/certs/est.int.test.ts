@@ -142,6 +142,17 @@ describe("EST bootstrap enrolment", () => {
     expect(await ingest(id)).toBe(200);
   });
 
+  it("is pinned like the ingest: a cloud key that is not pinned gets no request, and the token stays unspent", async () => {
+    const file = tokenFile(cloud.est.issueBootstrapToken("line-1"));
+    const otherPin = "sha256/" + Buffer.alloc(32, 7).toString("base64");
+    const err = await bootstrapIdentity({ dir: path.join(dir, "identity"), instance: "line-1", url: cloud.est.url, tokenFile: file, keyType: "ec", pins: [otherPin], caPem: cloud.ca.certPem, logger }).catch((e: unknown) => e as Error);
+    expect(isKerfError(err, "UPLINK_PIN_MISMATCH"), String(err)).toBe(true);
+    expect((err as Error).message).toMatch(/^the cloud at '127\.0\.0\.1' presented no pinned key: .*Nothing was sent/);
+    expect(cloud.est.counts).toEqual({ enrolled: 0, reenrolled: 0, refused: 0 });
+    // The token still works with the right pin.
+    expect(await ingest(await bootstrap({ tokenFile: file }))).toBe(200);
+  });
+
   it("without a token file says how to get one", async () => {
     const msg = await refusal(bootstrap({ tokenFile: undefined }));
     expect(msg).toMatch(/instance 'line-1' has no certificate yet .*bootstrap token: ask the cloud administrator .*kerf enroll --token-file FILE, or set cloud.enrolment.tokenFile/);
