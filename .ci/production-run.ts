@@ -7,8 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { ensureIdentity } from "../src/certs/identity.ts";
-import { DEMO_INSTANCE, setupDemo } from "../src/demo/setup.ts";
+import { setupDemo } from "../src/demo/setup.ts";
 import { silentLogger } from "../src/log.ts";
 
 const [app, work, ...flags] = process.argv.slice(2);
@@ -34,8 +33,7 @@ async function expectExit(args: string[]): Promise<void> {
 const demo = await setupDemo({ stateDir: path.join(work, "run"), logger: silentLogger() });
 let connector: ReturnType<typeof kerf> | undefined;
 try {
-  // kerf run has no enroller: its identity is issued beforehand, as enrolment would
-  await ensureIdentity({ dir: path.join(demo.connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: demo.enroller, logger: silentLogger() });
+  // kerf run enrols over the devcloud's EST on its first start, with the demo config's bootstrap token.
   await expectExit(["endpoints", demo.simulator.endpointUrl]);
 
   connector = kerf(["run", "--config", demo.configFile, "--state-dir", demo.connectorStateDir]);

@@ -47,6 +47,8 @@ export type KerfErrorCode =
   | "CERT_REQUEST_INVALID"
   /** No instance certificate, and enrolment failed or returned an unusable one. */
   | "CERT_ENROLMENT"
+  /** The instance certificate has expired: only a new bootstrap enrolment brings it back. */
+  | "CERT_EXPIRED"
   /** The OPC UA trust store does not take a certificate or CRL (not a CA, no issuer, older). */
   | "TRUST_REFUSED"
   /** The OPC UA trust store could not be changed on disk. */

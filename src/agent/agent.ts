@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import type { BufferStats, DurableBuffer } from "../buffer/buffer.ts";
 import type { Enroller } from "../certs/identity.ts";
+import type { CertificateRenewal } from "../certs/renewal.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import type { Logger } from "../log.ts";
 import type { MachineSession } from "../opcua/session/session.ts";
@@ -84,6 +85,11 @@ export class Agent {
     return this.#uplink.sender;
   }
 
+  /** Renewals of the instance certificate (with cloud.enrolment), else null. */
+  get renewal(): CertificateRenewal | null {
+    return this.#uplink.renewal;
+  }
+
   get sessions(): readonly MachineSession[] {
     return this.#machines.sessions;
   }
@@ -101,7 +107,7 @@ export class Agent {
   #writeHealth(): void {
     const at = new Date().toISOString();
     try {
-      const { problems, warnings, sessions, uplink, buffer, writer, opcuaCertificate } = this.health();
+      const { problems, warnings, sessions, uplink, certificate, buffer, writer, opcuaCertificate } = this.health();
       writeHealth(this.#o.stateDir, {
         at,
         pid: process.pid,
@@ -122,6 +128,7 @@ export class Agent {
           ...(Object.keys(s.groupDataAt).length > 0 ? { groupDataAt: s.groupDataAt } : {}),
         })),
         uplink: uplink && { lastAckAt: uplink.lastAckAt, consecutiveFailures: uplink.consecutiveFailures, lastError: uplink.lastError, lastErrorCode: uplink.lastErrorCode },
+        ...(certificate ? { certificate } : {}),
         buffer: { items: buffer.items, bytes: buffer.bytes, droppedItems: buffer.droppedItems },
         writer: { pendingItems: writer.pendingItems, failures: writer.failures, lastError: writer.lastError },
         unhandledRejections: processGuardStats().unhandledRejections,
@@ -177,6 +184,6 @@ export class Agent {
     const uplink = this.#uplink.health(now);
     const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems];
     const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? [])];
-    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, tokens: uplink.tokens, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate };
+    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, tokens: uplink.tokens, certificate: uplink.certificate, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate };
   }
 }

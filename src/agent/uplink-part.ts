@@ -1,7 +1,10 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { ensureIdentity, type Enroller } from "../certs/identity.ts";
-import { loadIdentityFiles } from "../certs/files.ts";
+import { bootstrapIdentity } from "../certs/enrol.ts";
+import { EstClient } from "../certs/est.ts";
+import { ensureIdentity, type Enroller, type Identity } from "../certs/identity.ts";
+import { loadIdentityFiles, type IdentityFiles } from "../certs/files.ts";
+import { CertificateRenewal, type RenewalHealth } from "../certs/renewal.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import type { Logger } from "../log.ts";
 import type { BatchStore } from "../message.ts";
@@ -9,7 +12,7 @@ import { describeProxy, resolveProxy } from "../uplink/proxy.ts";
 import { Transport } from "../uplink/transport.ts";
 import { Sender, type SenderHealth } from "../uplink/sender.ts";
 import { TokenClient, type TokenHealth } from "../uplink/tokens.ts";
-import { STOP_GRACE_MS, within, type Part, type PartHealth, type StopBudget } from "./part.ts";
+import { STOP_GRACE_MS, within, type Part, type PartHealth, type Problem, type StopBudget } from "./part.ts";
 
 /** Without an acknowledgement for this many expected intervals while values wait, the uplink makes no progress. */
 export const ACK_INTERVALS = 3;
@@ -28,6 +31,8 @@ export interface UplinkPartHealth extends PartHealth {
   sender: SenderHealth | null;
   /** The access tokens (cloud.auth), or null without them. */
   tokens: TokenHealth | null;
+  /** The instance certificate: expiry, renewals and the last renewal error. */
+  certificate: RenewalHealth | null;
 }
 
 /**
@@ -40,6 +45,8 @@ export class UplinkPart implements Part<UplinkPartHealth> {
   #transport: Transport | null = null;
   #sender: Sender | null = null;
   #tokens: TokenClient | null = null;
+  #identity: IdentityFiles | null = null;
+  #renewal: CertificateRenewal | null = null;
   #startedAt = Date.now();
   /** When the backlog was last seen empty: no acknowledgement is due before values wait. */
   #emptyAt = Date.now();
@@ -61,6 +68,11 @@ export class UplinkPart implements Part<UplinkPartHealth> {
     return this.#tokens;
   }
 
+  /** Renewals of the instance certificate over EST; null without cloud.enrolment. Emits "renewed" (identity). */
+  get renewal(): CertificateRenewal | null {
+    return this.#renewal;
+  }
+
   /** How long the uplink may go without an acknowledgement while values wait: N × the longest a request or a retry pause may take. */
   get ackLimitMs(): number {
     const { cloud } = this.#o.loaded.config;
@@ -70,20 +82,23 @@ export class UplinkPart implements Part<UplinkPartHealth> {
   async start(): Promise<void> {
     const { config } = this.#o.loaded;
     const log = this.#o.logger;
-    const identity = config.cloud.identity
-      ? await loadIdentityFiles(config.cloud.identity.certificateFile, config.cloud.identity.privateKeyFile)
-      : await ensureIdentity({
-          dir: path.join(this.#o.stateDir, "identity"),
-          instance: config.instance,
-          enroller: this.#o.enroller,
-          logger: log.child({ component: "identity" }),
-        });
+    const enrolment = config.cloud.enrolment;
+    const caPem = config.cloud.caFile ? readFileSync(config.cloud.caFile, "utf8") : undefined;
+    const idLog = log.child({ component: "identity" });
     const proxy = resolveProxy(config.cloud.proxy, this.#o.loaded.secrets.proxy);
     log.info({ component: "uplink", proxy: proxy?.url ?? null, proxySource: proxy?.source ?? null }, describeProxy(proxy));
+    const dir = path.join(this.#o.stateDir, "identity");
+    let identity: IdentityFiles | Identity;
+    if (config.cloud.identity) identity = await loadIdentityFiles(config.cloud.identity.certificateFile, config.cloud.identity.privateKeyFile);
+    else if (enrolment && !this.#o.enroller) {
+      identity = await bootstrapIdentity({ dir, instance: config.instance, url: enrolment.url, tokenFile: enrolment.tokenFile, keyType: enrolment.keyType, pins: config.cloud.pins, caPem, proxy, logger: idLog });
+    } else identity = await ensureIdentity({ dir, instance: config.instance, keyType: enrolment?.keyType, enroller: this.#o.enroller, logger: idLog });
+    this.#identity = identity;
+    idLog.info({ ...("instanceId" in identity ? { instanceId: identity.instanceId } : {}), notAfter: identity.notAfter.toISOString() }, "instance identity loaded");
     this.#transport = new Transport({
       certPem: identity.certPem,
       keyPem: identity.keyPem,
-      caPem: config.cloud.caFile ? readFileSync(config.cloud.caFile, "utf8") : undefined,
+      caPem,
       pins: config.cloud.pins,
       logger: log.child({ component: "uplink" }),
       // live requests, and as many stuck ones waiting out their deadlines beside them (pacer.ts)
@@ -104,10 +119,25 @@ export class UplinkPart implements Part<UplinkPartHealth> {
           retry: config.cloud.retry,
         })
       : null;
+    if (enrolment && "instanceId" in identity) {
+      this.#renewal = new CertificateRenewal(identity, {
+        dir,
+        instance: config.instance,
+        est: new EstClient({ url: enrolment.url, dispatcher: this.#transport, timeoutMs: config.cloud.requestTimeoutMs }),
+        transport: this.#transport,
+        renewAt: enrolment.renewAt,
+        rekey: enrolment.rekey,
+        keyType: enrolment.keyType,
+        retry: config.cloud.retry,
+        logger: idLog,
+      });
+      this.#renewal.start();
+    }
     this.#sender = new Sender({
       tokens: this.#tokens ?? undefined,
       store: this.#o.store,
-      transport: this.#transport,
+      // The renewal watches the sender's answers: the first success with a new certificate confirms it.
+      transport: this.#renewal ? this.#transport.compose(this.#renewal.interceptor()) : this.#transport,
       url: config.cloud.url,
       instance: config.instance,
       concurrency: config.cloud.concurrency,
@@ -123,6 +153,7 @@ export class UplinkPart implements Part<UplinkPartHealth> {
 
   async stop(budget: StopBudget): Promise<void> {
     const { left } = budget;
+    this.#renewal?.stop();
     if (this.#sender) {
       // Waiting for the backlog only helps while the cloud answers.
       await drain(this.#sender, Math.min(budget.drainMs, left(2 * STOP_GRACE_MS)));
@@ -137,14 +168,23 @@ export class UplinkPart implements Part<UplinkPartHealth> {
   health(now: number): UplinkPartHealth {
     const sender = this.#sender?.health() ?? null;
     const tokens = this.#tokens?.health() ?? null;
-    if (!sender) return { problems: [], sender, tokens };
+    const certificate = this.#renewal?.health(now) ?? null;
+    const problems: Problem[] = [];
+    // The renewal knows the certificate in service, also after one it had to rotate back out.
+    const notAfter = (this.#renewal?.identity ?? this.#identity)?.notAfter;
+    if (notAfter && notAfter.getTime() <= now) {
+      const why = certificate?.lastRenewalError ? `; last renewal error: ${certificate.lastRenewalError}` : "";
+      problems.push({ part: this.name, reason: `the instance certificate expired on ${notAfter.toISOString()}${why}; enrol again with a new bootstrap token: kerf enroll --token-file FILE`, code: "CERT_EXPIRED" });
+    }
+    if (!sender) return { problems, sender, tokens, certificate };
     const backlog = this.#o.backlog();
     if (backlog === 0) this.#emptyAt = now;
     const since = Math.max(sender.lastAckAt ?? this.#startedAt, this.#emptyAt);
     const silentMs = now - since;
-    if (backlog === 0 || silentMs <= this.ackLimitMs) return { problems: [], sender, tokens };
+    if (backlog === 0 || silentMs <= this.ackLimitMs) return { problems, sender, tokens, certificate };
     const reason = `no acknowledgement from the cloud for ${Math.round(silentMs / 1000)} s while ${backlog} values wait (limit ${Math.round(this.ackLimitMs / 1000)} s)${sender.lastError ? `; last error: ${sender.lastError}` : ""}`;
-    return { problems: [{ part: this.name, reason, ...(sender.lastErrorCode ? { code: sender.lastErrorCode } : {}) }], sender, tokens };
+    problems.push({ part: this.name, reason, ...(sender.lastErrorCode ? { code: sender.lastErrorCode } : {}) });
+    return { problems, sender, tokens, certificate };
   }
 }
 

@@ -28,7 +28,6 @@ import { copyFileSync, mkdirSync, openSync, readFileSync, writeFileSync } from "
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
 import { HelpRequested, intOption, noPositionals, parseCli } from "../cli/args.ts";
 import { startDevCloud } from "../devcloud/index.ts";
 import type { MemoryStore } from "../devcloud/memory-store.ts";
@@ -356,9 +355,10 @@ async function runScenario(s: Scenario) {
     }
     // Without tokens the config has no cloud.auth: the devcloud without its issuer.
     const cloud = s.tokenTtlSeconds ? devcloud : { url: devcloud.url, pin: devcloud.pin, ca: devcloud.ca };
-    const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud: cloud, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
+    // The connector enrols over the devcloud's EST on its first start, as in the demo.
+    const enrolment = { url: devcloud.est.url, token: devcloud.est.issueBootstrapToken(DEMO_INSTANCE) };
+    const { configFile } = await writeDemoConfig({ dir: path.join(dir, "config"), endpointUrl, devcloud: cloud, enrolment, load: { count: s.nodes, periodMs: s.periodMs }, securityMode: s.mode, securityPolicy: s.policy });
     if (s.bufferEncryption) encryptBuffer(configFile, path.join(dir, "secrets"));
-    await ensureIdentity({ dir: path.join(connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: new DevCaEnroller(devcloud.ca), logger });
 
     for (let i = 0; i < options.cpuHogs; i++) children.push(spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" }));
     const alone = s.ceiling === "before" ? await measureBareAlone(s, endpointUrl, barePkiDir, children) : null;

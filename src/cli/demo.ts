@@ -12,13 +12,15 @@ import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { prepareStateDir } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-const usage = `usage: kerf demo [--seconds N] [--state-dir DIR] [--token-ttl S] [--log-level L] [--quiet]
+const usage = `usage: kerf demo [--seconds N] [--token-ttl S] [--cert-ttl S] [--state-dir DIR] [--log-level L] [--quiet]
 
 Starts a simulated woodworking machine, the reference cloud and the connector on loopback, and
 prints values as the cloud acknowledges them. Ctrl-C (or SIGTERM) stops everything it started and
 removes its temporary directory.
 
   --seconds N      stop after N seconds and print one JSON summary line (exit 0 when clean)
+  --cert-ttl S     the devcloud issues instance certificates valid for S seconds (at least 10), so
+                   that the connector renews them over EST while values flow (at 2/3 of the lifetime)
   --state-dir DIR  keep all state in DIR (kept afterwards); default a temporary directory
   --token-ttl S    lifetime of the cloud's access tokens in seconds, default 300; the connector
                    renews each when about 75 % of it has passed
@@ -35,7 +37,7 @@ export async function run(argv: string[]): Promise<number> {
   const started = performance.now();
   const { values, positionals } = parseCli(
     argv,
-    { seconds: { type: "string" }, "state-dir": { type: "string" }, "token-ttl": { type: "string" }, "log-level": { type: "string" }, quiet: { type: "boolean" } },
+    { seconds: { type: "string" }, "token-ttl": { type: "string" }, "cert-ttl": { type: "string" }, "state-dir": { type: "string" }, "log-level": { type: "string" }, quiet: { type: "boolean" } },
     "demo",
     usage,
   );
@@ -43,6 +45,8 @@ export async function run(argv: string[]): Promise<number> {
   const seconds = intOption(values.seconds, "seconds", 0);
   const tokenTtl = values["token-ttl"] === undefined ? undefined : intOption(values["token-ttl"], "token-ttl", 300);
   if (tokenTtl !== undefined && tokenTtl < 1) throw new UsageError(`demo: --token-ttl must be at least 1 second, got ${tokenTtl}`, usage);
+  const certTtl = values["cert-ttl"] === undefined ? undefined : intOption(values["cert-ttl"], "cert-ttl", 0);
+  if (certTtl !== undefined && certTtl < 10) throw new UsageError(`demo: --cert-ttl must be at least 10 seconds, got '${values["cert-ttl"]}'`, usage);
   // From here on a Ctrl-C is ours to handle: whatever has been started by then is stopped again.
   const stop = stopRequested();
   const keepState = values["state-dir"] !== undefined;
@@ -62,14 +66,22 @@ export async function run(argv: string[]): Promise<number> {
   let agent: Agent | null = null;
   try {
     try {
-      demo = await setupDemo({ stateDir, logger, out, signal: aborted.signal, stopped: (what) => note(`stopped ${what}`), ...(tokenTtl !== undefined ? { tokenTtlSeconds: tokenTtl } : {}) });
+      demo = await setupDemo({
+        stateDir,
+        logger,
+        out,
+        signal: aborted.signal,
+        stopped: (what) => note(`stopped ${what}`),
+        ...(tokenTtl !== undefined ? { tokenTtlSeconds: tokenTtl } : {}),
+        ...(certTtl !== undefined ? { certTtlSeconds: certTtl } : {}),
+      });
     } catch (err) {
       if (!aborted.signal.aborted) throw err;
       note(`${(aborted.signal.reason as Error).message} during setup`);
       return 130;
     }
     const loaded = await loadConfig(demo.configFile);
-    agent = new Agent({ loaded, stateDir: demo.connectorStateDir, logger, enroller: demo.enroller });
+    agent = new Agent({ loaded, stateDir: demo.connectorStateDir, logger });
     let firstAckMs: number | null = null;
     const printer = valuePrinter(out, demo.units);
     await agent.start();
@@ -84,6 +96,7 @@ export async function run(argv: string[]): Promise<number> {
     clearTimeout(timer);
     note(`stopping (${reason})`);
 
+    const certificate = agent.renewal?.health();
     const final = await agent.stop({ drainMs: 5_000 });
     agent = null;
     note("stopped the connector");
@@ -102,6 +115,8 @@ export async function run(argv: string[]): Promise<number> {
       securityMode: demo.securityMode,
       securityPolicy: demo.securityPolicy,
       firstAckMs,
+      certificateRenewals: certificate?.renewals ?? 0,
+      certificateExpiresAt: certificate?.notAfter ?? null,
       seconds: Math.round((performance.now() - started) / 100) / 10,
     };
     process.stdout.write(JSON.stringify(summary) + "\n");

@@ -1,7 +1,10 @@
+import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { DevCaEnroller, ensureIdentity } from "../certs/identity.ts";
 import { startDevCloud } from "../devcloud/server.ts";
-import { createDevCa } from "../certs/devca.ts";
+import { checkInstanceName, createDevCa } from "../certs/devca.ts";
+import { writeFileAtomic } from "../certs/files.ts";
+import { EstTokens } from "../devcloud/est.ts";
 import { createHostile } from "../devcloud/hostile.ts";
 import { createLogger } from "../log.ts";
 import { installProcessGuard } from "../process-guard.ts";
@@ -9,12 +12,13 @@ import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { prepareStateDir, stateDirOption } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--token-ttl S] [--faults RATE [--fault-seed N]] [--log-level L]
+const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--token-ttl S] [--cert-ttl S] [--faults RATE [--fault-seed N]] [--log-level L]
        kerf devcloud --issue-client NAME [--state-dir DIR]
+       kerf devcloud --issue-token NAME [--state-dir DIR]
 
 The reference cloud in the foreground until SIGINT or SIGTERM: HTTPS ingest that demands client
 certificates from its own development CA. It prints its URL, the SPKI pin for cloud.pins and the
-CA file for cloud.caFile.
+CA file for cloud.caFile, and the URL of its EST enrolment server for cloud.enrolment.url.
 
   --port N             default 0 (any free port; the URL printed says which)
   --host H             default 127.0.0.1
@@ -22,6 +26,10 @@ CA file for cloud.caFile.
   --token-ttl S        lifetime of the access tokens its authorization server issues; default 300
   --issue-client NAME  instead of serving: write a client key and certificate for connector
                        instance NAME (for cloud.identity in its config), print their paths, exit
+  --issue-token NAME   instead of serving: a new one-time EST bootstrap token for instance NAME
+                       (it also lifts a lockout), written to DIR/devcloud/tokens/NAME.token for
+                       kerf enroll --token-file or cloud.enrolment.tokenFile; prints the path, exits
+  --cert-ttl SECONDS   lifetime of the certificates its EST server issues; default one year
   --faults RATE        a hostile cloud: this share (0..1) of ingest requests meets a fault (reset,
                        503 or 429 with Retry-After, 413, an answer lost after storing, a drip)
   --fault-seed N       seed of the fault generator, so a run can be repeated; default 42
@@ -40,7 +48,18 @@ CA file for cloud.caFile.
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCli(
     argv,
-    { port: { type: "string" }, host: { type: "string" }, "token-ttl": { type: "string" }, "state-dir": { type: "string" }, "issue-client": { type: "string" }, "log-level": { type: "string" }, faults: { type: "string" }, "fault-seed": { type: "string" } },
+    {
+      port: { type: "string" },
+      host: { type: "string" },
+      "state-dir": { type: "string" },
+      "issue-client": { type: "string" },
+      "issue-token": { type: "string" },
+      "cert-ttl": { type: "string" },
+      "token-ttl": { type: "string" },
+      "log-level": { type: "string" },
+      faults: { type: "string" },
+      "fault-seed": { type: "string" },
+    },
     "devcloud",
     usage,
   );
@@ -51,10 +70,13 @@ export async function run(argv: string[]): Promise<number> {
   const seed = intOption(values["fault-seed"], "fault-seed", 42);
   const tokenTtlSeconds = intOption(values["token-ttl"], "token-ttl", 300);
   if (tokenTtlSeconds < 1) throw new UsageError(`devcloud: --token-ttl must be at least 1 second, got ${tokenTtlSeconds}`, usage);
+  const certTtl = values["cert-ttl"] === undefined ? undefined : intOption(values["cert-ttl"], "cert-ttl", 0);
+  if (certTtl !== undefined && certTtl < 10) throw new UsageError(`devcloud: --cert-ttl must be at least 10 seconds, got '${values["cert-ttl"]}'`, usage);
   const stop = stopRequested();
   const dir = path.join(prepareStateDir(stateDirOption(values["state-dir"], ".kerf")), "devcloud");
   // Issuing prints the two file paths on stdout; keep the log out of the way unless asked.
-  const logger = createLogger({ level: values["log-level"] ?? (values["issue-client"] !== undefined ? "warn" : "info"), name: "devcloud" });
+  const issuing = values["issue-client"] !== undefined || values["issue-token"] !== undefined;
+  const logger = createLogger({ level: values["log-level"] ?? (issuing ? "warn" : "info"), name: "devcloud" });
   installProcessGuard(logger);
 
   if (values["issue-client"] !== undefined) {
@@ -65,10 +87,20 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
 
+  if (values["issue-token"] !== undefined) {
+    const instance = values["issue-token"];
+    checkInstanceName(instance);
+    mkdirSync(path.join(dir, "tokens"), { recursive: true, mode: 0o700 });
+    const file = path.join(dir, "tokens", `${instance}.token`);
+    writeFileAtomic(file, new EstTokens(dir).issue(instance) + "\n", 0o600);
+    process.stdout.write(`tokenFile: ${file}\n`);
+    return 0;
+  }
+
   const faults = rate > 0 ? { hostile: createHostile({ rate, seed }) } : {};
-  const cloud = await startDevCloud({ dir, port, host: values.host ?? "127.0.0.1", logger, faults, tokenTtlSeconds });
+  const cloud = await startDevCloud({ dir, port, host: values.host ?? "127.0.0.1", logger, faults, tokenTtlSeconds, ...(certTtl !== undefined ? { certTtlSeconds: certTtl } : {}) });
   const hostile = rate > 0 ? `  faults:  ${rate} of ingest requests, seed ${seed}\n` : "";
-  process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  issuer:  ${cloud.auth.issuer} (for cloud.auth.issuer; tokens live ${tokenTtlSeconds} s)\n  state:   ${dir}\n${hostile}`);
+  process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  EST:     ${cloud.est.url}\n  issuer:  ${cloud.auth.issuer} (for cloud.auth.issuer; tokens live ${tokenTtlSeconds} s)\n  state:   ${dir}\n${hostile}`);
   await stop;
   await cloud.stop();
   return 0;

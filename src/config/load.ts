@@ -441,6 +441,7 @@ function absolutePaths(config: Config, dir: string): Config {
       ...(config.cloud.identity === undefined
         ? {}
         : { identity: { certificateFile: abs(config.cloud.identity.certificateFile), privateKeyFile: abs(config.cloud.identity.privateKeyFile) } }),
+      ...(config.cloud.enrolment?.tokenFile === undefined ? {} : { enrolment: { ...config.cloud.enrolment, tokenFile: abs(config.cloud.enrolment.tokenFile) } }),
     },
   };
 }

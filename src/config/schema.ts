@@ -250,6 +250,19 @@ const proxy = strict({
   }
 }, evenWithErrors);
 
+export const KEY_TYPES = ["ec", "rsa"] as const;
+
+const enrolment = strict({
+  url: describe(cloudUrl, "EST base URL (RFC 7030), e.g. https://cloud.example.com/.well-known/est; pinned with cloud.pins and cloud.caFile like the ingest."),
+  tokenFile: describe(
+    filePath.optional(),
+    "File with the one-time bootstrap token for the first enrolment by `kerf run` (`kerf enroll --token-file` takes one on the command line); read only while the instance has no certificate.",
+  ),
+  keyType: describe(z.enum(KEY_TYPES).default("ec"), "Type of the instance key generated on first start: ec (P-256) or rsa (2048 bits). Default ec."),
+  renewAt: describe(z.number().min(0.1).max(0.95).default(2 / 3), "Renew the certificate at this fraction of its lifetime, 0.1..0.95. Default 2/3."),
+  rekey: describe(z.boolean().default(false), "Generate a new key at each renewal. Default false (the key stays; a renewal changes only the certificate)."),
+});
+
 const cloud = strict({
   url: describe(cloudUrl, "Base URL of the cloud ingest API; https only."),
   pins: describe(
@@ -278,6 +291,7 @@ const cloud = strict({
     }).optional(),
     "Bearer access tokens (OAuth 2.0 client credentials), bound to the instance certificate; without it no token is sent (mutual TLS only).",
   ),
+  enrolment: describe(enrolment.optional(), "Enrolment and renewal of the instance certificate over EST; not together with identity."),
   concurrency: describe(z.int().min(1).max(16).default(2), "POST requests in flight, 1..16. Default 2."),
   requestTimeoutMs: millis(100, 600_000).default(30_000),
   retry: strict({
@@ -303,7 +317,11 @@ const cloud = strict({
     proxy.optional(),
     "HTTP CONNECT proxy for every cloud connection; TLS with the cloud runs end to end through it. Default: HTTPS_PROXY and NO_PROXY from the environment, else direct.",
   ),
-});
+}).superRefine((c, ctx) => {
+  if (field(c, "identity") !== undefined && field(c, "enrolment") !== undefined) {
+    ctx.addIssue({ code: "custom", path: ["enrolment"], input: field(c, "enrolment"), message: "enrolment and identity exclude each other (found both; expected identity files provisioned by hand, or enrolment over EST)" });
+  }
+}, evenWithErrors);
 
 export const WHEN_FULL = ["dropOldest"] as const;
 

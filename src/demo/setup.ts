@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { stringify } from "yaml";
-import { DevCaEnroller, type Enroller } from "../certs/identity.ts";
+import { writeFileAtomic } from "../certs/files.ts";
 import { publicKeyPin } from "../certs/pins.ts";
 import { generateKeyPair, privateKeyToPem } from "../certs/x509.ts";
 import { startDevCloud, type DevCloud } from "../devcloud/index.ts";
@@ -29,6 +29,8 @@ export interface DemoOptions {
   devcloudPort?: number;
   /** Lifetime of the devcloud's access tokens (kerf demo --token-ttl). Default the devcloud's. */
   tokenTtlSeconds?: number;
+  /** Lifetime of the certificates the devcloud's EST server issues (default one year): short ones show renewals. */
+  certTtlSeconds?: number;
   /** Aborting it during setup stops what was started so far; setupDemo then throws the abort reason. */
   signal?: AbortSignal;
   /** Told each piece that stop() ended, e.g. "the simulator (opc.tcp://127.0.0.1:4840)". */
@@ -37,7 +39,6 @@ export interface DemoOptions {
 
 export interface Demo {
   configFile: string;
-  enroller: Enroller;
   devcloud: DevCloud;
   simulator: Simulator;
   units: Record<string, string>;
@@ -75,6 +76,7 @@ export async function setupDemo(options: DemoOptions): Promise<Demo> {
       port: options.devcloudPort ?? 0,
       logger: logger.child({ component: "devcloud" }),
       ...(options.tokenTtlSeconds !== undefined ? { tokenTtlSeconds: options.tokenTtlSeconds } : {}),
+      ...(options.certTtlSeconds !== undefined ? { certTtlSeconds: options.certTtlSeconds } : {}),
     });
     running.push({ name: `the devcloud (${devcloud.url})`, stop: () => devcloud.stop() });
     signal?.throwIfAborted();
@@ -103,11 +105,13 @@ export async function setupDemo(options: DemoOptions): Promise<Demo> {
       devcloud,
       securityMode,
       securityPolicy,
+      // The connector enrols over EST on its first start, with a one-time token as an administrator would hand it out.
+      enrolment: { url: devcloud.est.url, token: devcloud.est.issueBootstrapToken(DEMO_INSTANCE) },
       ...(options.load ? { load: options.load } : {}),
       ...(options.publishingInterval ? { publishingInterval: options.publishingInterval } : {}),
     });
     signal?.throwIfAborted();
-    return { configFile, enroller: new DevCaEnroller(devcloud.ca), devcloud, simulator, units, securityMode, securityPolicy, connectorStateDir, stop };
+    return { configFile, devcloud, simulator, units, securityMode, securityPolicy, connectorStateDir, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -126,6 +130,8 @@ export async function writeDemoConfig(o: {
   securityPolicy: SecurityPolicyName;
   load?: { count: number; periodMs: number };
   publishingInterval?: number;
+  /** EST enrolment: the token goes to bootstrap.token (0600) beside the config. Without it the identity must be issued beforehand. */
+  enrolment?: { url: string; token: string };
 }): Promise<{ configFile: string; units: Record<string, string> }> {
   const map = simulatorMapping(DEMO_MACHINE);
   const units: Record<string, string> = {};
@@ -158,6 +164,7 @@ export async function writeDemoConfig(o: {
   const backupPin = publicKeyPin(await privateKeyToPem(backupKey.privateKey));
   mkdirSync(o.dir, { recursive: true });
   const configFile = path.join(o.dir, "kerf.yaml");
+  if (o.enrolment) writeFileAtomic(path.join(o.dir, "bootstrap.token"), o.enrolment.token + "\n", 0o600);
   writeFileSync(path.join(o.dir, "mapping.yaml"), stringify({ machines: { [DEMO_MACHINE]: { groups } } }));
   writeFileSync(
     configFile,
@@ -166,7 +173,13 @@ export async function writeDemoConfig(o: {
       log: { level: "warn" },
       mapping: "./mapping.yaml",
       machines: [{ id: DEMO_MACHINE, endpoint: o.endpointUrl, security: { mode: o.securityMode, policy: o.securityPolicy } }],
-      cloud: { url: o.devcloud.url, pins: [o.devcloud.pin, backupPin], caFile: o.devcloud.ca.certFile, ...(o.devcloud.auth ? { auth: { issuer: o.devcloud.auth.issuer } } : {}) },
+      cloud: {
+        url: o.devcloud.url,
+        pins: [o.devcloud.pin, backupPin],
+        caFile: o.devcloud.ca.certFile,
+        ...(o.devcloud.auth ? { auth: { issuer: o.devcloud.auth.issuer } } : {}),
+        ...(o.enrolment ? { enrolment: { url: o.enrolment.url, tokenFile: "./bootstrap.token" } } : {}),
+      },
       buffer: { maxBytes: "256MiB" },
     }),
   );

@@ -19,6 +19,7 @@ import type { Logger } from "../log.ts";
 import { itemCount } from "../message.ts";
 import { startAuthServer, TokenRefused, type AuthServer } from "./auth.ts";
 import { parseEnvelope, type Envelope } from "./envelope.ts";
+import { startEstServer, type EstServer } from "./est.ts";
 import type { Hostile } from "./hostile.ts";
 import { MemoryStore } from "./memory-store.ts";
 import { CloudStore } from "./store.ts";
@@ -56,6 +57,10 @@ export interface DevCloudOptions {
   tokenTtlSeconds?: number;
   /** Port of the authorization server (0 = any); a restart that keeps `port` keeps this too. */
   authPort?: number;
+  /** Lifetime of the client certificates its EST server issues. Default one year. */
+  certTtlSeconds?: number;
+  /** Port of the EST listener. Default 0 (any free one). */
+  estPort?: number;
 }
 
 export interface DevCloud {
@@ -77,6 +82,10 @@ export interface DevCloud {
   auth: AuthServer;
   /** Whether ingest demands a token, and how many ingest requests it refused with 401. */
   tokens: { required: boolean; refused: number };
+  /** Client certificates (serial, hex) whose connections the ingest closes right after the handshake: a certificate the cloud has revoked. */
+  refusedClientSerials: Set<string>;
+  /** The EST enrolment server (RFC 7030) on its own port, with the same server certificate and pin. */
+  est: EstServer;
   stop(): Promise<void>;
 }
 
@@ -93,6 +102,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   const clientCertificates = new Map<string, number>();
   const tokens = { required: options.requireTokens ?? true, refused: 0 };
   const baseUrl = (port: number) => `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+  const refusedClientSerials = new Set<string>();
 
   const https: Server = createServer(
     {
@@ -117,6 +127,9 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   https.on("connection", (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
+  });
+  https.on("secureConnection", (socket: TLSSocket) => {
+    if (refusedClientSerials.has(socket.getPeerCertificate().serialNumber ?? "")) socket.destroy();
   });
   https.on("tlsClientError", (err) => log.info({ code: (err as NodeJS.ErrnoException).code, msg: err.message }, "devcloud: TLS client refused"));
 
@@ -231,6 +244,19 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   });
   const port = (https.address() as AddressInfo).port;
   const url = baseUrl(port);
+  const est = await startEstServer({
+    dir: options.dir,
+    ca,
+    server,
+    host,
+    urlHost: isIP(host) === 6 ? `[${host}]` : host,
+    ...(options.estPort !== undefined ? { port: options.estPort } : {}),
+    ...(options.certTtlSeconds !== undefined ? { certTtlSeconds: options.certTtlSeconds } : {}),
+    logger: log,
+  }).catch(async (err: unknown) => {
+    await new Promise<void>((resolve) => https.close(() => resolve()));
+    throw err;
+  });
   const auth = await startAuthServer({
     ca,
     certPem: server.certPem,
@@ -245,8 +271,12 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     },
     logger: log,
     ...(options.tokenTtlSeconds !== undefined ? { tokenTtlSeconds: options.tokenTtlSeconds } : {}),
+  }).catch(async (err: unknown) => {
+    await est.stop();
+    await new Promise<void>((resolve) => https.close(() => resolve()));
+    throw err;
   });
-  log.info({ url, pin: server.pin, issuer: auth.issuer, tokensRequired: tokens.required }, "devcloud listening");
+  log.info({ url, est: est.url, pin: server.pin, issuer: auth.issuer, tokensRequired: tokens.required }, "devcloud listening");
 
   let stopped = false;
   return {
@@ -262,10 +292,13 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     clientCertificates,
     auth,
     tokens,
+    refusedClientSerials,
+    est,
     async stop() {
       if (stopped) return;
       stopped = true;
       await auth.stop();
+      await est.stop();
       const closed = new Promise<void>((resolve) => https.close(() => resolve()));
       https.closeAllConnections();
       for (const socket of sockets) socket.destroy();

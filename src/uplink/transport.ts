@@ -20,7 +20,7 @@ export interface ClientIdentity {
   keyPem: string;
 }
 
-export interface TransportOptions extends ClientIdentity {
+export interface TransportOptions extends Partial<ClientIdentity> {
   /** Trust anchors for the cloud's chain, PEM. Without it, Node's bundled public roots are used. */
   caPem?: string | undefined;
   /** SPKI pins ("sha256/<base64>"); the connection is accepted if any certificate of the chain matches any pin. */
@@ -50,7 +50,8 @@ export class Transport extends Dispatcher {
     }
     this.#o = options;
     this.#pins = pins;
-    this.#current = this.#pool(checkedIdentity(options));
+    // Without certificate and key it is the bootstrap transport (EST enrolment): pinned, but anonymous.
+    this.#current = this.#pool(options.certPem === undefined && options.keyPem === undefined ? null : checkedIdentity({ certPem: options.certPem ?? "", keyPem: options.keyPem ?? "" }));
   }
 
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
@@ -104,11 +105,10 @@ export class Transport extends Dispatcher {
     void done.then(cb, cb);
   }
 
-  #pool(identity: ClientIdentity): Dispatcher {
+  #pool(identity: ClientIdentity | null): Dispatcher {
     const o = this.#o;
     const tls = {
-      cert: identity.certPem,
-      key: identity.keyPem,
+      ...(identity ? { cert: identity.certPem, key: identity.keyPem } : {}),
       ...(o.caPem ? { ca: o.caPem } : {}),
       minVersion: "TLSv1.2",
       timeout: o.connectTimeoutMs ?? 10_000,

@@ -35,7 +35,7 @@ async function connectorWithCertificate(notBefore: Date, notAfter: Date) {
   writeFileSync(current.certificateFile, cert.certPem);
   writeFileSync(current.privateKeyFile, cert.keyPem, { mode: 0o600 });
   await demo.simulator.trustClientCertificate(cert.der);
-  const agent = new Agent({ loaded: await loadConfig(demo.configFile), stateDir, logger, enroller: demo.enroller });
+  const agent = new Agent({ loaded: await loadConfig(demo.configFile), stateDir, logger });
   cleanups.push(() => agent.stop());
   await agent.start();
   return { demo, agent, stateDir, lines, cert };

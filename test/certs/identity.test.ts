@@ -67,8 +67,11 @@ describe("ensureIdentity", () => {
     expect(csr.subject).toBe("CN=line-1");
     const san = csr.getExtension("2.5.29.17");
     expect(san && new x509.SubjectAlternativeNameExtension(san.rawData).names.toJSON()).toEqual([{ type: "url", value: "urn:kerf:line-1" }]);
-    // Only the two files remain: the temp files of the atomic writes are gone.
-    expect(readdirSync(idDir).sort()).toEqual(["client.key", "client.pem"]);
+    // Only these files remain: the temp files of the atomic writes are gone.
+    expect(readdirSync(idDir).sort()).toEqual(["client.key", "client.pem", "instance-id"]);
+    // The instance id is recorded, derived from the first key's SPKI.
+    expect(id.instanceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(readFileSync(path.join(idDir, "instance-id"), "utf8").trim()).toBe(id.instanceId);
   });
 
   it("reuses key and certificate on the next start without enrolling", async () => {
@@ -95,7 +98,7 @@ describe("ensureIdentity", () => {
     const other = generateKeyPairSync("ec", { namedCurve: "P-256" }).publicKey.export({ type: "spki", format: "pem" }) as string;
     const e = enroller(() => ca.issueClientCert({ instance: "line-1", publicKeyPem: other }));
     await refused({ dir: idDir, instance: "line-1", enroller: e, logger }, /unusable certificate for instance 'line-1': .*for another key/);
-    expect(readdirSync(idDir)).toEqual(["client.key"]);
+    expect(readdirSync(idDir).sort()).toEqual(["client.key", "instance-id"]);
     const key = readFileSync(path.join(idDir, "client.key"), "utf8");
     // The next attempt uses the same key.
     const id = await ensureIdentity({ dir: idDir, instance: "line-1", enroller: enroller(), logger });
@@ -132,6 +135,15 @@ describe("ensureIdentity", () => {
     expect(id.keyPem).toBe(keyPem);
     expect(spkiPin(id.certPem)).toBe(publicKeyPin(keyPem));
     expect(id.notAfter.getTime()).toBeGreaterThan(Date.now());
+  });
+
+  it("generates an RSA-2048 key when keyType is rsa", async () => {
+    const id = await ensureIdentity({ dir: idDir, instance: "line-1", keyType: "rsa", enroller: enroller(), logger });
+    const key = createPrivateKey(id.keyPem);
+    expect(key.asymmetricKeyType).toBe("rsa");
+    expect(key.asymmetricKeyDetails?.modulusLength).toBe(2048);
+    expect(statSync(id.keyFile).mode & 0o777).toBe(0o600);
+    expect(new X509Certificate(id.certPem).checkPrivateKey(key)).toBe(true);
   });
 
   it("tightens a key file that others can read to 0600", async () => {

@@ -41,6 +41,8 @@ describe("config/ examples", () => {
       .replace("    #   # passwordEnv: KERF_OPCUA_PASSWORD", "      passwordEnv: KERF_EXAMPLE_PASSWORD")
       .replace("mapping: ./mapping.example.yaml", `mapping: ${path.join(CONFIG_DIR, "mapping.example.yaml")}`)
       .replace("  # caFile: ./cloud-ca.pem", "  caFile: ./cloud-ca.pem")
+      // Identity files provisioned by hand instead of enrolment: the two exclude each other.
+      .replace(/ {2}enrolment:\n(?: {4}.*\n)+/, "")
       .replace("  # identity:\n  #   certificateFile: ./identity/cert.pem\n  #   privateKeyFile: ./identity/key.pem", "  identity:\n    certificateFile: ./identity/cert.pem\n    privateKeyFile: ./identity/key.pem")
       .replace("  # proxy:\n  #   url: http://proxy.example.com:3128\n  #   usernameFile: /run/secrets/proxy-user\n  #   passwordFile: /run/secrets/proxy-password", "  proxy:\n    url: http://proxy.example.com:3128\n    usernameFile: ./proxy-user\n    passwordFile: ./proxy-password")
       .replace("  # encryption:\n  #   keyFile: /run/secrets/kerf-buffer-key", "  encryption:\n    keyFile: ./buffer.key");

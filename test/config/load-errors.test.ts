@@ -325,6 +325,16 @@ buffer:
     ]);
   });
 
+  it("enrolment: a bad keyType, renewAt out of range, and identity files beside it", async () => {
+    const enrol = `  enrolment:\n    url: https://cloud.example.com/.well-known/est\n    keyType: dsa\n    renewAt: 1.5\n  identity:\n    certificateFile: ./c.pem\n    privateKeyFile: ./k.pem\n`;
+    const err = await loadError(t, GOOD_CONFIG + enrol);
+    const got = lines(err, t.dir);
+    expect(got).toHaveLength(3);
+    expect(got[0]).toMatch(/^kerf\.yaml:10:5: cloud\.enrolment: enrolment and identity exclude each other \(found both; expected identity files provisioned by hand, or enrolment over EST\)$/);
+    expect(got[1]).toMatch(/^kerf\.yaml:11:14: cloud\.enrolment\.keyType: .*"dsa".*ec.*rsa/);
+    expect(got[2]).toMatch(/^kerf\.yaml:12:14: cloud\.enrolment\.renewAt: .*0\.95/);
+  });
+
   it("reports ALL errors of both files at once: 3 errors give 3 lines, config first", async () => {
     const err = await loadError(
       t,
@@ -337,7 +347,7 @@ buffer:
     expect(err.message).toMatch(/kerf\.yaml and .*mapping\.yaml: 3 errors$/);
     expect(lines(err, t.dir)).toEqual([
       `kerf.yaml:6:23: machines[0].connectTimeoutMs: wrong type (found "soon"; expected a number)`,
-      "kerf.yaml:10:3: cloud.colour: unknown field colour (expected one of: url, pins, caFile, identity, auth, concurrency, requestTimeoutMs, retry, batch, proxy)",
+      "kerf.yaml:10:3: cloud.colour: unknown field colour (expected one of: url, pins, caFile, identity, auth, enrolment, concurrency, requestTimeoutMs, retry, batch, proxy)",
       "mapping.yaml:5:33: machines.saw-1.groups[0].nodes[0].node: s= needs a non-empty string, found nothing after 's=' in 's='",
     ]);
   });

@@ -8,8 +8,7 @@ import net from "node:net";
 import path from "node:path";
 import { parse, stringify } from "yaml";
 import { DurableBuffer } from "../../src/buffer/buffer.ts";
-import { ensureIdentity } from "../../src/certs/identity.ts";
-import { setupDemo, DEMO_INSTANCE, type Demo, type DemoOptions } from "../../src/demo/setup.ts";
+import { setupDemo, type Demo, type DemoOptions } from "../../src/demo/setup.ts";
 import { silentLogger } from "../../src/log.ts";
 import { tempDir } from "../helpers/env.ts";
 import type { StoredItem } from "../../src/devcloud/store.ts";
@@ -19,13 +18,12 @@ const repo = path.resolve(import.meta.dirname, "../..");
 const kerfBin = path.join(repo, "bin/kerf.js");
 
 /**
- * Simulator and devcloud for `kerf run` children: `kerf run` has no enroller, so the instance
- * identity is issued beforehand, as enrolment would. `stop` ends both and removes the folder.
+ * Simulator and devcloud for `kerf run` children: the child enrols over the devcloud's EST with
+ * the bootstrap token the demo config names. `stop` ends both and removes the folder.
  */
 export async function demoForKerfRun(options: Pick<DemoOptions, "load"> = {}): Promise<{ demo: Demo; dir: string; stop(): Promise<void> }> {
   const tmp = await tempDir();
   const demo = await setupDemo({ stateDir: tmp.dir, logger: silentLogger(), ...options });
-  await ensureIdentity({ dir: path.join(demo.connectorStateDir, "identity"), instance: DEMO_INSTANCE, enroller: demo.enroller, logger: silentLogger() });
   return {
     demo,
     dir: tmp.dir,

@@ -31,7 +31,8 @@ export async function startEnvironment(options: Omit<DemoOptions, "stateDir" | "
   const logger = silentLogger();
   const demo: Demo = await setupDemo({ ...options, stateDir: tmp.dir, logger });
   const loaded = await loadConfig(demo.configFile);
-  const agent = new Agent({ loaded, stateDir: demo.connectorStateDir, logger, enroller: demo.enroller });
+  // The agent enrols over the devcloud's EST with the demo's bootstrap token on its first start.
+  const agent = new Agent({ loaded, stateDir: demo.connectorStateDir, logger });
   if (options.startAgent !== false) await agent.start();
   let stopped = false;
   return {
