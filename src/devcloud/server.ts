@@ -80,8 +80,8 @@ export interface DevCloud {
   clientCertificates: Map<string, number>;
   /** The authorization server (its own port, same certificate and pin). */
   auth: AuthServer;
-  /** Whether ingest demands a token, and how many ingest requests it refused with 401. */
-  tokens: { required: boolean; refused: number };
+  /** Whether ingest demands a token, how many ingest requests it refused with 401, and the requests whose bound token it accepted, per client certificate (serial, hex). */
+  tokens: { required: boolean; refused: number; acceptedBySerial: Map<string, number> };
   /** Client certificates (serial, hex) whose connections the ingest closes right after the handshake: a certificate the cloud has revoked. */
   refusedClientSerials: Set<string>;
   /** The EST enrolment server (RFC 7030) on its own port, with the same server certificate and pin. */
@@ -100,7 +100,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   const faults: DevCloudFaults = options.faults ?? {};
   const inFlight = { now: 0, peak: 0 };
   const clientCertificates = new Map<string, number>();
-  const tokens = { required: options.requireTokens ?? true, refused: 0 };
+  const tokens = { required: options.requireTokens ?? true, refused: 0, acceptedBySerial: new Map<string, number>() };
   const baseUrl = (port: number) => `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
   const refusedClientSerials = new Set<string>();
 
@@ -172,7 +172,11 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
         refusal = err;
       }
     }
-    if (!refusal) return true;
+    if (!refusal) {
+      const serial = (req.socket as TLSSocket).getPeerCertificate().serialNumber ?? "";
+      tokens.acceptedBySerial.set(serial, (tokens.acceptedBySerial.get(serial) ?? 0) + 1);
+      return true;
+    }
     tokens.refused++;
     const challenge = `Bearer realm="kerf-ingest", error="${refusal.error}", error_description="${refusal.message.replaceAll('"', "'")}"`;
     log.info({ connector: cn, error: refusal.error, detail: refusal.message }, "devcloud: ingest request refused: token");
