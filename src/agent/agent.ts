@@ -107,7 +107,7 @@ export class Agent {
   #writeHealth(): void {
     const at = new Date().toISOString();
     try {
-      const { problems, warnings, sessions, uplink, certificate, buffer, writer, opcuaCertificate } = this.health();
+      const { problems, warnings, sessions, uplink, tokens, certificate, buffer, writer, opcuaCertificate } = this.health();
       writeHealth(this.#o.stateDir, {
         at,
         pid: process.pid,
@@ -129,6 +129,7 @@ export class Agent {
         })),
         uplink: uplink && { lastAckAt: uplink.lastAckAt, consecutiveFailures: uplink.consecutiveFailures, lastError: uplink.lastError, lastErrorCode: uplink.lastErrorCode },
         ...(certificate ? { certificate } : {}),
+        ...(tokens ? { tokens: { expiresAt: tokens.expiresAt === null ? null : new Date(tokens.expiresAt).toISOString(), renewals: tokens.renewals, lastError: tokens.lastError } } : {}),
         buffer: { items: buffer.items, bytes: buffer.bytes, droppedItems: buffer.droppedItems },
         writer: { pendingItems: writer.pendingItems, failures: writer.failures, lastError: writer.lastError },
         unhandledRejections: processGuardStats().unhandledRejections,

@@ -58,6 +58,8 @@ export interface HealthReport {
   uplink: { lastAckAt: number | null; consecutiveFailures: number; lastError: string | null; lastErrorCode?: string | null } | null;
   /** The instance certificate (with cloud.enrolment): instance id, expiry, days left, renewals, the last renewal error. */
   certificate?: { instanceId: string; notAfter: string; daysToExpiry: number; expired: boolean; renewals: number; lastRenewalError: string | null; nextRenewalAt: string | null } | null;
+  /** The access tokens (with cloud.auth): when the current one expires, renewals, the last failure (never the token). */
+  tokens?: { expiresAt: string | null; renewals: number; lastError: string | null };
   buffer: { items: number; bytes: number; droppedItems: number };
   /** Values waiting for their commit to the buffer, and commits failed in a row (a disk that refuses writes). */
   writer?: { pendingItems: number; failures: number; lastError: string | null };

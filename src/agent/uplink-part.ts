@@ -176,16 +176,31 @@ export class UplinkPart implements Part<UplinkPartHealth> {
       const why = certificate?.lastRenewalError ? `; last renewal error: ${certificate.lastRenewalError}` : "";
       problems.push({ part: this.name, reason: `the instance certificate expired on ${notAfter.toISOString()}${why}; enrol again with a new bootstrap token: kerf enroll --token-file FILE`, code: "CERT_EXPIRED" });
     }
-    if (!sender) return { problems, sender, tokens, certificate };
+    const warnings = uplinkWarnings(this.name, certificate, tokens);
+    if (!sender) return { problems, warnings, sender, tokens, certificate };
     const backlog = this.#o.backlog();
     if (backlog === 0) this.#emptyAt = now;
     const since = Math.max(sender.lastAckAt ?? this.#startedAt, this.#emptyAt);
     const silentMs = now - since;
-    if (backlog === 0 || silentMs <= this.ackLimitMs) return { problems, sender, tokens, certificate };
+    if (backlog === 0 || silentMs <= this.ackLimitMs) return { problems, warnings, sender, tokens, certificate };
     const reason = `no acknowledgement from the cloud for ${Math.round(silentMs / 1000)} s while ${backlog} values wait (limit ${Math.round(this.ackLimitMs / 1000)} s)${sender.lastError ? `; last error: ${sender.lastError}` : ""}`;
     problems.push({ part: this.name, reason, ...(sender.lastErrorCode ? { code: sender.lastErrorCode } : {}) });
-    return { problems, sender, tokens, certificate };
+    return { problems, warnings, sender, tokens, certificate };
   }
+}
+
+/** Renewals that keep failing while the old certificate or token still works: the verdict stays healthy, but the operator should know before it runs out. */
+function uplinkWarnings(part: string, certificate: RenewalHealth | null, tokens: TokenHealth | null): Problem[] {
+  const warnings: Problem[] = [];
+  if (certificate && !certificate.expired && certificate.lastRenewalError) {
+    warnings.push({ part, reason: `the instance certificate could not be renewed (it expires in ${certificate.daysToExpiry} days, on ${certificate.notAfter}): ${certificate.lastRenewalError}`, code: "CERT_ENROLMENT" });
+  }
+  // cleared by the next token that comes
+  if (tokens?.lastError) {
+    const left = tokens.expiresAt === null ? "there is no token yet" : `the current one expires at ${new Date(tokens.expiresAt).toISOString()}`;
+    warnings.push({ part, reason: `no new access token (${left}): ${tokens.lastError}`, code: "AUTH_TOKEN" });
+  }
+  return warnings;
 }
 
 /** Waits for the backlog to go out, at most `ms`, and no longer once the cloud stops acknowledging. */

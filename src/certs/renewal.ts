@@ -204,6 +204,8 @@ export class CertificateRenewal extends EventEmitter {
     step("key-staged");
 
     const chainPem = await o.est.reenroll(await createCsr(keyPem, o.instance));
+    // A stop while the request ran: do not rotate into a transport that is draining to close.
+    if (this.#stopped) throw new KerfError("CERT_ENROLMENT", "the renewal was cut short by the connector stopping");
     const problem = certProblem(chainPem, keyPem, o.instance, new Date());
     if (problem !== null) throw new KerfError("CERT_ENROLMENT", `the EST server renewed with an unusable certificate: ${problem}`);
     writeFileAtomic(files.nextCert, chainPem, 0o644);

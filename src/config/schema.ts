@@ -12,7 +12,12 @@ import { formatSize, parseSize, SIZE_FORMAT, SIZE_PATTERN } from "./size.ts";
 
 /** Error option for a check: the message names what was found and what is expected. */
 function bad(what: string, expected: string) {
-  return { error: (issue: { input?: unknown }) => `${what} (found ${found(issue.input)}; expected ${expected})` };
+  return { error: (issue: { input?: unknown }) => `${what} (found ${found(withoutUserinfo(issue.input))}; expected ${expected})` };
+}
+
+/** A URL's user and password are a secret even where the URL is refused: the message shows "***" instead. */
+function withoutUserinfo(value: unknown): unknown {
+  return typeof value === "string" ? value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, "$1***@") : value;
 }
 
 /**

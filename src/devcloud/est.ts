@@ -86,11 +86,27 @@ export class EstTokens {
     return { ok: false, status: 401, message: `${why} for instance '${instance}': failed attempt ${entry.failures} of ${MAX_FAILURES}; ${tail}` };
   }
 
-  spend(instance: string): void {
+  /**
+   * Checks and spends the token in one synchronous step, so that two requests racing with the
+   * same token cannot both pass the check while a certificate is being issued.
+   */
+  take(instance: string, token: string): ReturnType<EstTokens["check"]> {
+    const checked = this.check(instance, token);
+    if (!checked.ok) return checked;
+    const all = this.#read();
+    const entry = all[instance]!;
+    all[instance] = { pending: null, used: [...entry.used, entry.pending!], failures: 0 };
+    this.#write(all);
+    return checked;
+  }
+
+  /** Gives back a token taken by a request that then failed before a certificate was issued (a bad request, a CA error). */
+  giveBack(instance: string, token: string): void {
     const all = this.#read();
     const entry = all[instance];
-    if (!entry?.pending) return;
-    all[instance] = { pending: null, used: [...entry.used, entry.pending], failures: 0 };
+    const h = hash(token);
+    if (!entry || entry.pending !== null || !entry.used.some((u) => equal(u, h))) return;
+    all[instance] = { ...entry, pending: h, used: entry.used.filter((u) => !equal(u, h)) };
     this.#write(all);
   }
 
@@ -169,7 +185,7 @@ export async function startEstServer(options: {
         if (colon <= 0) return refuse(401, "HTTP Basic authentication is required: username = instance, password = bootstrap token", { "www-authenticate": 'Basic realm="kerf-est"' });
         instance = decoded.slice(0, colon);
         token = decoded.slice(colon + 1);
-        const checked = tokens.check(instance, token);
+        const checked = tokens.take(instance, token);
         if (!checked.ok) return refuse(checked.status, checked.message, checked.status === 401 ? { "www-authenticate": 'Basic realm="kerf-est"' } : {});
       } else {
         const socket = req.socket as TLSSocket;
@@ -179,28 +195,32 @@ export async function startEstServer(options: {
         const cn = peer.subject?.CN;
         instance = Array.isArray(cn) ? (cn[0] ?? "") : (cn ?? "");
       }
+      // Past this point a taken bootstrap token goes back when no certificate is issued.
+      const fail: typeof refuse = (...args) => {
+        if (token !== null) tokens.giveBack(instance, token);
+        return refuse(...args);
+      };
       if (faults.failNext && faults.failNext > 0) {
         faults.failNext--;
-        return refuse(503, "injected fault", { "retry-after": "1" });
+        return fail(503, "injected fault", { "retry-after": "1" });
       }
       let csrPem: string;
       try {
         const der = Buffer.from(body.replace(/\s+/g, ""), "base64");
         csrPem = new x509.Pkcs10CertificateRequest(der).toString("pem");
       } catch (err) {
-        return refuse(400, `the body is not a base64 DER PKCS#10 request: ${(err as Error).message}`);
+        return fail(400, `the body is not a base64 DER PKCS#10 request: ${(err as Error).message}`);
       }
       const csrCn = /(?:^|,\s*)CN=([^,]+)/.exec(new x509.Pkcs10CertificateRequest(csrPem).subject)?.[1];
-      if (csrCn !== instance) return refuse(403, `the request names CN=${csrCn ?? "(none)"}, but the ${op === "simpleenroll" ? "token" : "client certificate"} is for instance '${instance}'`);
+      if (csrCn !== instance) return fail(403, `the request names CN=${csrCn ?? "(none)"}, but the ${op === "simpleenroll" ? "token" : "client certificate"} is for instance '${instance}'`);
       const now = Date.now();
       let issued: string;
       try {
         // A little before now for clocks that run behind, but a small part of a short lifetime.
         issued = await ca.issueClientCert({ instance, csrPem, notBefore: new Date(now - Math.min(300_000, ttlMs / 10)), notAfter: new Date(now + ttlMs) });
       } catch (err) {
-        return refuse(400, (err as Error).message);
+        return fail(400, (err as Error).message);
       }
-      if (token !== null) tokens.spend(instance);
       counts[op === "simpleenroll" ? "enrolled" : "reenrolled"]++;
       const answer = (await faults.answer?.(op, csrPem, issued)) ?? issued;
       log.info({ op, instance, serial: new X509Certificate(issued).serialNumber }, "devcloud EST: issued");

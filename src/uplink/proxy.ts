@@ -45,8 +45,15 @@ export function resolveProxy(
     // The value may carry a password: name the variable, not its content.
     throw new KerfError("CONFIG_INVALID", `environment variable ${name} is not a proxy URL (expected http://host:port or https://host:port; SOCKS proxies are not supported); unset it or set cloud.proxy`);
   }
-  const username = url.username ? new Secret(decodeURIComponent(url.username)) : undefined;
-  const password = url.username ? new Secret(decodeURIComponent(url.password)) : undefined;
+  const decode = (part: string, what: string): Secret => {
+    try {
+      return new Secret(decodeURIComponent(part));
+    } catch {
+      throw new KerfError("CONFIG_INVALID", `environment variable ${name}: the proxy ${what} is not valid percent-encoding (write a literal % as %25); unset it or set cloud.proxy with credential files`);
+    }
+  };
+  const username = url.username ? decode(url.username, "user name") : undefined;
+  const password = url.username ? decode(url.password, "password") : undefined;
   const port = url.port || CURL_DEFAULT_PORT[url.protocol];
   return { url: `${url.protocol}//${url.hostname}:${port}`, noProxy: env.no_proxy || env.NO_PROXY || "", username, password, source: "environment" };
 }

@@ -126,6 +126,22 @@ describe("EST bootstrap enrolment", () => {
     expect(cloud.est.counts.refused).toBe(refusedBefore);
   });
 
+  it("gives one certificate for one token, also to installations racing with copies of it", async () => {
+    const file = tokenFile(cloud.est.issueBootstrapToken("line-1"));
+    const results = await Promise.allSettled([1, 2, 3].map((i) => bootstrap({ tokenFile: file, idDir: path.join(dir, `racer-${i}`) })));
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(1);
+    expect(cloud.est.counts.enrolled).toBe(1);
+    for (const r of results) if (r.status === "rejected") expect(String(r.reason)).toMatch(/this bootstrap token was already used for instance 'line-1'/);
+  });
+
+  it("keeps the token when the request fails before a certificate is issued", async () => {
+    const file = tokenFile(cloud.est.issueBootstrapToken("line-1"));
+    cloud.est.faults.failNext = 1;
+    await refusal(bootstrap({ tokenFile: file }));
+    const identity = await bootstrap({ tokenFile: file });
+    expect(identity.certPem).toContain("BEGIN CERTIFICATE");
+  });
+
   it("locks an instance out after 5 wrong tokens, saying which attempt it was; a new token from the administrator lifts it", async () => {
     const good = tokenFile(cloud.est.issueBootstrapToken("line-1"), "good");
     const messages: string[] = [];

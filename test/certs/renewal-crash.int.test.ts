@@ -35,6 +35,10 @@ afterEach(() => runCleanups(cleanups));
 function runChild(idDir: string, crashAt: string): Promise<{ signal: NodeJS.Signals | null; code: number | null; out: string; err: string }> {
   const options = { dir: idDir, instance: "line-1", estUrl: cloud.est.url, ingestUrl: cloud.url, pin: cloud.pin, caPem: cloud.ca.certPem, crashAt };
   const child = spawn(process.execPath, [fixture, JSON.stringify(options)], { stdio: ["ignore", "pipe", "pipe"] });
+  // a test that fails or times out must not leave its child renewing forever
+  cleanups.push(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  });
   let out = "";
   let err = "";
   child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));

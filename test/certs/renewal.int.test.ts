@@ -63,16 +63,23 @@ describe("certificate renewal over EST", () => {
     const first = renewal.identity;
     const certFile = path.join(demo.connectorStateDir, "identity", "client.pem");
     demo.devcloud.est.faults.failNext = 3;
-    const seen: { error: string | null; onDisk: string; inService: string }[] = [];
-    renewal.on("failed", () => seen.push({ error: agent.health().certificate!.lastRenewalError, onDisk: readFileSync(certFile, "utf8"), inService: renewal.identity.certPem }));
+    const seen: { error: string | null; warnings: string[]; problems: number; onDisk: string; inService: string }[] = [];
+    renewal.on("failed", () => {
+      const health = agent.health();
+      seen.push({ error: health.certificate!.lastRenewalError, warnings: health.warnings.map((w) => `${w.code}: ${w.reason}`), problems: health.problems.length, onDisk: readFileSync(certFile, "utf8"), inService: renewal.identity.certPem });
+    });
     await waitFor("a renewal after the failures", () => renewal.renewals >= 1, 60_000);
     expect(seen).toHaveLength(3);
     for (const s of seen) {
       expect(s.error).toMatch(/refused \/simplereenroll with HTTP 503/);
+      // still healthy, but the operator is told before the certificate runs out
+      expect(s.problems).toBe(0);
+      expect(s.warnings).toEqual([expect.stringMatching(/^CERT_ENROLMENT: the instance certificate could not be renewed \(it expires in [\d.]+ days, on .*\): .*HTTP 503/)]);
       expect(s.onDisk).toBe(first.certPem);
       expect(s.inService).toBe(first.certPem);
     }
     expect(agent.health().certificate!.lastRenewalError).toBeNull();
+    expect(agent.health().warnings).toEqual([]);
     expect(serial(renewal.identity.certPem)).not.toBe(serial(first.certPem));
     await waitFor("the renewed certificate on disk", () => readFileSync(certFile, "utf8") === renewal.identity.certPem, 30_000);
   });

@@ -318,11 +318,12 @@ buffer:
     ]);
   });
 
-  it("credentials inside the cloud URL are refused", async () => {
-    const err = await loadError(t, GOOD_CONFIG.replace("https://cloud.example.com/", "https://user:pw@cloud.example.com/"));
+  it("credentials inside the cloud URL are refused, and the message does not repeat them", async () => {
+    const err = await loadError(t, GOOD_CONFIG.replace("https://cloud.example.com/", "https://user:s3cret@cloud.example.com/"));
     expect(lines(err, t.dir)).toEqual([
-      `kerf.yaml:7:8: cloud.url: not an https URL (found "https://user:pw@cloud.example.com/"; expected https://host[:port][/path], without user or password)`,
+      `kerf.yaml:7:8: cloud.url: not an https URL (found "https://***@cloud.example.com/"; expected https://host[:port][/path], without user or password)`,
     ]);
+    expect([err.message, ...err.details].join("\n")).not.toContain("s3cret");
   });
 
   it("enrolment: a bad keyType, renewAt out of range, and identity files beside it", async () => {

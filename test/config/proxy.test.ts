@@ -36,10 +36,12 @@ describe("cloud.proxy", () => {
   it("refuses credentials in the URL, a URL without port, another scheme, and half the credentials", async () => {
     for (const url of ["http://user:pw@proxy.corp:3128", "http://proxy.corp", "socks5://proxy.corp:1080", "http://proxy.corp:3128/path"]) {
       const err = await loadError(t, withProxy(`  proxy: { url: "${url}" }\n`));
+      const shown = url.replace("user:pw@", "***@");
       expect(lines(err, t.dir)).toEqual([
-        `kerf.yaml:9:17: cloud.proxy.url: not a proxy URL (found "${url}"; expected http://host:port or https://host:port, without user, password or path)`,
+        `kerf.yaml:9:17: cloud.proxy.url: not a proxy URL (found "${shown}"; expected http://host:port or https://host:port, without user, password or path)`,
       ]);
-      expect(err.message).not.toContain("pw@");
+      // the password is in neither the message nor the lines printed under it
+      expect([err.message, ...(err.details ?? [])].join("\n")).not.toContain("pw@");
     }
     await t.write("pw", "x", 0o600);
     const err = await loadError(t, withProxy("  proxy: { url: http://proxy.corp:3128, passwordFile: pw }\n"));

@@ -4,6 +4,8 @@
  * after each renewal the cloud accepts requests from the new certificate with a token bound to
  * it (the devcloud checks cnf x5t#S256 against the connection's certificate on every request).
  */
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { checkSeries, DEMO_MACHINE, loadKey, startEnvironment, waitFor } from "../helpers/env.ts";
 
@@ -24,6 +26,13 @@ describe("certificate and token renewal mid-stream", () => {
     // Three certificates in service: the enrolled one and two renewals, each confirmed by the cloud.
     await waitFor("two certificate renewals", () => renewal.renewals >= 2, 90_000, 200);
     await waitFor("requests accepted from three certificates", () => cloud.tokens.acceptedBySerial.size >= 3, 30_000, 200);
+
+    // health.json tells the operator about the tokens too, without the token itself
+    const report = await waitFor("tokens in health.json", () => {
+      const r = JSON.parse(readFileSync(path.join(demo.connectorStateDir, "health.json"), "utf8")) as { tokens?: { renewals: number; expiresAt: string | null; lastError: string | null } };
+      return (r.tokens?.renewals ?? 0) >= 1 && r.tokens;
+    });
+    expect(report).toEqual({ renewals: expect.any(Number), expiresAt: expect.stringMatching(/^\d{4}-/), lastError: null });
 
     const final = await agent.stop({ drainMs: 10_000 });
     expect(final.buffer.items).toBe(0);

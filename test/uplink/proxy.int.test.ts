@@ -13,9 +13,9 @@ import { spkiPin } from "../../src/certs/pins.ts";
 import { Secret } from "../../src/config/secrets.ts";
 import { startDevCloud, type DevCloud } from "../../src/devcloud/server.ts";
 import type { CertAuthority } from "../../src/certs/devca.ts";
-import type { KerfError } from "../../src/errors.ts";
 import { silentLogger } from "../../src/log.ts";
 import { toUplinkError } from "../../src/uplink/errors.ts";
+import { KerfError } from "../../src/errors.ts";
 import { describeProxy, resolveProxy, type ProxySettings } from "../../src/uplink/proxy.ts";
 import { Transport } from "../../src/uplink/transport.ts";
 import { startConnectProxy, type ConnectProxy } from "../helpers/connect-proxy.ts";
@@ -315,5 +315,18 @@ describe("resolveProxy", () => {
     expect(describeProxy(withAuth, {})).not.toContain("p%3Ass");
     expect(() => resolveProxy(undefined, undefined, { HTTPS_PROXY: "socks5://user:pw@p:1080" })).toThrow(/HTTPS_PROXY is not a proxy URL/);
     expect(() => resolveProxy(undefined, undefined, { HTTPS_PROXY: "socks5://user:pw@p:1080" })).not.toThrow(/pw/);
+  });
+
+  it("a lone % in the environment's proxy password is a clear error naming the variable, not its value", () => {
+    let err: unknown;
+    try {
+      resolveProxy(undefined, undefined, { HTTPS_PROXY: "http://u:50%@proxy.corp:3128" });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(KerfError);
+    expect((err as KerfError).code).toBe("CONFIG_INVALID");
+    expect((err as KerfError).message).toMatch(/^environment variable HTTPS_PROXY: the proxy password is not valid percent-encoding \(write a literal % as %25\)/);
+    expect((err as KerfError).message).not.toContain("50%");
   });
 });
