@@ -267,7 +267,7 @@ export class CertificateRenewal extends EventEmitter {
   }
 }
 
-/** Reports each response: a 2xx, or a failure of the connection (not an abort or a timeout, which say nothing about the certificate). */
+/** Reports each response: a 2xx, a 403, or a failure of the connection (not an abort or a timeout, which say nothing about the certificate). */
 class Watch extends DecoratorHandler {
   readonly #report: (ok: boolean) => void;
 
@@ -278,6 +278,9 @@ class Watch extends DecoratorHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
     if (statusCode >= 200 && statusCode < 300) this.#report(true);
+    // The cloud took the handshake but forbids this certificate (revoked, not yet registered):
+    // as much a refusal of it as a closed connection, and the sender would retry it for ever.
+    else if (statusCode === 403) this.#report(false);
     (DecoratorHandler.prototype as Required<Dispatcher.DispatchHandler>).onResponseStart.call(this, controller, statusCode, headers, statusMessage);
   }
 

@@ -5,6 +5,7 @@
 import { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
+import type { TLSSocket } from "node:tls";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Identity } from "../../src/certs/identity.ts";
 import { checkSeries, DEMO_MACHINE, loadKey, startEnvironment, waitFor } from "../helpers/env.ts";
@@ -84,7 +85,7 @@ describe("certificate renewal over EST", () => {
     await waitFor("the renewed certificate on disk", () => readFileSync(certFile, "utf8") === renewal.identity.certPem, 30_000);
   });
 
-  it("a renewed certificate that the cloud refuses is rotated back out; the old one carries on and the next renewal succeeds", { timeout: 120_000 }, async () => {
+  it.each(["after the handshake", "with HTTP 403"])("a renewed certificate that the cloud refuses (%s) is rotated back out; the old one carries on and the next renewal succeeds", { timeout: 120_000 }, async (how) => {
     env = await startEnvironment({ certTtlSeconds: 30, load: { count: 3, periodMs: 100 } });
     const { agent, demo } = env;
     const renewal = agent.renewal!;
@@ -93,9 +94,13 @@ describe("certificate renewal over EST", () => {
     // The first certificate the EST server renews is one the ingest then refuses (as if revoked).
     let refused: string | null = null;
     demo.devcloud.est.faults.answer = (op, _csr, issued) => {
-      if (op === "simplereenroll" && refused === null) demo.devcloud.refusedClientSerials.add((refused = serial(issued)));
+      if (op === "simplereenroll" && refused === null) {
+        refused = serial(issued);
+        if (how === "after the handshake") demo.devcloud.refusedClientSerials.add(refused);
+      }
       return undefined;
     };
+    demo.devcloud.faults.status = (req) => (how === "with HTTP 403" && refused !== null && (req.socket as TLSSocket).getPeerCertificate().serialNumber === refused ? 403 : undefined);
     const failures: string[] = [];
     renewal.on("failed", (err: Error) => failures.push(err.message));
     await waitFor("a renewal after the refused one", () => renewal.renewals >= 1, 90_000);
