@@ -26,6 +26,12 @@ export interface BootstrapOptions {
   caPem: string | undefined;
   /** The HTTP CONNECT proxy to the cloud (cloud.proxy or HTTPS_PROXY), or null for a direct connection. */
   proxy?: ProxySettings | null | undefined;
+  /**
+   * Present a token the cloud refused before (kerf enroll, an operator's deliberate retry).
+   * Without it (kerf run) such a token is not sent again, so that a restart loop does not use
+   * up the attempts before the cloud's lockout.
+   */
+  retryRefusedToken?: boolean;
   logger: Logger;
 }
 
@@ -49,18 +55,36 @@ export async function bootstrapIdentity(o: BootstrapOptions): Promise<Identity> 
   if (existsSync(files.usedToken) && readFileSync(files.usedToken, "utf8").trim() === tokenHash) {
     throw new KerfError(expired ? "CERT_EXPIRED" : "CERT_ENROLMENT", `${expired}the bootstrap token in ${o.tokenFile} was already used by this instance and is not presented again: ${RECOVER}`);
   }
+  const refused = existsSync(files.refusedToken) ? readFileSync(files.refusedToken, "utf8").split("\n") : [];
+  if (!o.retryRefusedToken && refused[0] === tokenHash) {
+    throw new KerfError(
+      expired ? "CERT_EXPIRED" : "CERT_ENROLMENT",
+      `${expired}the cloud refused the bootstrap token in ${o.tokenFile} at an earlier start (${refused[1] ?? "no reason kept"}); kerf run does not present it again, so that restarts do not use up the attempts before lockout: ${RECOVER}`,
+    );
+  }
   const transport = new Transport({ pins: o.pins, caPem: o.caPem, proxy: o.proxy ?? null, logger: o.logger, connections: 1 });
+  const enroll = async (est: EstClient, csrPem: string): Promise<string> => {
+    let issued: string;
+    try {
+      issued = await est.enroll(csrPem, { username: o.instance, token });
+    } catch (err) {
+      // The cloud judged the token (401, 403): remember it, with the reason, by its hash only.
+      if (err instanceof KerfError && err.details.some((d) => /^status 40[13]$/.test(d))) writeFileAtomic(files.refusedToken, `${tokenHash}\n${err.message.replace(/\s+/g, " ")}\n`, 0o600);
+      throw err;
+    }
+    // The cloud has spent the token now, whether or not the certificate passes our checks.
+    writeFileAtomic(files.usedToken, tokenHash + "\n", 0o600);
+    return issued;
+  };
   try {
     const est = new EstClient({ url: o.url, dispatcher: transport });
-    const identity = await ensureIdentity({
+    return await ensureIdentity({
       dir: o.dir,
       instance: o.instance,
       keyType: o.keyType,
       logger: o.logger,
-      enroller: { enroll: (csrPem) => est.enroll(csrPem, { username: o.instance, token }) },
+      enroller: { enroll: (csrPem) => enroll(est, csrPem) },
     });
-    writeFileAtomic(files.usedToken, tokenHash + "\n", 0o600);
-    return identity;
   } catch (err) {
     if (expired && err instanceof KerfError) throw new KerfError("CERT_EXPIRED", `${expired}${err.message}`, { cause: err });
     throw err;

@@ -50,6 +50,7 @@ export function identityPaths(dir: string) {
     cert: join(dir, "client.pem"),
     instanceId: join(dir, "instance-id"),
     usedToken: join(dir, "bootstrap-token.sha256"),
+    refusedToken: join(dir, "bootstrap-token.refused"),
     next,
     nextKey: join(next, "client.key"),
     nextCert: join(next, "client.pem"),

@@ -43,6 +43,8 @@ export async function run(argv: string[]): Promise<number> {
     pins: config.cloud.pins,
     caPem: config.cloud.caFile ? readFileSync(config.cloud.caFile, "utf8") : undefined,
     proxy: resolveProxy(config.cloud.proxy, loaded.secrets.proxy),
+    // the operator runs it on purpose, also with a token the cloud refused before
+    retryRefusedToken: true,
     logger,
   });
   process.stdout.write(

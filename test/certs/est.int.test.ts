@@ -159,6 +159,23 @@ describe("EST bootstrap enrolment", () => {
     expect(await ingest(id)).toBe(200);
   });
 
+  it("does not present a refused token again on a restart (kerf run), so a restart loop cannot lock the instance out; kerf enroll may", async () => {
+    const wrong = tokenFile("not-the-token", "wrong");
+    expect(await refusal(bootstrap({ tokenFile: wrong }))).toMatch(/failed attempt 1 of 5/);
+    const refusedByCloud = cloud.est.counts.refused;
+    for (let restart = 0; restart < 6; restart++) {
+      const msg = await refusal(bootstrap({ tokenFile: wrong }));
+      expect(msg).toMatch(/the cloud refused the bootstrap token in .*wrong at an earlier start \(.*failed attempt 1 of 5.*\); kerf run does not present it again/);
+      expect(msg).not.toContain("not-the-token");
+    }
+    expect(cloud.est.counts.refused).toBe(refusedByCloud);
+    // the operator's deliberate retry goes to the cloud and counts there
+    const again = await refusal(bootstrapIdentity({ dir: path.join(dir, "identity"), instance: "line-1", url: cloud.est.url, tokenFile: wrong, keyType: "ec", pins: [cloud.pin], caPem: cloud.ca.certPem, retryRefusedToken: true, logger }));
+    expect(again).toMatch(/failed attempt 2 of 5/);
+    // a new token is presented at once
+    expect((await bootstrap({ tokenFile: tokenFile(cloud.est.issueBootstrapToken("line-1"), "new") })).certPem).toContain("BEGIN CERTIFICATE");
+  });
+
   it("is pinned like the ingest: a cloud key that is not pinned gets no request, and the token stays unspent", async () => {
     const file = tokenFile(cloud.est.issueBootstrapToken("line-1"));
     const otherPin = "sha256/" + Buffer.alloc(32, 7).toString("base64");
