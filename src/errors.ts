@@ -58,6 +58,10 @@ export type KerfErrorCode =
   | "TIMEOUT"
   /** An internal limit or invariant that should never be reached. */
   | "INTERNAL"
+  /** The release tooling cannot build, sign or publish (missing keys, a threshold it cannot meet, a bad bundle). */
+  | "RELEASE"
+  /** The update channel refused what it was offered (TUF verification, anti-rollback) or could not be reached. */
+  | "UPDATE"
   | "USAGE";
 
 /** What the error is about, for whoever matches on it (health, logs, explanations). */

@@ -19,6 +19,7 @@ const commands: Record<string, () => Promise<Command>> = {
   pki: async () => (await import("./cli/pki.ts")).run,
   endpoints: async () => (await import("./cli/endpoints.ts")).run,
   browse: async () => (await import("./cli/browse.ts")).run,
+  release: async () => (await import("./cli/release.ts")).run,
 };
 
 /** They load the simulator or the devcloud, which only a development install has (see cli/development.ts). */
@@ -42,6 +43,8 @@ commands:
                                                 expiry, and renewal with a staged certificate
   endpoints URL                                 a server's endpoints, security and certificate
   browse    URL [--root NODE] [--depth N]       a mapping-file skeleton of the server's variables
+  release   init | pack | publish | withdraw | timestamp | rotate
+                                                the signed update channel (TUF repository, bundles)
 
 kerf <command> --help shows a command's options; kerf --version shows the version.
 `;

@@ -12,7 +12,7 @@ import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { prepareStateDir, stateDirOption } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--token-ttl S] [--cert-ttl S] [--faults RATE [--fault-seed N]] [--log-level L]
+const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--token-ttl S] [--cert-ttl S] [--faults RATE [--fault-seed N]] [--tuf-dir DIR] [--log-level L]
        kerf devcloud --issue-client NAME [--state-dir DIR]
        kerf devcloud --issue-token NAME [--state-dir DIR]
 
@@ -33,6 +33,8 @@ CA file for cloud.caFile, and the URL of its EST enrolment server for cloud.enro
   --faults RATE        a hostile cloud: this share (0..1) of ingest requests meets a fault (reset,
                        503 or 429 with Retry-After, 413, an answer lost after storing, a drip)
   --fault-seed N       seed of the fault generator, so a run can be repeated; default 42
+  --tuf-dir DIR        serve this TUF repository (kerf release init/publish) at /tuf/metadata/
+                       and /tuf/targets/, behind the same mutual TLS
   --log-level L        default info
 `;
 
@@ -59,6 +61,7 @@ export async function run(argv: string[]): Promise<number> {
       "log-level": { type: "string" },
       faults: { type: "string" },
       "fault-seed": { type: "string" },
+      "tuf-dir": { type: "string" },
     },
     "devcloud",
     usage,
@@ -98,9 +101,9 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const faults = rate > 0 ? { hostile: createHostile({ rate, seed }) } : {};
-  const cloud = await startDevCloud({ dir, port, host: values.host ?? "127.0.0.1", logger, faults, tokenTtlSeconds, ...(certTtl !== undefined ? { certTtlSeconds: certTtl } : {}) });
+  const cloud = await startDevCloud({ dir, port, host: values.host ?? "127.0.0.1", logger, faults, tokenTtlSeconds, ...(values["tuf-dir"] !== undefined ? { tufDir: path.resolve(values["tuf-dir"]) } : {}), ...(certTtl !== undefined ? { certTtlSeconds: certTtl } : {}) });
   const hostile = rate > 0 ? `  faults:  ${rate} of ingest requests, seed ${seed}\n` : "";
-  process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  EST:     ${cloud.est.url}\n  issuer:  ${cloud.auth.issuer} (for cloud.auth.issuer; tokens live ${tokenTtlSeconds} s)\n  state:   ${dir}\n${hostile}`);
+  process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  EST:     ${cloud.est.url}\n  issuer:  ${cloud.auth.issuer} (for cloud.auth.issuer; tokens live ${tokenTtlSeconds} s)\n  state:   ${dir}\n${cloud.tuf.dir ? `  TUF:     ${cloud.url}/tuf/ (${cloud.tuf.dir})\n` : ""}${hostile}`);
   await stop;
   await cloud.stop();
   return 0;

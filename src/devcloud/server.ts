@@ -36,6 +36,8 @@ export interface DevCloudFaults {
   status?: (req: IncomingMessage, envelope: Envelope) => FaultAnswer;
   /** Seeded random faults (hostile.ts), after `failNext` and `status`. */
   hostile?: Hostile;
+  /** Answers a request for the TUF repository itself (returns true) instead of serving the file: an attacker's server. */
+  tuf?: (req: IncomingMessage, res: ServerResponse, file: { kind: "metadata" | "targets"; name: string }) => boolean;
 }
 
 export interface DevCloudOptions {
@@ -61,6 +63,8 @@ export interface DevCloudOptions {
   certTtlSeconds?: number;
   /** Port of the EST listener. Default 0 (any free one). */
   estPort?: number;
+  /** A TUF repository directory (metadata/, targets/; see src/release/repo.ts) served at /tuf/. */
+  tufDir?: string;
 }
 
 export interface DevCloud {
@@ -86,6 +90,8 @@ export interface DevCloud {
   refusedClientSerials: Set<string>;
   /** The EST enrolment server (RFC 7030) on its own port, with the same server certificate and pin. */
   est: EstServer;
+  /** The TUF repository served at /tuf/metadata/ and /tuf/targets/ (live: a test may point it elsewhere). */
+  tuf: { dir: string | undefined };
   stop(): Promise<void>;
 }
 
@@ -103,6 +109,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   const tokens = { required: options.requireTokens ?? true, refused: 0, acceptedBySerial: new Map<string, number>() };
   const baseUrl = (port: number) => `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
   const refusedClientSerials = new Set<string>();
+  const tuf = { dir: options.tufDir };
 
   const https: Server = createServer(
     {
@@ -146,6 +153,8 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
       if (tokens.required && !(await authorized(req, res, cn))) return;
       return ingest(req, res, cn);
     }
+    const t = /^\/tuf\/(metadata|targets)\/([^/]+)$/.exec(url.pathname);
+    if (t && req.method === "GET") return serveTuf(req, res, t[1] as "metadata" | "targets", decodeURIComponent(t[2]!));
     const m = /^\/v1\/machines\/([^/]+)\/(latest|items)$/.exec(url.pathname);
     if (m && req.method === "GET") {
       const machine = decodeURIComponent(m[1]!);
@@ -155,6 +164,17 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
       return send(res, 200, { machine, key, items: store.items(machine, key) });
     }
     return send(res, 404, { error: `no route ${req.method} ${url.pathname}` });
+  }
+
+  /** A file of the TUF repository, as it is on disk: the client verifies everything, the server nothing. */
+  function serveTuf(req: IncomingMessage, res: ServerResponse, kind: "metadata" | "targets", name: string): void {
+    if (faults.tuf?.(req, res, { kind, name })) return;
+    if (!tuf.dir || name.startsWith(".") || name.includes("/") || name.includes("\\")) return send(res, 404, { error: `no TUF file ${kind}/${name}` });
+    const file = join(tuf.dir, kind, name);
+    if (!existsSync(file)) return send(res, 404, { error: `no TUF file ${kind}/${name}` });
+    const body = readFileSync(file);
+    res.writeHead(200, { "content-type": kind === "metadata" ? "application/json" : "application/octet-stream", "content-length": body.length });
+    res.end(body);
   }
 
   /** The bearer token (RFC 6750) checked against this connection's certificate; false after answering 401. */
@@ -298,6 +318,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     tokens,
     refusedClientSerials,
     est,
+    tuf,
     async stop() {
       if (stopped) return;
       stopped = true;
