@@ -19,6 +19,7 @@ const commands: Record<string, () => Promise<Command>> = {
   pki: async () => (await import("./cli/pki.ts")).run,
   endpoints: async () => (await import("./cli/endpoints.ts")).run,
   browse: async () => (await import("./cli/browse.ts")).run,
+  update: async () => (await import("./cli/update.ts")).run,
 };
 
 /** They load the simulator or the devcloud, which only a development install has (see cli/development.ts). */
@@ -42,6 +43,7 @@ commands:
                                                 expiry, and renewal with a staged certificate
   endpoints URL                                 a server's endpoints, security and certificate
   browse    URL [--root NODE] [--depth N]       a mapping-file skeleton of the server's variables
+  update    status [--json]                     active and previous app versions, the last update outcome
 
 kerf <command> --help shows a command's options; kerf --version shows the version.
 `;
