@@ -54,6 +54,12 @@ export type KerfErrorCode =
   /** The OPC UA trust store could not be changed on disk. */
   | "TRUST_STORE_WRITE"
   | "STATE_DIR"
+  /** An app bundle handed to the launcher does not have the shape of one (entry point, version). */
+  | "UPDATE_BUNDLE"
+  /** Copying an app bundle into its slot failed (e.g. the disk is full); the running version stays. */
+  | "UPDATE_STAGING"
+  /** The launcher's record of the active and previous slots cannot be read or written. */
+  | "UPDATE_STATE"
   | "DEV_COMMAND"
   | "TIMEOUT"
   /** An internal limit or invariant that should never be reached. */

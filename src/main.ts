@@ -20,6 +20,7 @@ const commands: Record<string, () => Promise<Command>> = {
   endpoints: async () => (await import("./cli/endpoints.ts")).run,
   browse: async () => (await import("./cli/browse.ts")).run,
   release: async () => (await import("./cli/release.ts")).run,
+  update: async () => (await import("./cli/update.ts")).run,
 };
 
 /** They load the simulator or the devcloud, which only a development install has (see cli/development.ts). */
@@ -45,6 +46,7 @@ commands:
   browse    URL [--root NODE] [--depth N]       a mapping-file skeleton of the server's variables
   release   init | pack | publish | withdraw | timestamp | rotate
                                                 the signed update channel (TUF repository, bundles)
+  update    status [--json]                     active and previous app versions, the last update outcome
 
 kerf <command> --help shows a command's options; kerf --version shows the version.
 `;

@@ -20,6 +20,9 @@ import { UplinkPart } from "./uplink-part.ts";
  */
 export const STOP_DEADLINE_MS = 8_000;
 
+/** How long after start the agent reports its health every second. */
+const FAST_HEALTH_MS = 60_000;
+
 export interface AgentOptions {
   loaded: LoadedConfig;
   stateDir: string;
@@ -100,8 +103,19 @@ export class Agent {
       await part.start();
     }
     this.#writeHealth();
-    this.#healthTimer = setInterval(() => this.#writeHealth(), HEALTH_INTERVAL_MS);
+    // Every second during the first minute: the launcher's health gate waits for a report that
+    // shows the first acknowledged batch, and should not wait a whole interval for it.
+    const started = Date.now();
+    this.#healthTimer = setInterval(() => {
+      if (Date.now() - started < FAST_HEALTH_MS) this.#writeHealth();
+    }, 1_000);
     this.#healthTimer.unref();
+    setTimeout(() => {
+      if (this.#state !== "running" || this.#healthTimer === null) return;
+      clearInterval(this.#healthTimer);
+      this.#healthTimer = setInterval(() => this.#writeHealth(), HEALTH_INTERVAL_MS);
+      this.#healthTimer.unref();
+    }, FAST_HEALTH_MS).unref();
   }
 
   #writeHealth(): void {

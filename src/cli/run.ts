@@ -4,7 +4,7 @@ import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { installProcessGuard } from "../process-guard.ts";
 import { noPositionals, parseCli } from "./args.ts";
 import { configOption, prepareStateDir, stateDirOption } from "./state-dir.ts";
-import { stopRequested } from "./stop.ts";
+import { requestStop, stopRequested } from "./stop.ts";
 
 const usage = `usage: kerf run [--config FILE] [--state-dir DIR]
 
@@ -20,6 +20,12 @@ export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseCli(argv, { config: { type: "string" }, "state-dir": { type: "string" } }, "run", usage);
   noPositionals(positionals, "run", usage);
   const stop = stopRequested();
+  // Started by the launcher (kerf launch) with an IPC channel: when the launcher dies the channel
+  // closes, and an orphan must not keep writing the buffer beside the launcher's next child.
+  if (process.send) {
+    process.once("disconnect", () => requestStop("launcher gone"));
+    process.channel?.unref();
+  }
   // Config and state-dir errors throw a KerfError before anything starts; main prints them without a stack.
   const loaded = await loadConfig(configOption(values.config));
   const stateDir = prepareStateDir(stateDirOption(values["state-dir"]));
