@@ -422,6 +422,15 @@ function absolutePaths(config: Config, dir: string): Config {
             : u;
       return { ...m, user };
     }),
+    ...(config.update === undefined
+      ? {}
+      : {
+          update: {
+            ...config.update,
+            trustedRoot: abs(config.update.trustedRoot),
+            ...(config.update.lock?.file === undefined ? {} : { lock: { ...config.update.lock, file: abs(config.update.lock.file) } }),
+          },
+        }),
     buffer: {
       ...config.buffer,
       ...(config.buffer.encryption === undefined ? {} : { encryption: { keyFile: abs(config.buffer.encryption.keyFile) } }),

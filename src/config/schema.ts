@@ -345,6 +345,55 @@ const buffer = strict({
   ),
 });
 
+const clock = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, bad("not a time of day", "HH:MM, 24-hour clock"));
+export const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] as const;
+
+const update = strict({
+  trustedRoot: describe(
+    filePath,
+    "The TUF root.json this connector trusts from the start (the image ships it at /app/trust/root.json); later roots are verified against it.",
+  ),
+  url: describe(cloudUrl.optional(), "Base URL of the signed repository (metadata under <url>/tuf/metadata/, bundles under <url>/tuf/targets/). Default cloud.url, over the pinned uplink."),
+  mirror: describe(
+    cloudUrl.optional(),
+    "A second origin of the same repository, reached with the system CAs (not the pins) when the pinned one fails: TUF metadata is signed, so it needs no trusted transport. The recovery path from a pin lock-out.",
+  ),
+  checkIntervalSeconds: describe(z.int().min(10).max(30 * 86_400).default(21_600), "Seconds between checks, default 21600 (6 h); each instance adds a stable stagger of up to one interval."),
+  retryAfterErrorSeconds: describe(z.int().min(10).max(30 * 86_400).default(28_800), "Seconds to wait after a failed check, default 28800 (8 h)."),
+  apply: describe(z.enum(["auto", "manual"]).default("auto"), "auto installs a verified newer release when allowed; manual only downloads it, `kerf update apply` installs. Default auto."),
+  healthTimeoutSeconds: describe(
+    z.int().min(5).max(3_600).default(120),
+    "Seconds a new version has to become healthy (config loaded, buffer open, machines connected or retrying, a batch acknowledged) before the launcher rolls it back. Default 120.",
+  ),
+  window: describe(
+    strict({
+      days: describe(z.array(z.enum(WEEKDAYS)).min(1).default([...WEEKDAYS]), "Days on which the window opens, default every day."),
+      from: describe(clock, "Start of the window, HH:MM."),
+      to: describe(clock, "End of the window, HH:MM; before from means the window runs past midnight."),
+      timezone: describe(z.enum(["local", "UTC"]).default("local"), "Clock of from and to: local (the container's TZ) or UTC. Default local."),
+    }).optional(),
+    "Maintenance window: updates are installed only inside it. Default: any time.",
+  ),
+  lock: describe(
+    strict({
+      file: describe(filePath.optional(), "While this file exists, no update is installed (like balena's update lock): a job controller can create it."),
+      values: describe(
+        z
+          .array(
+            strict({
+              machine: machineId,
+              key: describe(z.string().min(1), "A data-point key of the mapping."),
+              equals: describe(z.array(z.union([z.string(), z.number(), z.boolean()])).min(1), "While the key's latest value is one of these, no update is installed."),
+            }),
+          )
+          .optional(),
+        "Machine states that hold the update lock, e.g. a job running.",
+      ),
+    }).optional(),
+    "Update lock: what holds installation back. Default: nothing.",
+  ),
+});
+
 export const ConfigSchema = strict({
   instance: describe(instance, "This connector's id."),
   log: strict({ level: z.enum(LOG_LEVELS).default("info") }).default({ level: "info" }),
@@ -364,6 +413,7 @@ export const ConfigSchema = strict({
     }, evenWithErrors),
   cloud,
   buffer: buffer.default({ maxBytes: 1024 ** 3, whenFull: "dropOldest" }),
+  update: describe(update.optional(), "Self-update from the signed channel (TUF). Default: off, said once at start."),
 }).meta({ title: "Kerf connector configuration", description: "kerf.yaml: see config/kerf.example.yaml for every option with its default." });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -372,6 +422,7 @@ export type SecurityConfig = MachineConfig["security"];
 export type UserConfig = MachineConfig["user"];
 export type CloudConfig = Config["cloud"];
 export type BufferConfig = Config["buffer"];
+export type UpdateConfig = NonNullable<Config["update"]>;
 
 // ---------------------------------------------------------------------------------------------
 // Node-id mapping (mapping.yaml)
