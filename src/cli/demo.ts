@@ -4,6 +4,7 @@ import path from "node:path";
 import { Agent } from "../agent/agent.ts";
 import { loadConfig } from "../config/load.ts";
 import { setupDemo, type Demo } from "../demo/setup.ts";
+import { runUpdateScenario, scenarioPassed } from "../demo/update-scenario.ts";
 import { createLogger } from "../log.ts";
 import { installProcessGuard } from "../process-guard.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
@@ -12,13 +13,19 @@ import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { prepareStateDir } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-const usage = `usage: kerf demo [--seconds N] [--token-ttl S] [--cert-ttl S] [--state-dir DIR] [--log-level L] [--quiet]
+const usage = `usage: kerf demo [--scenario S] [--seconds N] [--token-ttl S] [--cert-ttl S] [--state-dir DIR] [--log-level L] [--quiet]
 
 Starts a simulated woodworking machine, the reference cloud and the connector on loopback, and
 prints values as the cloud acknowledges them. Ctrl-C (or SIGTERM) stops everything it started and
 removes its temporary directory.
 
-  --seconds N      stop after N seconds and print one JSON summary line (exit 0 when clean)
+  --scenario S     values (default): values flow until stopped.
+                   update: the connector runs under its launcher (kerf launch); partway the demo
+                   publishes a new signed version, the connector finds, installs and health-gates
+                   it while values keep flowing; ends 5 s after the outcome.
+                   bad-update: the same with a tampered release, which is refused.
+  --seconds N      stop after N seconds and print one JSON summary line (exit 0 when clean);
+                   for update and bad-update an upper bound (default 240)
   --cert-ttl S     the devcloud issues instance certificates valid for S seconds (at least 10), so
                    that the connector renews them over EST while values flow (at 2/3 of the lifetime)
   --state-dir DIR  keep all state in DIR (kept afterwards); default a temporary directory
@@ -37,12 +44,14 @@ export async function run(argv: string[]): Promise<number> {
   const started = performance.now();
   const { values, positionals } = parseCli(
     argv,
-    { seconds: { type: "string" }, "token-ttl": { type: "string" }, "cert-ttl": { type: "string" }, "state-dir": { type: "string" }, "log-level": { type: "string" }, quiet: { type: "boolean" } },
+    { scenario: { type: "string" }, seconds: { type: "string" }, "token-ttl": { type: "string" }, "cert-ttl": { type: "string" }, "state-dir": { type: "string" }, "log-level": { type: "string" }, quiet: { type: "boolean" } },
     "demo",
     usage,
   );
   noPositionals(positionals, "demo", usage);
-  const seconds = intOption(values.seconds, "seconds", 0);
+  const scenario = values.scenario ?? "values";
+  if (scenario !== "values" && scenario !== "update" && scenario !== "bad-update") throw new UsageError(`demo: --scenario must be values, update or bad-update, got '${scenario}'`, usage);
+  const seconds = intOption(values.seconds, "seconds", scenario === "values" ? 0 : 240);
   const tokenTtl = values["token-ttl"] === undefined ? undefined : intOption(values["token-ttl"], "token-ttl", 300);
   if (tokenTtl !== undefined && tokenTtl < 1) throw new UsageError(`demo: --token-ttl must be at least 1 second, got ${tokenTtl}`, usage);
   const certTtl = values["cert-ttl"] === undefined ? undefined : intOption(values["cert-ttl"], "cert-ttl", 0);
@@ -79,6 +88,14 @@ export async function run(argv: string[]): Promise<number> {
       if (!aborted.signal.aborted) throw err;
       note(`${(aborted.signal.reason as Error).message} during setup`);
       return 130;
+    }
+    if (scenario !== "values") {
+      let timer: NodeJS.Timeout | undefined;
+      const ends = Promise.race([stop, new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`--seconds ${seconds}`), seconds * 1000)))]);
+      const result = await runUpdateScenario({ demo, stateDir, scenario, stop: ends, afterSeconds: 5, note, out }).finally(() => clearTimeout(timer));
+      note("stopped the connector");
+      process.stdout.write(`${JSON.stringify({ scenario, ...result, securityMode: demo.securityMode, securityPolicy: demo.securityPolicy, seconds: Math.round((performance.now() - started) / 100) / 10 })}\n`);
+      return scenarioPassed(scenario, result) ? 0 : 1;
     }
     const loaded = await loadConfig(demo.configFile);
     agent = new Agent({ loaded, stateDir: demo.connectorStateDir, logger });
