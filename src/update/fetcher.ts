@@ -1,7 +1,9 @@
 /**
  * tuf-js downloads through this fetcher, so every metadata and bundle request goes over the
  * connector's pinned mutual-TLS Transport (src/uplink/transport.ts), never Node's default
- * agent. tuf-js itself bounds each download by the length it expects (BaseFetcher.downloadFile).
+ * agent. tuf-js bounds each download by the length it expects (BaseFetcher.downloadFile), but
+ * on overrun it only stops reading: the response is aborted here, or an endless answer would
+ * keep its connection open.
  */
 import { Readable } from "node:stream";
 import { BaseFetcher } from "tuf-js";
@@ -11,11 +13,15 @@ import { DownloadHTTPError } from "./tuf-errors.ts";
 export class TransportFetcher extends BaseFetcher {
   readonly #dispatcher: Dispatcher;
   readonly #timeoutMs: number;
+  readonly #vet: ((url: string, bytes: Buffer) => void) | undefined;
+  readonly #bodies = new Map<string, Readable>();
 
-  constructor(dispatcher: Dispatcher, timeoutMs = 30_000) {
+  /** `vet` sees each metadata file before tuf-js does and may refuse it by throwing (checks tuf-js lacks). */
+  constructor(dispatcher: Dispatcher, timeoutMs = 30_000, vet?: (url: string, bytes: Buffer) => void) {
     super();
     this.#dispatcher = dispatcher;
     this.#timeoutMs = timeoutMs;
+    this.#vet = vet;
   }
 
   override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
@@ -25,6 +31,23 @@ export class TransportFetcher extends BaseFetcher {
       // tuf-js reads 403/404 on the next root version as "no newer root": it must get its own error type.
       throw new DownloadHTTPError(`GET ${url}: HTTP ${res.statusCode}`, res.statusCode);
     }
+    this.#bodies.set(url, res.body);
     return Readable.toWeb(res.body) as ReadableStream<Uint8Array<ArrayBuffer>>;
+  }
+
+  override async downloadFile<T>(url: string, maxLength: number, handler: (file: string) => Promise<T>): Promise<T> {
+    try {
+      return await super.downloadFile(url, maxLength, handler);
+    } finally {
+      // A body read to its end is closed already; one abandoned at the length limit is aborted.
+      this.#bodies.get(url)?.destroy();
+      this.#bodies.delete(url);
+    }
+  }
+
+  override async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
+    const bytes = await super.downloadBytes(url, maxLength);
+    this.#vet?.(url, bytes);
+    return bytes;
   }
 }
