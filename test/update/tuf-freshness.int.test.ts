@@ -7,7 +7,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { loadRepo, metadataDir, metaFile, removeTarget, renewTimestamp, rotateKeys, signingKeys } from "../../src/release/repo.ts";
-import { expectRefused, forge, make, openChannel, publish, readMeta, serveInstead, trustedVersion, type Channel, type Env } from "./tuf-helpers.ts";
+import { expectRefused, forge, make, newRelease, openChannel, publish, readMeta, serveInstead, trustedVersion, type Channel, type Env } from "./tuf-helpers.ts";
 
 let ch: Channel;
 beforeAll(async () => {
@@ -45,7 +45,7 @@ describe("expiry and freeze", () => {
     const env = await trusting();
     const now = new Date(Date.now() + days * DAY);
     // The repository signs everything below `role` anew at `now`; `role` itself stays as it was.
-    if (role === "root") forge(env, { now, targets: (s) => (s.targets["kerf-app-1.2.0.tar.gz"] = s.targets["kerf-app-1.1.0.tar.gz"]) });
+    if (role === "root") forge(env, { now, targets: newRelease });
     if (role === "snapshot") renewTimestamp(env.o(now));
     if (role === "targets") forge(env, { now });
     clockAt(days);

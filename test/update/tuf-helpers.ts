@@ -3,7 +3,7 @@
  * each test gets a copy of the repository (served live by the devcloud), its own keys and its
  * own connector state, and forges metadata with the release tooling's own helpers.
  */
-import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { Metadata, type Root, type Snapshot, type Targets, type Timestamp } from "@tufjs/models";
 import { expect } from "vitest";
@@ -40,7 +40,11 @@ export async function openChannel(init: Parameters<typeof initRepo>[0] extends i
   cleanup.push(remove);
   const template = path.join(dir, "template");
   initRepo({ ...init, repoDir: path.join(template, "repo"), keysDir: path.join(template, "keys") });
-  publish({ repoDir: path.join(template, "repo"), keysDir: path.join(template, "keys") }, "1.1.0", "1.0.0");
+  const { targets } = publish({ repoDir: path.join(template, "repo"), keysDir: path.join(template, "keys") }, "1.1.0", "1.0.0");
+  // The bytes that `newRelease` describes as 1.2.0, where the client will look for them.
+  const sha256 = targets.signed.targets["kerf-app-1.1.0.tar.gz"]!.hashes.sha256;
+  const served = (version: string) => path.join(template, "repo", "targets", `${sha256}.kerf-app-${version}.tar.gz`);
+  copyFileSync(served("1.1.0"), served("1.2.0"));
   const cloud = await startDevCloud({ dir: path.join(dir, "cloud"), logger: silentLogger(), requireTokens: false });
   cleanup.push(() => cloud.stop());
   const { transport } = await clientTransport(cloud.ca, [cloud.pin], cleanup);
@@ -187,3 +191,10 @@ export function serveInstead(cloud: DevCloud, name: string, bytes: Buffer): void
 }
 
 export const readMeta = (env: Env, name: string): Buffer => readFileSync(path.join(metadataDir(env.repoDir), name));
+
+/** A Forgery `targets` change: release 1.2.0, described like 1.1.0 (same bundle). */
+export function newRelease(signed: Json): void {
+  const t = structuredClone(signed.targets["kerf-app-1.1.0.tar.gz"]);
+  t.custom.kerf.version = "1.2.0";
+  signed.targets["kerf-app-1.2.0.tar.gz"] = t;
+}

@@ -9,7 +9,7 @@ import type { ServerResponse } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signWith } from "../../src/release/keys.ts";
 import { metadataDir, metaFile, nextRoot, loadRepo, signingKeys } from "../../src/release/repo.ts";
-import { trustedState, expectRefused, forge, make, openChannel, publish, readMeta, serveInstead, strangerKey, type Channel, type Env } from "./tuf-helpers.ts";
+import { trustedState, expectRefused, forge, make, newRelease, openChannel, publish, readMeta, serveInstead, strangerKey, type Channel, type Env } from "./tuf-helpers.ts";
 
 let ch: Channel;
 beforeAll(async () => {
@@ -59,7 +59,7 @@ describe("invalid, unsigned or wrongly typed metadata", () => {
   ] as const)("refuses %s metadata signed by %j keys (none: unsigned)", T, async (role, keys, mayAdvance) => {
     const env = await trusting();
     const signers = keys.map(() => strangerKey(env));
-    forge(env, { targets: (s) => (s.targets["kerf-app-1.2.0.tar.gz"] = s.targets["kerf-app-1.1.0.tar.gz"]), [`${role}Keys`]: signers });
+    forge(env, { targets: newRelease, [`${role}Keys`]: signers });
     await expectRefused(env, new RegExp(`${role} was signed by 0/1 keys`), { mayAdvance: [...mayAdvance] });
   });
 
@@ -115,7 +115,7 @@ describe("hash and length", () => {
     ["targets", "length (shorter)", shorter, /Expected length \d+ but got \d+/, ["timestamp", "snapshot"]],
   ] as const)("refuses %s metadata whose %s does not match", T, async (role, _what, serve, reason, mayAdvance) => {
     const env = await trusting();
-    forge(env, { targets: (s) => (s.targets["kerf-app-1.2.0.tar.gz"] = s.targets["kerf-app-1.1.0.tar.gz"]), [`${role}Served`]: serve });
+    forge(env, { targets: newRelease, [`${role}Served`]: serve });
     await expectRefused(env, reason, { mayAdvance: [...mayAdvance] });
   });
 
@@ -162,7 +162,7 @@ describe("hash and length", () => {
       publish(env.o(), "1.2.0");
       forge(env, { targets: (s) => (s.targets["kerf-app-1.2.0.tar.gz"].hashes["sha-999"] = "00".repeat(32)) });
     } else {
-      forge(env, { targets: (s) => (s.targets["kerf-app-1.2.0.tar.gz"] = s.targets["kerf-app-1.1.0.tar.gz"]), timestamp: (t) => (t.meta["snapshot.json"].hashes["sha-999"] = "00".repeat(32)) });
+      forge(env, { targets: newRelease, timestamp: (t) => (t.meta["snapshot.json"].hashes["sha-999"] = "00".repeat(32)) });
     }
     await expectRefused(env, reason, { running: "1.1.0", mayAdvance: [...mayAdvance] });
   });
