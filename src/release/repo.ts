@@ -88,8 +88,13 @@ export function loadRepo(repoDir: string): Repo {
 /** Adds `file` as target `name` with `custom` metadata (replacing a target of that name), then snapshot and timestamp. */
 export function addTarget(o: RepoOptions, name: string, file: string, custom: Record<string, unknown>): Repo {
   const repo = loadRepo(o.repoDir);
+  for (const role of ["targets", "snapshot", "timestamp"] as const) signingKeys(o.keysDir, repo.root, role);
   const bytes = readFileSync(file);
   const sha256 = createHash("sha256").update(bytes).digest("hex");
+  const published = repo.targets.signed.targets[name];
+  if (published && (published.hashes.sha256 !== sha256 || published.length !== bytes.length)) {
+    throw new KerfError("RELEASE", `${name} is published already with other content: a version is never reused (withdraw it, then publish a new version)`);
+  }
   copyFileSync(file, path.join(targetsDir(o.repoDir), `${sha256}.${name}`));
   const targets = nextTargets(o, repo.targets);
   targets.signed.targets[name] = new TargetFile({ path: name, length: bytes.length, hashes: { sha256 }, unrecognizedFields: { custom: custom as never } });
@@ -166,6 +171,7 @@ export function writeMetadata(repoDir: string, role: "targets" | "snapshot" | "t
 
 /** The keys on disk that `root` names for `role`; refuses when they cannot meet its threshold. */
 export function signingKeys(keysDir: string, root: Metadata<Root>, role: Role): SigningKey[] {
+  if (!existsSync(keysDir)) throw new KerfError("RELEASE", `${keysDir}: no such keys directory (--keys)`);
   const r = root.signed.roles[role]!;
   const keys = loadKeys(keysDir, role).filter((k) => r.keyIDs.includes(k.key.keyID));
   if (keys.length < r.threshold) {
