@@ -110,9 +110,17 @@ export function removeTarget(o: RepoOptions, name: string): Repo {
   return commit(o, repo.root, targets, repo.snapshot, repo.timestamp);
 }
 
-/** A new timestamp (and nothing else): what a repository must do before the old one expires. */
+/**
+ * A new timestamp: what a repository must do before the old one expires (daily). Snapshot and
+ * targets are signed anew too once they are past half their lifetime, so that a repository
+ * without new releases stays valid on this command alone.
+ */
 export function renewTimestamp(o: RepoOptions): Repo {
   const repo = loadRepo(o.repoDir);
+  const now = (o.now ?? new Date()).getTime();
+  const aging = (role: "targets" | "snapshot") => Date.parse(repo[role].signed.expires) - now < ((o.lifetimeDays?.[role] ?? LIFETIME_DAYS[role]) * 86_400_000) / 2;
+  if (aging("targets")) return commit(o, repo.root, nextTargets(o, repo.targets), repo.snapshot, repo.timestamp);
+  if (aging("snapshot")) return commit(o, repo.root, repo.targets, repo.snapshot, repo.timestamp);
   const timestamp = new Metadata(new Timestamp({ specVersion: SPEC_VERSION, version: repo.timestamp.signed.version + 1, expires: expiry(o, "timestamp"), snapshotMeta: repo.timestamp.signed.snapshotMeta }));
   signWith(timestamp, signingKeys(o.keysDir, repo.root, "timestamp"));
   writeMetadata(o.repoDir, "timestamp", timestamp);

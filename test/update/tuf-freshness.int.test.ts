@@ -60,6 +60,19 @@ describe("expiry and freeze", () => {
     expect(trustedVersion(env, "timestamp")).toBe(3);
   });
 
+  it("stays valid for connectors on daily timestamp renewal alone (100 days without a release)", { timeout: 60_000 }, async () => {
+    const env = await trusting();
+    for (let day = 1; day <= 100; day++) {
+      renewTimestamp(env.o(new Date(Date.now() + day * DAY)));
+      if (day % 10 === 0) {
+        clockAt(day + 0.5);
+        expect({ day, result: await env.check("1.1.0") }).toMatchObject({ day, result: { outcome: "up-to-date" } });
+        vi.useRealTimers();
+      }
+    }
+    expect(trustedVersion(env, "targets")).toBeGreaterThan(2);
+  });
+
   it("sees nothing new behind a frozen (replayed, still valid) timestamp, and refuses it once it expires", T, async () => {
     const env = await trusting();
     const frozen = readMeta(env, "timestamp.json");
