@@ -95,20 +95,21 @@ async function check(o: UpdateClientOptions): Promise<UpdateCheck> {
   const clock = clockProblem(dirs.minimum);
   if (clock) return { outcome: "refused", reason: clock };
   const before = readRootKeys(trusted);
+  const fetcher = new TransportFetcher(o.transport, o.requestTimeoutMs, vetMetadata);
   let updater: Updater;
   try {
-    updater = await refreshed(o, dirs);
+    updater = await refreshed(o, dirs, fetcher);
   } catch (err) {
     // TUF spec 5.3.11: after a rotation of the timestamp or snapshot keys, forget the trusted
     // timestamp and snapshot, so a client that was fed fast-forwarded versions by a stolen key recovers.
     const after = readRootKeys(trusted);
-    if (after.version === before.version || (after.timestamp === before.timestamp && after.snapshot === before.snapshot)) return failure("metadata", err);
+    if (after.version === before.version || (after.timestamp === before.timestamp && after.snapshot === before.snapshot)) return failure("metadata", err, fetcher);
     o.logger.info({ root: after.version }, "update: timestamp or snapshot keys rotated; refreshing without the old timestamp and snapshot");
     for (const role of ["timestamp", "snapshot"]) rmSync(path.join(dirs.metadata, `${role}.json`), { force: true });
     try {
-      updater = await refreshed(o, dirs);
+      updater = await refreshed(o, dirs, fetcher);
     } catch (err2) {
-      return failure("metadata", err2);
+      return failure("metadata", err2, fetcher);
     }
   }
   // tuf-js persists metadata only after verifying it; what it verified this run is on disk now.
@@ -137,19 +138,19 @@ async function check(o: UpdateClientOptions): Promise<UpdateCheck> {
   } catch (err) {
     rmSync(dirs.download, { recursive: true, force: true });
     mkdirSync(dirs.download, { recursive: true, mode: 0o700 });
-    return failure(`target ${newest.target}`, err);
+    return failure(`target ${newest.target}`, err, fetcher);
   }
 }
 
 /** An Updater over `o`'s repository that has refreshed all metadata; throws what tuf-js refused. */
-async function refreshed(o: UpdateClientOptions, dirs: ReturnType<typeof updateDirs>): Promise<Updater> {
+async function refreshed(o: UpdateClientOptions, dirs: ReturnType<typeof updateDirs>, fetcher: TransportFetcher): Promise<Updater> {
   const base = o.baseUrl.replace(/\/+$/, "");
   const updater = new Updater({
     metadataDir: dirs.metadata,
     metadataBaseUrl: `${base}/tuf/metadata`,
     targetBaseUrl: `${base}/tuf/targets`,
     targetDir: dirs.download,
-    fetcher: new TransportFetcher(o.transport, o.requestTimeoutMs, vetMetadata),
+    fetcher,
   });
   await updater.refresh();
   return updater;
@@ -269,9 +270,9 @@ function readJson(file: string): never {
 }
 
 /** A transport or HTTP failure is "failed" (retry later); anything tuf-js refused is "refused". */
-function failure(what: string, err: unknown): UpdateCheck {
+function failure(what: string, err: unknown, fetcher: TransportFetcher): UpdateCheck {
   const reason = `${what}: ${describe(err)}`;
-  return isTransportFailure(err) ? { outcome: "failed", reason } : { outcome: "refused", reason };
+  return isTransportFailure(err) || fetcher.lastRequestFailed ? { outcome: "failed", reason } : { outcome: "refused", reason };
 }
 
 function isTransportFailure(err: unknown): boolean {

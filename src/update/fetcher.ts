@@ -24,13 +24,26 @@ export class TransportFetcher extends BaseFetcher {
     this.#vet = vet;
   }
 
+  /**
+   * Whether the latest request failed in transport or with an HTTP error: tuf-js wraps such
+   * errors for snapshot and targets into its own, and tuf-js stops at the first error, so this
+   * tells "the repository could not be reached" from "it served something wrong".
+   */
+  get lastRequestFailed(): boolean {
+    return this.#failed;
+  }
+  #failed = false;
+
   override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
+    this.#failed = true;
     const res = await request(url, { method: "GET", dispatcher: this.#dispatcher, headersTimeout: this.#timeoutMs, bodyTimeout: this.#timeoutMs });
     if (res.statusCode !== 200) {
       await res.body.dump().catch(() => undefined);
       // tuf-js reads 403/404 on the next root version as "no newer root": it must get its own error type.
       throw new DownloadHTTPError(`GET ${url}: HTTP ${res.statusCode}`, res.statusCode);
     }
+    this.#failed = false;
+    res.body.once("error", () => (this.#failed = true));
     this.#bodies.set(url, res.body);
     return Readable.toWeb(res.body) as ReadableStream<Uint8Array<ArrayBuffer>>;
   }

@@ -168,6 +168,24 @@ describe("hash and length", () => {
   });
 });
 
+describe("an unreachable repository is a failure to retry, not a refusal", () => {
+  it.each([
+    ["the snapshot answers 503", (name: string) => name === "3.snapshot.json", 503, /metadata: .*HTTP 503/, ["timestamp"]],
+    ["the targets metadata connection is cut", (name: string) => name === "3.targets.json", 0, /metadata: .*(socket|closed|reset)/i, ["timestamp", "snapshot"]],
+    ["the bundle answers 404", (name: string) => name.endsWith("kerf-app-1.2.0.tar.gz"), 404, /target kerf-app-1\.2\.0\.tar\.gz: .*HTTP 404/, ["timestamp", "snapshot", "targets"]],
+  ] as const)("when %s", T, async (_what, match, status, reason, mayAdvance) => {
+    const env = await trusting();
+    publish(env.o(), "1.2.0");
+    ch.cloud.faults.tuf = (_req, res, file) => {
+      if (!match(file.name)) return false;
+      if (status === 0) res.socket?.destroy();
+      else res.writeHead(status).end();
+      return true;
+    };
+    await expectRefused(env, reason, { outcome: "failed", running: "1.1.0", mayAdvance: [...mayAdvance] });
+  });
+});
+
 /** Writes 64 KiB chunks for as long as the client reads; `onClose` when the connection ends. */
 function endless(res: ServerResponse, count: (n: number) => void, onClose: () => void): void {
   const chunk = Buffer.alloc(64 * 1024, 0x7b);
