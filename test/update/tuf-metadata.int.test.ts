@@ -50,15 +50,19 @@ describe("invalid, unsigned or wrongly typed metadata", () => {
   });
 
   it.each([
-    ["timestamp", [] as const, []],
-    ["snapshot", [], ["timestamp"]],
-    ["targets", [], ["timestamp", "snapshot"]],
-    ["timestamp", ["stranger"], []],
-    ["snapshot", ["stranger"], ["timestamp"]],
-    ["targets", ["stranger"], ["timestamp", "snapshot"]],
-  ] as const)("refuses %s metadata signed by %j keys (none: unsigned)", T, async (role, keys, mayAdvance) => {
+    ["timestamp", "no key (unsigned)", []],
+    ["snapshot", "no key (unsigned)", ["timestamp"]],
+    ["targets", "no key (unsigned)", ["timestamp", "snapshot"]],
+    ["timestamp", "a key the root does not name", []],
+    ["snapshot", "a key the root does not name", ["timestamp"]],
+    ["targets", "a key the root does not name", ["timestamp", "snapshot"]],
+    ["timestamp", "the real key id but a wrong signature", []],
+    ["snapshot", "the real key id but a wrong signature", ["timestamp"]],
+    ["targets", "the real key id but a wrong signature", ["timestamp", "snapshot"]],
+  ] as const)("refuses %s metadata signed with %s", T, async (role, how, mayAdvance) => {
     const env = await trusting();
-    const signers = keys.map(() => strangerKey(env));
+    const real = signingKeys(env.keysDir, loadRepo(env.repoDir).root, role)[0]!;
+    const signers = how.startsWith("no key") ? [] : how.startsWith("a key") ? [strangerKey(env)] : [{ ...real, privateKey: strangerKey(env).privateKey }];
     forge(env, { targets: newRelease, [`${role}Keys`]: signers });
     await expectRefused(env, new RegExp(`${role} was signed by 0/1 keys`), { mayAdvance: [...mayAdvance] });
   });
