@@ -5,8 +5,9 @@
  */
 import { writeFileSync } from "node:fs";
 import path from "node:path";
+import type { Timestamp } from "@tufjs/models";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { loadRepo, metadataDir, metaFile, removeTarget, renewTimestamp, rotateKeys, signingKeys } from "../../src/release/repo.ts";
+import { expiry, loadRepo, metadataDir, metaFile, removeTarget, renewTimestamp, rotateKeys, signingKeys, writeMetadata } from "../../src/release/repo.ts";
 import { expectRefused, forge, make, newRelease, openChannel, publish, readMeta, serveInstead, trustedVersion, type Channel, type Env } from "./tuf-helpers.ts";
 
 let ch: Channel;
@@ -46,7 +47,12 @@ describe("expiry and freeze", () => {
     const now = new Date(Date.now() + days * DAY);
     // The repository signs everything below `role` anew at `now`; `role` itself stays as it was.
     if (role === "root") forge(env, { now, targets: newRelease });
-    if (role === "snapshot") renewTimestamp(env.o(now));
+    if (role === "snapshot") {
+      // Only a new timestamp (renewTimestamp would sign a new snapshot too, as a repository should).
+      const repo = loadRepo(env.repoDir);
+      const signed = { ...repo.timestamp.signed.toJSON(), version: repo.timestamp.signed.version + 1, expires: expiry({ now }, "timestamp") };
+      writeMetadata(env.repoDir, "timestamp", make<Timestamp>("timestamp", signed, signingKeys(env.keysDir, repo.root, "timestamp")));
+    }
     if (role === "targets") forge(env, { now });
     clockAt(days);
     await expectRefused(env, reason, { mayAdvance: [...mayAdvance] });
