@@ -37,6 +37,8 @@ export interface UpdateClientOptions {
   runningVersion: string;
   logger: Logger;
   requestTimeoutMs?: number;
+  /** The whole check, downloads included, ends by then (a server that drips its answer forever). Default 15 min. */
+  checkTimeoutMs?: number;
 }
 
 /** A release as the verified targets metadata describes it. */
@@ -95,7 +97,7 @@ async function check(o: UpdateClientOptions): Promise<UpdateCheck> {
   const clock = clockProblem(dirs.minimum);
   if (clock) return { outcome: "refused", reason: clock };
   const before = readRootKeys(trusted);
-  const fetcher = new TransportFetcher(o.transport, o.requestTimeoutMs, vetMetadata);
+  const fetcher = new TransportFetcher(o.transport, o.requestTimeoutMs, vetMetadata, o.checkTimeoutMs ?? 15 * 60_000);
   let updater: Updater;
   try {
     updater = await refreshed(o, dirs, fetcher);

@@ -16,12 +16,21 @@ export class TransportFetcher extends BaseFetcher {
   readonly #vet: ((url: string, bytes: Buffer) => void) | undefined;
   readonly #bodies = new Map<string, Readable>();
 
-  /** `vet` sees each metadata file before tuf-js does and may refuse it by throwing (checks tuf-js lacks). */
-  constructor(dispatcher: Dispatcher, timeoutMs = 30_000, vet?: (url: string, bytes: Buffer) => void) {
+  readonly #deadline: number;
+  readonly #totalMs: number;
+
+  /**
+   * `vet` sees each metadata file before tuf-js does and may refuse it by throwing (checks tuf-js
+   * lacks). All requests of this fetcher end within `totalMs` from its creation: a server that
+   * drips bytes just fast enough for the idle timeout cannot hold the check for ever.
+   */
+  constructor(dispatcher: Dispatcher, timeoutMs = 30_000, vet?: (url: string, bytes: Buffer) => void, totalMs = 15 * 60_000) {
     super();
     this.#dispatcher = dispatcher;
     this.#timeoutMs = timeoutMs;
     this.#vet = vet;
+    this.#totalMs = totalMs;
+    this.#deadline = performance.now() + totalMs;
   }
 
   /**
@@ -36,7 +45,16 @@ export class TransportFetcher extends BaseFetcher {
 
   override async fetch(url: string): Promise<ReadableStream<Uint8Array<ArrayBuffer>>> {
     this.#failed = true;
-    const res = await request(url, { method: "GET", dispatcher: this.#dispatcher, headersTimeout: this.#timeoutMs, bodyTimeout: this.#timeoutMs });
+    const left = Math.max(0, this.#deadline - performance.now());
+    const res = await request(url, {
+      method: "GET",
+      dispatcher: this.#dispatcher,
+      headersTimeout: this.#timeoutMs,
+      bodyTimeout: this.#timeoutMs,
+      signal: AbortSignal.timeout(Math.max(1, Math.ceil(left))),
+    }).catch((err: unknown) => {
+      throw left <= 0 || (err as Error).name === "TimeoutError" ? new Error(`GET ${url}: the update check took longer than ${this.#totalMs} ms`, { cause: err }) : err;
+    });
     if (res.statusCode !== 200) {
       await res.body.dump().catch(() => undefined);
       // tuf-js reads 403/404 on the next root version as "no newer root": it must get its own error type.

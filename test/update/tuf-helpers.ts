@@ -11,7 +11,7 @@ import { startDevCloud, type DevCloud } from "../../src/devcloud/server.ts";
 import { silentLogger } from "../../src/log.ts";
 import { generateKey, signWith, type Role, type SigningKey } from "../../src/release/keys.ts";
 import { addTarget, expiry, initRepo, loadRepo, metadataDir, metaFile, signingKeys, writeMetadata, type RepoOptions } from "../../src/release/repo.ts";
-import { checkForUpdate, updateDirs, type UpdateCheck } from "../../src/update/client.ts";
+import { checkForUpdate, updateDirs, type UpdateCheck, type UpdateClientOptions } from "../../src/update/client.ts";
 import { clientTransport, runCleanups, tempDir, type Cleanups } from "../uplink/helpers.ts";
 
 type Json = Record<string, any>;
@@ -30,7 +30,7 @@ export interface Env {
   stateDir: string;
   /** Repository options (for addTarget, rotateKeys, ...); `now` moves the signing time. */
   o: (now?: Date) => RepoOptions;
-  check(runningVersion?: string, trustedRoot?: string): Promise<UpdateCheck>;
+  check(runningVersion?: string, trustedRoot?: string, more?: Partial<UpdateClientOptions>): Promise<UpdateCheck>;
 }
 
 /** Starts devcloud and builds the template: `init` options, then release 1.1.0 (min 1.0.0). */
@@ -66,8 +66,8 @@ export async function openChannel(init: Parameters<typeof initRepo>[0] extends i
         keysDir,
         stateDir,
         o: (now?: Date) => ({ repoDir, keysDir, ...(now ? { now } : {}) }),
-        check: (runningVersion = "1.1.0", trustedRoot = path.join(metadataDir(repoDir), "1.root.json")) =>
-          checkForUpdate({ stateDir, trustedRoot, baseUrl: cloud.url, transport, runningVersion, logger: silentLogger() }),
+        check: (runningVersion = "1.1.0", trustedRoot = path.join(metadataDir(repoDir), "1.root.json"), more = {}) =>
+          checkForUpdate({ stateDir, trustedRoot, baseUrl: cloud.url, transport, runningVersion, logger: silentLogger(), ...more }),
       };
     },
   };

@@ -190,6 +190,27 @@ describe("an unreachable repository is a failure to retry, not a refusal", () =>
   });
 });
 
+describe("slow retrieval", () => {
+  it("ends a check whose server drips its answer just fast enough for the idle timeout", T, async () => {
+    const env = await trusting();
+    let closed!: () => void;
+    const aborted = new Promise<void>((resolve) => (closed = resolve));
+    ch.cloud.faults.tuf = (_req, res, file) => {
+      if (file.name !== "timestamp.json") return false;
+      res.on("close", closed);
+      res.writeHead(200, { "content-type": "application/json" });
+      const timer = setInterval(() => res.write(" "), 50);
+      res.on("close", () => clearInterval(timer));
+      return true;
+    };
+    const before = trustedState(env);
+    const result = await env.check("1.0.0", undefined, { checkTimeoutMs: 1_000 });
+    expect(result).toMatchObject({ outcome: "failed", reason: expect.stringMatching(/metadata: .*(took longer than 1000 ms|aborted due to timeout)/) });
+    expect(trustedState(env)).toEqual(before);
+    await aborted;
+  });
+});
+
 /** Writes 64 KiB chunks for as long as the client reads; `onClose` when the connection ends. */
 function endless(res: ServerResponse, count: (n: number) => void, onClose: () => void): void {
   const chunk = Buffer.alloc(64 * 1024, 0x7b);
