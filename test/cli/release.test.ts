@@ -78,6 +78,16 @@ describe("kerf release with bad input", () => {
     });
   });
 
+  it("renews the timestamp and warns when the root expires within 60 days", { timeout: 60_000 }, async () => {
+    const repo = path.join(dir, "short-root");
+    const keys = path.join(dir, "short-root-keys");
+    initRepo({ repoDir: repo, keysDir: keys, lifetimeDays: { root: 30 } });
+    const r = await kerf(["release", "timestamp", "--repo", repo, "--keys", keys]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^timestamp v2, expires \S+; snapshot v1, expires \S+; targets v1, expires \S+\n$/);
+    expect(r.stderr).toMatch(/^kerf: warning: root v1 expires \S+: sign a new root before \(kerf release rotate --role root\)\n$/);
+  });
+
   it("refuses to publish a version again with other content", { timeout: 60_000 }, async () => {
     const other = path.join(dir, "other-1.3.0.tar.gz");
     await packBundle({ sourceDir: ROOT, out: other, version: "1.3.0", minVersion: "1.2.0", now: new Date(0) });
