@@ -18,9 +18,9 @@ import { Updater } from "tuf-js";
 import type { Dispatcher } from "undici";
 import { validatePins } from "../certs/pins.ts";
 import { writeFileAtomic } from "../certs/files.ts";
+import { KerfError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { TransportFetcher } from "./fetcher.ts";
-import { KerfError } from "../errors.ts";
 import { DownloadError } from "./tuf-errors.ts";
 import { compareVersions, isVersion, maxVersion } from "./version.ts";
 
@@ -97,6 +97,8 @@ async function check(o: UpdateClientOptions): Promise<UpdateCheck> {
   const clock = clockProblem(dirs.minimum);
   if (clock) return { outcome: "refused", reason: clock };
   const before = readRootKeys(trusted);
+  // Not re-seeded from the shipped root: that would forget the root rotations followed since.
+  if (typeof before === "string") return { outcome: "refused", reason: `the trusted root ${trusted} is damaged: ${before}` };
   const fetcher = new TransportFetcher(o.transport, o.requestTimeoutMs, vetMetadata, o.checkTimeoutMs ?? 15 * 60_000);
   let updater: Updater;
   try {
@@ -105,7 +107,7 @@ async function check(o: UpdateClientOptions): Promise<UpdateCheck> {
     // TUF spec 5.3.11: after a rotation of the timestamp or snapshot keys, forget the trusted
     // timestamp and snapshot, so a client that was fed fast-forwarded versions by a stolen key recovers.
     const after = readRootKeys(trusted);
-    if (after.version === before.version || (after.timestamp === before.timestamp && after.snapshot === before.snapshot)) return failure("metadata", err, fetcher);
+    if (typeof after === "string" || after.version === before.version || (after.timestamp === before.timestamp && after.snapshot === before.snapshot)) return failure("metadata", err, fetcher);
     o.logger.info({ root: after.version }, "update: timestamp or snapshot keys rotated; refreshing without the old timestamp and snapshot");
     for (const role of ["timestamp", "snapshot"]) rmSync(path.join(dirs.metadata, `${role}.json`), { force: true });
     try {
@@ -180,11 +182,15 @@ function rootProblem(bytes: Buffer, selfSigned: boolean): string | undefined {
   return duplicate ? `root version ${root.signed.version} names one key under several key ids (${duplicate}): thresholds would count it twice` : undefined;
 }
 
-/** The trusted root's version and its timestamp and snapshot key ids (to notice their rotation). */
-function readRootKeys(file: string): { version: number; timestamp: string; snapshot: string } {
-  const signed = (readJson(file) as { signed: { version: number; roles: Record<string, { keyids: string[] }> } }).signed;
-  const ids = (role: string) => [...(signed.roles[role]?.keyids ?? [])].sort().join(",");
-  return { version: signed.version, timestamp: ids("timestamp"), snapshot: ids("snapshot") };
+/** The trusted root's version and its timestamp and snapshot key ids (to notice their rotation), or why it cannot be read. */
+function readRootKeys(file: string): { version: number; timestamp: string; snapshot: string } | string {
+  try {
+    const signed = (readJson(file) as { signed: { version: number; roles: Record<string, { keyids: string[] }> } }).signed;
+    const ids = (role: string) => [...(signed.roles[role]!.keyids ?? [])].sort().join(",");
+    return { version: signed.version, timestamp: ids("timestamp"), snapshot: ids("snapshot") };
+  } catch (err) {
+    return describe(err);
+  }
 }
 
 /**

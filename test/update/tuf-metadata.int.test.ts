@@ -8,6 +8,7 @@ import path from "node:path";
 import type { ServerResponse } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signWith } from "../../src/release/keys.ts";
+import { updateDirs } from "../../src/update/client.ts";
 import { metadataDir, metaFile, nextRoot, loadRepo, signingKeys } from "../../src/release/repo.ts";
 import { trustedState, expectRefused, forge, make, newRelease, openChannel, publish, readMeta, serveInstead, strangerKey, type Channel, type Env } from "./tuf-helpers.ts";
 
@@ -47,6 +48,12 @@ describe("invalid, unsigned or wrongly typed metadata", () => {
     }
     // Nothing stuck: the real root works afterwards.
     expect(await env.check("1.0.0")).toMatchObject({ outcome: "available" });
+  });
+
+  it("refuses, without throwing, when the trusted root on disk is damaged", T, async () => {
+    const env = await trusting();
+    writeFileSync(path.join(updateDirs(env.stateDir).metadata, "root.json"), "{damaged");
+    await expectRefused(env, /the trusted root .*state\/update\/metadata\/root\.json is damaged: SyntaxError/);
   });
 
   it.each([
