@@ -66,6 +66,16 @@ describe("expiry and freeze", () => {
     expect(trustedVersion(env, "timestamp")).toBe(3);
   });
 
+  it("follows a fresh root after its own trusted root expired (offline for more than a year)", T, async () => {
+    const env = await trusting();
+    const later = new Date(Date.now() + 400 * DAY);
+    rotateKeys({ ...env.o(later), role: "root" });
+    publish(env.o(later), "1.2.0");
+    clockAt(400);
+    expect(await env.check("1.1.0")).toMatchObject({ outcome: "available", release: { version: "1.2.0" } });
+    expect(trustedVersion(env, "root")).toBe(2);
+  });
+
   it("stays valid for connectors on daily timestamp renewal alone (100 days without a release)", { timeout: 60_000 }, async () => {
     const env = await trusting();
     for (let day = 1; day <= 100; day++) {
