@@ -54,7 +54,23 @@ export class Launcher {
   }
 
   stop(reason: string): void {
+    this.#stopping = true;
+    this.#wakeSleep?.();
     this.#post({ kind: "stop", reason });
+  }
+
+  #stopping = false;
+  #wakeSleep: (() => void) | null = null;
+
+  /** A pause that a stop cuts short. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wakeSleep = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   #post(e: Event): void {
@@ -112,7 +128,9 @@ export class Launcher {
 
   async #loop(): Promise<number> {
     let backoffMs = 1_000;
+    let lastCode = 0;
     for (;;) {
+      if (this.#stopping) return lastCode;
       const p = this.#pointer();
       if (p.trial) writePointer(this.#o.stateDir, { ...p, trial: { ...p.trial, starts: p.trial.starts + 1 } });
       const child = this.#spawn(p.active);
@@ -128,6 +146,7 @@ export class Launcher {
         if (e.kind === "exit") {
           gate?.cancel();
           if (e.code === null && e.signal === null) continue;
+          lastCode = e.code ?? 1;
           const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
           if (this.#pointer().trial) {
             const reason = `the new version ${how} before it became healthy`;
@@ -136,7 +155,7 @@ export class Launcher {
           }
           else {
             this.#log.error({ version: p.active.version, code: e.code, signal: e.signal }, `the connector ${how}; restarting in ${backoffMs / 1000} s`);
-            await new Promise((r) => setTimeout(r, backoffMs));
+            await this.#sleep(backoffMs);
             backoffMs = Math.min(backoffMs * 2, 30_000);
           }
           break;
