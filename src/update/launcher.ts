@@ -179,7 +179,7 @@ export class Launcher {
           if (refused) await this.#refuse(e.bundle.version, refused);
           else if (await this.#stage(e.bundle)) {
             await this.#stopChild(child);
-            await this.#step("stopped-old", this.#pointer().active.version);
+            await this.#step("stopped-old", e.bundle.version);
             await this.#switch(e.bundle);
             break;
           }

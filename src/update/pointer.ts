@@ -118,6 +118,7 @@ export type Step = "refused" | "staging" | "staged" | "stopped-old" | "switched"
 export interface JournalLine {
   at: string;
   step: Step;
+  /** The version being installed (or refused, or rolled back). */
   version: string;
   slot?: SlotName;
   reason?: string;
