@@ -4,12 +4,13 @@
  * through the request file, while the simulator's load counters keep changing.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Demo } from "../../src/demo/setup.ts";
+import { initRepo, metadataDir } from "../../src/release/repo.ts";
 import { readJournal, readPointer } from "../../src/update/pointer.ts";
-import { demoForKerfRun, missingValues, readBuffer } from "../e2e/connector.ts";
+import { demoForKerfRun, editConfig, missingValues, readBuffer } from "../e2e/connector.ts";
 import { packedBundle } from "../helpers/bundle.ts";
 import { checkSeries, DEMO_MACHINE, loadKey, waitFor } from "../helpers/env.ts";
 import { kerfBin, requestInstall, startLauncher, type LaunchedProcess } from "../helpers/launcher.ts";
@@ -18,6 +19,7 @@ const COUNTERS = 5;
 const FACTORY = (JSON.parse(readFileSync(path.resolve(import.meta.dirname, "../../package.json"), "utf8")) as { version: string }).version;
 const [major, minor] = FACTORY.split(".").map(Number);
 const V2 = `${major}.${minor! + 1}.0`;
+const V3 = `${major}.${minor! + 2}.0`;
 
 async function kerf(args: string[]): Promise<{ code: number | null; stdout: string }> {
   const child = spawn(kerfBin, args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -90,5 +92,29 @@ describe("kerf launch: v1 → v2 with the real connector", () => {
       const runs = missing.filter((v, j) => j === 0 || missing[j - 1] !== v - 1).length;
       expect(runs, `${loadKey(i)}: values missing ${JSON.stringify(missing)}`).toBeLessThanOrEqual(1);
     }
+  });
+
+  it("rolls back a version whose uplink never gets a batch acknowledged, after update.healthTimeoutSeconds, and runs the previous one", { timeout: 180_000 }, async () => {
+    const stateDir = demo.connectorStateDir;
+    // A trusted root, so that the config's update section is complete; the launcher reads only the timeout.
+    initRepo({ repoDir: path.join(env.dir, "tuf"), keysDir: path.join(env.dir, "tuf-keys") });
+    editConfig(demo.configFile, (c) => (c.update = { trustedRoot: path.join(metadataDir(path.join(env.dir, "tuf")), "1.root.json"), apply: "manual", healthTimeoutSeconds: 5 }));
+    launcher = startLauncher(demo.configFile, stateDir);
+    await flowsOn(`values from ${V2}`, 10);
+    // The real connector of V3, started with a proxy that refuses every connection to the cloud.
+    const unreachable = 'for (const k of ["no_proxy", "NO_PROXY", "HTTPS_PROXY"]) delete process.env[k];\nprocess.env.https_proxy = "http://127.0.0.1:9";\nawait import("./kerf.real.js");\n';
+    const v3 = await packedBundle(path.join(env.dir, "release"), V3);
+    writeFileSync(path.join(v3.dir, "bin", "kerf.real.js"), readFileSync(path.join(v3.dir, "bin", "kerf.js")));
+    writeFileSync(path.join(v3.dir, "bin", "kerf.js"), unreachable);
+    requestInstall(stateDir, v3);
+    const p = await waitFor("the rollback of V3", () => readPointer(stateDir, FACTORY).lastOutcome?.version === V3 && readPointer(stateDir, FACTORY), 120_000);
+    expect(p.lastOutcome).toMatchObject({ kind: "rolled-back", reason: expect.stringContaining("did not become healthy within 5 s: the cloud acknowledged no batch from it") });
+    expect(p.active).toEqual({ slot: "a", version: V2 });
+    expect(p.failed).toEqual([V3]);
+    expect(readJournal(stateDir).slice(-7).map((l) => l.step)).toEqual(["staging", "staged", "stopped-old", "switched", "started", "rolling-back", "rolled-back"]);
+    await flowsOn(`values from ${V2} again`, 10);
+    launcher.child.kill("SIGTERM");
+    expect(await launcher.exited).toMatchObject({ code: 0 });
+    launcher = undefined;
   });
 });
