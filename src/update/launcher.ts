@@ -152,8 +152,7 @@ export class Launcher {
             const reason = `the new version ${how} before it became healthy`;
             await this.#step("rolling-back", p.active.version, { reason });
             await this.#rollback(reason);
-          }
-          else {
+          } else {
             this.#log.error({ version: p.active.version, code: e.code, signal: e.signal }, `the connector ${how}; restarting in ${backoffMs / 1000} s`);
             await this.#sleep(backoffMs);
             backoffMs = Math.min(backoffMs * 2, 30_000);
