@@ -10,7 +10,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Demo } from "../../src/demo/setup.ts";
 import { readJournal, readPointer, slotsDir, type AppPointer, type Step } from "../../src/update/pointer.ts";
 import { slotComplete } from "../../src/update/slots.ts";
@@ -38,8 +38,11 @@ describe("SIGKILL of the launcher after each update step", () => {
     env = await demoForKerfRun({ load: { count: 2, periodMs: 100 } });
     demo = env.demo;
   });
+  // A failed case must not leave its launcher holding the state dir's lock for the next ones.
+  afterEach(async () => {
+    for (const l of started.splice(0)) await l.killGroup();
+  });
   afterAll(async () => {
-    for (const l of started) await l.killGroup();
     await env?.stop();
   });
 
@@ -48,7 +51,11 @@ describe("SIGKILL of the launcher after each update step", () => {
   /** The connector runs: it delivers new values, and no version is left on trial. */
   async function runs(what: string): Promise<AppPointer> {
     const from = counter();
-    await waitFor(`${what}: values flow`, () => counter() >= from + 10, 120_000);
+    const l = launcher!;
+    const exited = () => {
+      if (l.child.exitCode !== null) throw new Error(`${what}: kerf launch exited ${l.child.exitCode}:\n${l.output().slice(-3000)}`);
+    };
+    await waitFor(`${what}: values flow`, () => (exited(), counter() >= from + 10), 120_000);
     return await waitFor(`${what}: no version on trial`, () => pointer().trial === null && pointer(), 150_000);
   }
 

@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Demo } from "../../src/demo/setup.ts";
 import { initRepo, metadataDir } from "../../src/release/repo.ts";
 import { readJournal, readPointer } from "../../src/update/pointer.ts";
@@ -38,8 +38,12 @@ describe("kerf launch: v1 → v2 with the real connector", () => {
     env = await demoForKerfRun({ load: { count: COUNTERS, periodMs: 100 } });
     demo = env.demo;
   });
-  afterAll(async () => {
+  // A failed case must not leave its launcher holding the state dir's lock for the next one.
+  afterEach(async () => {
     await launcher?.killGroup();
+    launcher = undefined;
+  });
+  afterAll(async () => {
     await env?.stop();
   });
 
