@@ -12,6 +12,7 @@ const commands: Record<string, () => Promise<Command>> = {
   simulate: async () => (await import("./cli/simulate.ts")).run,
   devcloud: async () => (await import("./cli/devcloud.ts")).run,
   run: async () => (await import("./cli/run.ts")).run,
+  launch: async () => (await import("./cli/launch.ts")).run,
   enroll: async () => (await import("./cli/enroll.ts")).run,
   demo: async () => (await import("./cli/demo.ts")).run,
   health: async () => (await import("./cli/health.ts")).run,
@@ -30,6 +31,8 @@ const usage = `usage: kerf <command> [options]
 
 commands:
   run       [--config FILE] [--state-dir DIR]   run the connector
+  launch    [--config FILE] [--state-dir DIR]   the image's entry point: runs the active app version,
+                                                installs verified updates, rolls back a failing one
   enroll    --token-file FILE                   enrol this instance over EST (installation, or after expiry)
   validate  --config FILE                       check config and mapping, report every error
   simulate  [--port N] [--load N --period MS]   simulated woodworking machine (OPC UA server)
