@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { Dispatcher } from "undici";
 import { writeFileAtomic } from "../certs/files.ts";
@@ -48,6 +48,8 @@ export interface UpdateHealth {
   /** What keeps the available release from being requested. */
   heldBy: { window?: string; lock?: string; apply?: "manual"; launcher?: string; rolledBack?: string } | null;
   underLauncher: boolean;
+  /** Why the update lock is held now (null: free; absent without update.lock): kerf update apply reads it. */
+  lock?: string | null;
   pins: { source: PinsInEffect["source"]; release?: string; targetsVersion?: number; appliedAt?: string };
   /** The last update outcome of the launcher (pointer.json) that went upstream. */
   reported: Outcome | null;
@@ -170,7 +172,7 @@ export class UpdatePart implements Part<UpdatePartHealth> {
     else {
       const now = new Date();
       const window = windowOpen(u.window, now) ? undefined : `outside the maintenance window ${describeWindow(u.window!)}`;
-      const lock = lockHolder(u.lock, { exists: existsSync, latest: this.#o.latest }) ?? undefined;
+      const lock = this.#lockHolder() ?? undefined;
       if (window || lock) {
         this.#heldBy = { ...(window ? { window } : {}), ...(lock ? { lock: `the update lock is held: ${lock}` } : {}) };
         this.#holdTimer = setTimeout(() => this.#evaluate(), HOLD_RECHECK_MS);
@@ -184,6 +186,10 @@ export class UpdatePart implements Part<UpdatePartHealth> {
     const file = writeInstallRequest(this.#o.stateDir, b);
     this.#requested = b.version;
     this.#log.warn({ version: b.version, dir: b.dir, file }, `update ${b.version}: install requested from the launcher`);
+  }
+
+  #lockHolder(): string | null {
+    return lockHolder(this.#o.loaded.config.update?.lock, { exists: existsSync, latest: this.#o.latest });
   }
 
   /** Why the launcher would refuse `version` again: it rolled back before (pointer.json). */
@@ -228,7 +234,12 @@ export class UpdatePart implements Part<UpdatePartHealth> {
     this.#o.sink.write([message]);
     // durable in the buffer before it counts as reported: a crash in between sends it twice, never not at all
     this.#o.sink.commit();
-    writeFileAtomic(file, `${JSON.stringify(outcome)}\n`, 0o600);
+    try {
+      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+      writeFileAtomic(file, `${JSON.stringify(outcome)}\n`, 0o600);
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message, file }, "cannot record the reported update outcome; it may be reported again at the next start");
+    }
     this.#reported = outcome;
     this.#log.info({ outcome: outcome.kind, version: outcome.version, reason: outcome.reason }, `update outcome reported upstream: ${outcome.version} ${summary}`);
   }
@@ -254,6 +265,7 @@ export class UpdatePart implements Part<UpdatePartHealth> {
         available: this.#pending?.version ?? null,
         heldBy: this.#heldBy,
         underLauncher: this.#o.underLauncher,
+        ...(this.#o.loaded.config.update.lock ? { lock: this.#lockHolder() } : {}),
         pins: { source: this.#pins.source, ...(s ? { release: s.release, targetsVersion: s.targetsVersion, appliedAt: s.appliedAt } : {}) },
         reported: this.#reported,
       },
