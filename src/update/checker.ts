@@ -84,9 +84,9 @@ async function settle(o: CheckerOptions, result: UpdateCheck, at: string, via: C
   pruneUnpacked(o.stateDir, o.runningVersion);
   if (result.outcome === "up-to-date") return { at, outcome: "up-to-date", version, via, ...(pins ? { pins } : {}), pinsChanged };
   try {
-    const dir = await unpackBundle(o.stateDir, result.file, version);
-    const bundle = { version, dir, sha256: await sha256File(result.file) };
-    o.logger.info({ version, dir }, `update ${version} downloaded and unpacked`);
+    const sha256 = await sha256File(result.file);
+    const bundle = { version, dir: await unpackBundle(o.stateDir, result.file, version, sha256), sha256 };
+    o.logger.info({ version, dir: bundle.dir }, `update ${version} downloaded and unpacked`);
     return { at, outcome: "available", version, via, bundle, ...(pins ? { pins } : {}), pinsChanged };
   } catch (err) {
     const reason = (err as Error).message;

@@ -5,7 +5,7 @@
  * and node_modules (dependencies come with the image).
  */
 import { createHash } from "node:crypto";
-import { createReadStream, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import * as tar from "tar";
 import { KerfError } from "../errors.ts";
@@ -24,11 +24,17 @@ export function entryProblem(entryPath: string, type: string): string | null {
   return null;
 }
 
-/** Unpacks `file` into unpacked/<version>/ (replacing an earlier copy) and returns that folder. */
-export async function unpackBundle(stateDir: string, file: string, version: string): Promise<string> {
+/**
+ * Unpacks `file` into unpacked/<version>/ and returns that folder. The same tarball (`sha256`)
+ * unpacked before is kept as it is: the launcher may be copying it right now.
+ */
+export async function unpackBundle(stateDir: string, file: string, version: string, sha256?: string): Promise<string> {
   const root = unpackedDir(stateDir);
   mkdirSync(root, { recursive: true, mode: 0o700 });
   const dest = path.join(root, version);
+  const marker = `${dest}.sha256`;
+  if (sha256 && existsSync(dest) && readText(marker) === sha256) return dest;
+  rmSync(marker, { force: true });
   const tmp = path.join(root, `.unpacking-${version}`);
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { mode: 0o700 });
@@ -52,6 +58,7 @@ export async function unpackBundle(stateDir: string, file: string, version: stri
     if (manifest.version !== version) throw fail(`its ${MANIFEST} says version ${JSON.stringify(manifest.version)}, the signed metadata ${version}`);
     rmSync(dest, { recursive: true, force: true });
     renameSync(tmp, dest);
+    if (sha256) writeFileSync(marker, sha256);
     return dest;
   } finally {
     rmSync(tmp, { recursive: true, force: true });
@@ -67,7 +74,18 @@ export function pruneUnpacked(stateDir: string, running: string): void {
   } catch {
     return;
   }
-  for (const n of names) if (isVersion(n) && compareVersions(n, running) <= 0) rmSync(path.join(root, n), { recursive: true, force: true });
+  for (const n of names) {
+    const v = n.replace(/\.sha256$/, "");
+    if (isVersion(v) && compareVersions(v, running) <= 0) rmSync(path.join(root, n), { recursive: true, force: true });
+  }
+}
+
+function readText(file: string): string | null {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return null;
+  }
 }
 
 export async function sha256File(file: string): Promise<string> {

@@ -35,6 +35,17 @@ describe("unpacking a signed bundle", () => {
     await expect(unpackBundle(s.state, file, "1.3.0")).rejects.toThrow(/kerf-bundle.json says version "1.2.0", the signed metadata 1.3.0/);
   });
 
+  it("leaves the same tarball's unpacked copy alone (the launcher may be copying it) and replaces another's", async () => {
+    const s = await setup();
+    const file = await s.pack(["kerf-bundle.json", "bin"]);
+    const dir = await unpackBundle(s.state, file, "1.2.0", "a".repeat(64));
+    writeFileSync(path.join(dir, "copying"), "");
+    await unpackBundle(s.state, file, "1.2.0", "a".repeat(64));
+    expect(existsSync(path.join(dir, "copying"))).toBe(true);
+    await unpackBundle(s.state, file, "1.2.0", "b".repeat(64));
+    expect(existsSync(path.join(dir, "copying"))).toBe(false);
+  });
+
   it.each([
     ["a symbolic link", (s: Awaited<ReturnType<typeof setup>>) => (symlinkSync("/etc/passwd", path.join(s.src, "link")), s.pack(["kerf-bundle.json", "link"])), /'link' is a SymbolicLink/],
     ["a path with '..'", (s: Awaited<ReturnType<typeof setup>>) => s.pack(["kerf-bundle.json", "../outside.txt"], { preservePaths: true }), /leads out of the bundle/],
