@@ -149,10 +149,12 @@ describe("pin lock-out recovery", () => {
 });
 
 describe("kerf update check and apply", () => {
-  it("checks once, and apply requests the install with a clear word when no launcher runs", { timeout: 90_000 }, async () => {
+  it("checks once; apply respects the update lock unless --force and says when no launcher runs", { timeout: 90_000 }, async () => {
     const version = bump(3);
     await publish(version);
-    configureUpdate({ apply: "manual" });
+    const lockFile = path.join(env.dir, "job.lock");
+    writeFileSync(lockFile, "");
+    configureUpdate({ apply: "manual", lock: { file: lockFile } });
     const kerf = (...args: string[]) =>
       new Promise<{ code: number | null; stdout: string }>((resolve) => {
         const child = spawn(kerfBin, ["update", ...args, "--config", env.demo.configFile, "--state-dir", state], { stdio: ["ignore", "pipe", "inherit"] });
@@ -164,7 +166,11 @@ describe("kerf update check and apply", () => {
     expect(check.code).toBe(0);
     expect(JSON.parse(check.stdout)).toMatchObject({ outcome: "available", version, via: "origin" });
     expect(existsSync(requestFile())).toBe(false);
-    const apply = await kerf("apply");
+    const held = await kerf("apply");
+    expect(held.code).toBe(1);
+    expect(held.stdout).toMatch(/not requested: the update lock is held: the lock file .*job\.lock exists \(--force installs anyway\)/);
+    expect(existsSync(requestFile())).toBe(false);
+    const apply = await kerf("apply", "--force");
     expect(apply.code).toBe(0);
     expect(apply.stdout).toMatch(new RegExp(`available: ${version.replaceAll(".", "\\.")} .*install requested: no launcher is running \\(the connector is not running\\)`));
     expect(JSON.parse(readFileSync(requestFile(), "utf8"))).toMatchObject({ version });
