@@ -6,7 +6,7 @@ import { loadIdentity } from "../certs/identity.ts";
 import { loadConfig, type LoadedConfig } from "../config/load.ts";
 import { KerfError } from "../errors.ts";
 import { createLogger, type Logger } from "../log.ts";
-import { runUpdateCheck, type CheckReport } from "../update/checker.ts";
+import { readLastCheck, runUpdateCheck, type CheckReport } from "../update/checker.ts";
 import { writeInstallRequest } from "../update/install-request.ts";
 import { readJournal, readPointer } from "../update/pointer.ts";
 import { lockHolder } from "../update/schedule.ts";
@@ -22,7 +22,8 @@ const usage = `usage: kerf update status [--state-dir DIR] [--json]
        kerf update apply [--config FILE] [--state-dir DIR] [--force] [--json]
 
 status  the active and previous app versions, whether the active one is on trial (its health
-        gate), the last update outcome with its reason, and the last update steps.
+        gate), the last check of the signed channel, the last update outcome with its reason,
+        and the last update steps.
 check   one check of the signed channel now, as kerf run does it (over the pinned uplink, the
         mirror when that fails); a newer release is downloaded and unpacked, not installed.
         Exit 0 when a release is available or the connector is up to date, 1 when refused or failed.
@@ -125,8 +126,9 @@ function holder(loaded: LoadedConfig, stateDir: string): string | null {
 function status(stateDir: string, json: boolean): number {
   const pointer = readPointer(stateDir, appVersion());
   const steps = readJournal(stateDir).slice(-5);
+  const lastCheck = readLastCheck(stateDir);
   if (json) {
-    process.stdout.write(JSON.stringify({ ...pointer, steps }) + "\n");
+    process.stdout.write(JSON.stringify({ ...pointer, lastCheck, steps }) + "\n");
     return 0;
   }
   const ref = (r: { slot: string; version: string } | null) => (r ? `${r.version} (slot ${r.slot})` : "none");
@@ -135,6 +137,7 @@ function status(stateDir: string, json: boolean): number {
     [
       `active:   ${ref(pointer.active)}${pointer.trial ? `, on trial since ${pointer.trial.since} (started ${pointer.trial.starts} times)` : ""}`,
       `previous: ${ref(pointer.previous)}`,
+      `last check:   ${lastCheck ? `${lastCheck.at} ${describeReport(lastCheck)}` : "none"}`,
       `last outcome: ${o ? `${o.kind} ${o.version} at ${o.at}${o.reason ? `: ${o.reason}` : ""}` : "none"}`,
       ...steps.map((s) => `  ${s.at} ${s.step} ${s.version}${s.reason ? `: ${s.reason}` : ""}`),
     ].join("\n") + "\n",

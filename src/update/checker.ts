@@ -4,7 +4,10 @@
  * reached, the signed pin set kept, and a newer bundle unpacked for the launcher. One check at
  * a time per state folder (check-lock.ts).
  */
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import type { Dispatcher } from "undici";
+import { writeFileAtomic } from "../certs/files.ts";
 import type { UpdateConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { takeCheckLock } from "./check-lock.ts";
@@ -62,9 +65,22 @@ export async function runUpdateCheck(o: CheckerOptions): Promise<CheckReport> {
         await transport.close().catch(() => undefined);
       }
     }
-    return await settle(o, result, at, via);
+    const report = await settle(o, result, at, via);
+    writeFileAtomic(lastCheckFile(o.stateDir), `${JSON.stringify(report)}\n`, 0o600);
+    return report;
   } finally {
     lock.release();
+  }
+}
+
+/** The last check's report, by the agent or kerf update check: what kerf update status shows. */
+export const lastCheckFile = (stateDir: string) => path.join(stateDir, "update", "last-check.json");
+
+export function readLastCheck(stateDir: string): CheckReport | null {
+  try {
+    return JSON.parse(readFileSync(lastCheckFile(stateDir), "utf8")) as CheckReport;
+  } catch {
+    return null;
   }
 }
 

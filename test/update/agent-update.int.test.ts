@@ -170,6 +170,13 @@ describe("kerf update check and apply", () => {
     expect(check.code).toBe(0);
     expect(JSON.parse(check.stdout)).toMatchObject({ outcome: "available", version, via: "origin" });
     expect(existsSync(requestFile())).toBe(false);
+    const status = await new Promise<string>((resolve) => {
+      const child = spawn(kerfBin, ["update", "status", "--state-dir", state], { stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+      child.once("exit", () => resolve(out));
+    });
+    expect(status).toMatch(new RegExp(`^last check: +\\S+ available: ${version.replaceAll(".", "\\.")} \\(via origin\\)`, "m"));
     const held = await kerf("apply");
     expect(held.code).toBe(1);
     expect(held.stdout).toMatch(/not requested: the update lock is held: the lock file .*job\.lock exists \(--force installs anyway\)/);
