@@ -49,7 +49,8 @@ commands:
   browse    URL [--root NODE] [--depth N]       a mapping-file skeleton of the server's variables
   release   init | pack | publish | withdraw | timestamp | rotate
                                                 the signed update channel (TUF repository, bundles)
-  update    status [--json]                     active and previous app versions, the last update outcome
+  update    status | check | apply [--json]     app versions and the last outcome; check the signed
+                                                channel now; ask the launcher to install a newer release
 
 kerf <command> --help shows a command's options; kerf --version shows the version.
 `;

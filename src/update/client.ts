@@ -286,7 +286,7 @@ function failure(what: string, err: unknown, fetcher: TransportFetcher): UpdateC
 function isTransportFailure(err: unknown): boolean {
   if (err instanceof DownloadError && err.constructor.name === "DownloadHTTPError") return true;
   const code = (err as { code?: unknown }).code;
-  return typeof code === "string" && (code.startsWith("UND_ERR") || ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENOTFOUND", "EPIPE"].includes(code));
+  return typeof code === "string" && (code.startsWith("UND_ERR") || code.startsWith("UPLINK_") || ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENOTFOUND", "EPIPE"].includes(code));
 }
 
 function describe(err: unknown): string {
