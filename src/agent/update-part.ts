@@ -195,8 +195,8 @@ export class UpdatePart implements Part<UpdatePartHealth> {
   /** Why the launcher would refuse `version` again: it rolled back before (pointer.json). */
   #rolledBack(version: string): string | undefined {
     try {
-      const p = readPointer(this.#o.stateDir, this.#o.runningVersion) as ReturnType<typeof readPointer> & { failed?: unknown };
-      const failed = Array.isArray(p.failed) ? p.failed : [];
+      const p = readPointer(this.#o.stateDir, this.#o.runningVersion);
+      const failed = p.failed;
       const last = p.lastOutcome;
       if (failed.includes(version) || (last && last.version === version && last.kind !== "committed")) return `version ${version} ${last?.kind ?? "rolled-back"} before${last?.reason ? `: ${last.reason}` : ""}`;
     } catch (err) {

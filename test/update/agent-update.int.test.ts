@@ -117,7 +117,7 @@ describe("kerf run checks the signed channel", () => {
   it("reports the launcher's last outcome upstream once", { timeout: 90_000 }, async () => {
     configureUpdate({});
     const reason = "the new version exited with code 70 before it became healthy";
-    writePointer(state, { active: { slot: "factory", version: running }, previous: null, trial: null, lastOutcome: { at: new Date().toISOString(), kind: "rolled-back", version: bump(1), reason } });
+    writePointer(state, { active: { slot: "factory", version: running }, previous: null, trial: null, failed: [], lastOutcome: { at: new Date().toISOString(), kind: "rolled-back", version: bump(1), reason } });
     const events = () => env.demo.devcloud.store.events("_kerf");
     const before = events().length;
     let c = run();
