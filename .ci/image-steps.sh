@@ -17,9 +17,15 @@ grep -q '^USER ' "$df" && ! grep -q '^USER root' "$df"
 grep -q '^HEALTHCHECK ' "$df"
 grep -q '^VOLUME \["/var/lib/kerf"\]' "$df"
 ! grep -q '^EXPOSE' "$df"
+# The launcher is the entry point; CMD only adds its options. The final stage has the lock file
+# (the launcher compares an update's dependencies with it) and trust/ (the TUF root.json).
+grep -q '^CMD \["--config", "/etc/kerf/kerf.yaml", "--state-dir", "/var/lib/kerf"\]$' "$df"
+[ "$(grep -c '^COPY package.json package-lock.json ./$' "$df")" -eq 2 ] || { echo "Dockerfile: the final stage does not copy package-lock.json"; exit 1; }
+grep -q '^COPY trust ./trust$' "$df"
+test -d "$repo/trust"
 # The image starts node with the same V8 flags as bin/kerf.js's shebang line, and so do we here.
 flags=$(sed -n '1s/^#!\/usr\/bin\/env -S node //p' "$repo/bin/kerf.js")
-entry=$(sed -n 's/^ENTRYPOINT \["node", \(.*\), "bin\/kerf.js"\]$/\1/p' "$df" | tr -d '",')
+entry=$(sed -n 's/^ENTRYPOINT \["node", \(.*\), "bin\/kerf.js", "launch"\]$/\1/p' "$df" | tr -d '",')
 [ -n "$flags" ] && [ "$flags" = "$entry" ] || { echo "Dockerfile ENTRYPOINT flags ($entry) differ from bin/kerf.js ($flags)"; exit 1; }
 
 # deps stage
@@ -27,7 +33,7 @@ mkdir -p "$work/app"
 cp "$repo/package.json" "$repo/package-lock.json" "$work/app/"
 (cd "$work/app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund >/dev/null)
 # final stage: only what the image copies, less the development sources .dockerignore names
-cp -r "$repo/bin" "$repo/src" "$repo/config" "$work/app/"
+cp -r "$repo/bin" "$repo/src" "$repo/config" "$repo/trust" "$work/app/"
 ignored=$(grep -E '^src/' "$repo/.dockerignore")
 [ -n "$ignored" ] || { echo ".dockerignore leaves no development sources out"; exit 1; }
 for p in $ignored; do rm -r "${work:?}/app/$p"; done
@@ -48,8 +54,8 @@ for cmd in "bin/kerf.js simulate" "bin/kerf.js devcloud" "bin/kerf.js demo --sec
     || { printf "production install: '%s' did not answer with one clear line:\n%s\n" "$cmd" "$out"; exit 1; }
 done
 echo "production install: $out"
-# The product itself: commissioning (kerf endpoints), then kerf run delivers to the repository's
-# devcloud and reports healthy.
+# The product itself: commissioning (kerf endpoints), then the entry point (kerf launch, which
+# runs kerf run) delivers to the repository's devcloud and reports healthy.
 # shellcheck disable=SC2086
 (cd "$repo" && npx node .ci/production-run.ts "$work/app" "$work" $flags)
 echo "image steps: ok"

@@ -12,6 +12,7 @@ const commands: Record<string, () => Promise<Command>> = {
   simulate: async () => (await import("./cli/simulate.ts")).run,
   devcloud: async () => (await import("./cli/devcloud.ts")).run,
   run: async () => (await import("./cli/run.ts")).run,
+  launch: async () => (await import("./cli/launch.ts")).run,
   enroll: async () => (await import("./cli/enroll.ts")).run,
   demo: async () => (await import("./cli/demo.ts")).run,
   health: async () => (await import("./cli/health.ts")).run,
@@ -30,6 +31,8 @@ const usage = `usage: kerf <command> [options]
 
 commands:
   run       [--config FILE] [--state-dir DIR]   run the connector
+  launch    [--config FILE] [--state-dir DIR]   the image's entry point: runs the active app version,
+                                                installs verified updates, rolls back a failing one
   enroll    --token-file FILE                   enrol this instance over EST (installation, or after expiry)
   validate  --config FILE                       check config and mapping, report every error
   simulate  [--port N] [--load N --period MS]   simulated woodworking machine (OPC UA server)
@@ -46,7 +49,8 @@ commands:
   browse    URL [--root NODE] [--depth N]       a mapping-file skeleton of the server's variables
   release   init | pack | publish | withdraw | timestamp | rotate
                                                 the signed update channel (TUF repository, bundles)
-  update    status [--json]                     active and previous app versions, the last update outcome
+  update    status | check | apply [--json]     app versions and the last outcome; check the signed
+                                                channel now; ask the launcher to install a newer release
 
 kerf <command> --help shows a command's options; kerf --version shows the version.
 `;

@@ -13,6 +13,10 @@ import { HEALTH_INTERVAL_MS, memorySnapshot, processIdentity, writeHealth, type 
 import { MachinesPart } from "./machines-part.ts";
 import type { Part, Problem } from "./part.ts";
 import { UplinkPart } from "./uplink-part.ts";
+import { LatestValues } from "./latest-values.ts";
+import { UpdatePart, type UpdateHealth } from "./update-part.ts";
+import { pinsInEffect } from "../update/signed-pins.ts";
+import { appVersion } from "../update/version.ts";
 
 /**
  * A stop ends within this, whatever hangs (a server or cloud that accepts and never answers, a
@@ -41,6 +45,7 @@ export class Agent {
   readonly #buffer: BufferPart;
   readonly #uplink: UplinkPart;
   readonly #machines: MachinesPart;
+  readonly #update: UpdatePart;
   readonly #parts: readonly Part[];
   #started: Part[] = [];
   #healthTimer: NodeJS.Timeout | null = null;
@@ -62,6 +67,8 @@ export class Agent {
       onCommit: () => this.#uplink.sender?.wake(),
       ...(loaded.secrets.bufferKey && config.buffer.encryption ? { encryption: { key: loaded.secrets.bufferKey, keyFile: config.buffer.encryption.keyFile } } : {}),
     });
+    // A signed pin set from the update channel replaces cloud.pins (src/update/signed-pins.ts).
+    const pins = pinsInEffect(config, stateDir);
     this.#uplink = new UplinkPart({
       loaded,
       stateDir,
@@ -69,15 +76,30 @@ export class Agent {
       enroller: options.enroller,
       store: this.#buffer.buffer,
       backlog: () => this.#buffer.stats().items,
+      pins: pins.pins,
     });
+    // The update lock may watch machine values: those keys are seen on their way to the buffer.
+    const latest = new LatestValues(config.update?.lock?.values ?? []);
+    const sink = this.#buffer.sink;
     this.#machines = new MachinesPart({
       loaded,
       stateDir,
       logger,
-      sink: this.#buffer.sink,
+      sink: latest.empty ? sink : { write: (m) => (latest.observe(m), sink.write(m)), commit: () => sink.commit() },
       lastDelivered: (machine, keys) => this.#buffer.buffer.lastDelivered(machine, keys),
     });
-    this.#parts = [this.#buffer, this.#uplink, this.#machines];
+    this.#update = new UpdatePart({
+      loaded,
+      stateDir,
+      logger,
+      uplink: this.#uplink,
+      sink,
+      latest: (machine, key) => latest.get(machine, key),
+      runningVersion: appVersion(),
+      underLauncher: process.env.KERF_LAUNCHER === "1",
+      pins,
+    });
+    this.#parts = [this.#buffer, this.#uplink, this.#machines, this.#update];
   }
 
   get buffer(): DurableBuffer {
@@ -95,6 +117,11 @@ export class Agent {
 
   get sessions(): readonly MachineSession[] {
     return this.#machines.sessions;
+  }
+
+  /** Self-update: checkNow() for "check now" (kerf update check runs its own, under the same lock). */
+  get update(): UpdatePart {
+    return this.#update;
   }
 
   async start(): Promise<void> {
@@ -121,7 +148,7 @@ export class Agent {
   #writeHealth(): void {
     const at = new Date().toISOString();
     try {
-      const { problems, warnings, sessions, uplink, tokens, certificate, buffer, writer, opcuaCertificate } = this.health();
+      const { problems, warnings, sessions, uplink, tokens, certificate, buffer, writer, opcuaCertificate, update } = this.health();
       writeHealth(this.#o.stateDir, {
         at,
         pid: process.pid,
@@ -144,6 +171,7 @@ export class Agent {
         uplink: uplink && { lastAckAt: uplink.lastAckAt, consecutiveFailures: uplink.consecutiveFailures, lastError: uplink.lastError, lastErrorCode: uplink.lastErrorCode },
         ...(certificate ? { certificate } : {}),
         ...(tokens ? { tokens: { expiresAt: tokens.expiresAt === null ? null : new Date(tokens.expiresAt).toISOString(), renewals: tokens.renewals, lastError: tokens.lastError } } : {}),
+        ...(update ? { update } : {}),
         buffer: { items: buffer.items, bytes: buffer.bytes, droppedItems: buffer.droppedItems },
         writer: { pendingItems: writer.pendingItems, failures: writer.failures, lastError: writer.lastError },
         unhandledRejections: processGuardStats().unhandledRejections,
@@ -197,8 +225,10 @@ export class Agent {
     const buffer = this.#buffer.health();
     const machines = this.#machines.health(now);
     const uplink = this.#uplink.health(now);
+    const update = this.#update.health();
     const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems];
-    const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? [])];
-    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, tokens: uplink.tokens, certificate: uplink.certificate, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate };
+    const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? []), ...(update.warnings ?? [])];
+    const u: UpdateHealth | null = update.update;
+    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, tokens: uplink.tokens, certificate: uplink.certificate, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate, update: u };
   }
 }

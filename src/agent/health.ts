@@ -2,6 +2,7 @@ import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { AppCertificateStatus } from "../opcua/trust/app-cert.ts";
 import type { Problem } from "./part.ts";
+import type { UpdateHealth } from "./update-part.ts";
 
 /**
  * Health goes through a file in the state folder, not an HTTP port: the connector
@@ -60,6 +61,8 @@ export interface HealthReport {
   certificate?: { instanceId: string; notAfter: string; daysToExpiry: number; expired: boolean; renewals: number; lastRenewalError: string | null; nextRenewalAt: string | null } | null;
   /** The access tokens (with cloud.auth): when the current one expires, renewals, the last failure (never the token). */
   tokens?: { expiresAt: string | null; renewals: number; lastError: string | null };
+  /** Self-update (with an update section): the schedule, the last check and its outcome, what holds an available release, where the uplink pins come from. */
+  update?: UpdateHealth;
   buffer: { items: number; bytes: number; droppedItems: number };
   /** Values waiting for their commit to the buffer, and commits failed in a row (a disk that refuses writes). */
   writer?: { pendingItems: number; failures: number; lastError: string | null };

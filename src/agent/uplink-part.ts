@@ -8,6 +8,7 @@ import { CertificateRenewal, type RenewalHealth } from "../certs/renewal.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import type { Logger } from "../log.ts";
 import type { BatchStore } from "../message.ts";
+import { KerfError } from "../errors.ts";
 import { describeProxy, resolveProxy } from "../uplink/proxy.ts";
 import { Transport } from "../uplink/transport.ts";
 import { Sender, type SenderHealth } from "../uplink/sender.ts";
@@ -25,6 +26,8 @@ export interface UplinkPartOptions {
   store: BatchStore;
   /** Values waiting in the buffer. */
   backlog: () => number;
+  /** The SPKI pins in effect: cloud.pins, or the signed pin set of the update channel (src/update/signed-pins.ts). */
+  pins?: readonly string[];
 }
 
 export interface UplinkPartHealth extends PartHealth {
@@ -47,6 +50,7 @@ export class UplinkPart implements Part<UplinkPartHealth> {
   #tokens: TokenClient | null = null;
   #identity: IdentityFiles | null = null;
   #renewal: CertificateRenewal | null = null;
+  #tls: { caPem: string | undefined; proxy: ReturnType<typeof resolveProxy> } | null = null;
   #startedAt = Date.now();
   /** When the backlog was last seen empty: no acknowledgement is due before values wait. */
   #emptyAt = Date.now();
@@ -87,11 +91,13 @@ export class UplinkPart implements Part<UplinkPartHealth> {
     const idLog = log.child({ component: "identity" });
     const proxy = resolveProxy(config.cloud.proxy, this.#o.loaded.secrets.proxy);
     log.info({ component: "uplink", proxy: proxy?.url ?? null, proxySource: proxy?.source ?? null }, describeProxy(proxy));
+    this.#tls = { caPem, proxy };
+    const pins = this.#o.pins ?? config.cloud.pins;
     const dir = path.join(this.#o.stateDir, "identity");
     let identity: IdentityFiles | Identity;
     if (config.cloud.identity) identity = await loadIdentityFiles(config.cloud.identity.certificateFile, config.cloud.identity.privateKeyFile);
     else if (enrolment && !this.#o.enroller) {
-      identity = await bootstrapIdentity({ dir, instance: config.instance, url: enrolment.url, tokenFile: enrolment.tokenFile, keyType: enrolment.keyType, pins: config.cloud.pins, caPem, proxy, logger: idLog });
+      identity = await bootstrapIdentity({ dir, instance: config.instance, url: enrolment.url, tokenFile: enrolment.tokenFile, keyType: enrolment.keyType, pins, caPem, proxy, logger: idLog });
     } else identity = await ensureIdentity({ dir, instance: config.instance, keyType: enrolment?.keyType, enroller: this.#o.enroller, logger: idLog });
     this.#identity = identity;
     idLog.info({ ...("instanceId" in identity ? { instanceId: identity.instanceId } : {}), notAfter: identity.notAfter.toISOString() }, "instance identity loaded");
@@ -99,7 +105,7 @@ export class UplinkPart implements Part<UplinkPartHealth> {
       certPem: identity.certPem,
       keyPem: identity.keyPem,
       caPem,
-      pins: config.cloud.pins,
+      pins,
       logger: log.child({ component: "uplink" }),
       // live requests, and as many stuck ones waiting out their deadlines beside them (pacer.ts)
       connections: 2 * config.cloud.concurrency,
@@ -149,6 +155,17 @@ export class UplinkPart implements Part<UplinkPartHealth> {
     });
     this.#startedAt = this.#emptyAt = Date.now();
     this.#sender.start();
+  }
+
+  /**
+   * A transport for the update mirror: the instance certificate in service, the chain checked
+   * against cloud.caFile or the system CAs, not the pins (the metadata it fetches is signed).
+   */
+  mirrorTransport(): Transport {
+    const identity = this.#renewal?.identity ?? this.#identity;
+    if (!identity || !this.#tls) throw new KerfError("UPLINK_CLOSED", "the uplink has not started");
+    const { caPem, proxy } = this.#tls;
+    return new Transport({ certPem: identity.certPem, keyPem: identity.keyPem, caPem, pins: [], unpinned: true, logger: this.#o.logger.child({ component: "update-mirror" }), connections: 1, proxy });
   }
 
   async stop(budget: StopBudget): Promise<void> {

@@ -23,7 +23,9 @@ commands:
            metadata, with optional uplink pins), then a new snapshot and timestamp
   withdraw --repo DIR --keys DIR --version V     removes a release from the targets
   timestamp --repo DIR --keys DIR                 a new timestamp (it expires after 1 day:
-                                                  run this at least daily, e.g. from cron)
+                                                  run this at least daily, e.g. from cron);
+                                                  snapshot and targets are signed anew when
+                                                  past half their lifetime (7 and 90 days)
   rotate   --repo DIR --keys DIR --role ROLE [--count N --threshold M]
            replaces the keys of ROLE (root, targets, snapshot or timestamp) in a new root
            version signed by the old root keys (and the new ones for root); the old keys move
@@ -90,7 +92,10 @@ export async function run(argv: string[]): Promise<number> {
     }
     case "timestamp": {
       const repo = renewTimestamp(repoOptions());
-      process.stdout.write(`timestamp v${repo.timestamp.signed.version}, expires ${repo.timestamp.signed.expires}\n`);
+      const s = repo.timestamp.signed;
+      process.stdout.write(`timestamp v${s.version}, expires ${s.expires}; snapshot v${repo.snapshot.signed.version}, expires ${repo.snapshot.signed.expires}; targets v${repo.targets.signed.version}, expires ${repo.targets.signed.expires}\n`);
+      const rootLeft = Date.parse(repo.root.signed.expires) - Date.now();
+      if (rootLeft < 60 * 86_400_000) process.stderr.write(`kerf: warning: root v${repo.root.signed.version} expires ${repo.root.signed.expires}: sign a new root before (kerf release rotate --role root)\n`);
       return 0;
     }
     case "rotate": {

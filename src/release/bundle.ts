@@ -5,7 +5,7 @@
  * `lockSha256` lets the launcher refuse a bundle built against a different dependency set.
  */
 import { createHash } from "node:crypto";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import * as tar from "tar";
@@ -40,9 +40,12 @@ export async function packBundle(o: { sourceDir: string; out: string; version?: 
   }
   const version = o.version ?? String(pkg.version);
   const minVersion = o.minVersion ?? "0.0.0";
-  if (!isVersion(version)) throw new KerfError("RELEASE", `version '${version}' is not MAJOR.MINOR.PATCH`);
-  if (!isVersion(minVersion)) throw new KerfError("RELEASE", `minimum version '${minVersion}' is not MAJOR.MINOR.PATCH`);
-  if (compareVersions(minVersion, version) > 0) throw new KerfError("RELEASE", `minimum version ${minVersion} is above the bundle's own version ${version}`);
+  const versionFrom = o.version === undefined ? `the "version" of ${pkgFile}` : "--version";
+  if (!isVersion(version)) throw new KerfError("RELEASE", `${versionFrom} '${version}' is not MAJOR.MINOR.PATCH`);
+  if (!isVersion(minVersion)) throw new KerfError("RELEASE", `--min-version '${minVersion}' is not MAJOR.MINOR.PATCH`);
+  if (compareVersions(minVersion, version) > 0) throw new KerfError("RELEASE", `--min-version ${minVersion} is above the bundle's own version ${version} (${versionFrom})`);
+  const missing = BUNDLE_FILES.map((f) => path.join(o.sourceDir, f)).filter((f) => !existsSync(f));
+  if (missing.length > 0) throw new KerfError("RELEASE", `${o.sourceDir} is not a Kerf checkout: ${missing.join(", ")} missing`);
   const stage = mkdtempSync(path.join(os.tmpdir(), "kerf-pack-"));
   try {
     for (const f of BUNDLE_FILES) cpSync(path.join(o.sourceDir, f), path.join(stage, f), { recursive: true });
@@ -57,7 +60,11 @@ export async function packBundle(o: { sourceDir: string; out: string; version?: 
       createdAt: (o.now ?? new Date()).toISOString(),
     };
     writeFileSync(path.join(stage, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
-    await tar.c({ gzip: true, file: o.out, cwd: stage, portable: true }, [MANIFEST, ...BUNDLE_FILES]);
+    try {
+      await tar.c({ gzip: true, file: o.out, cwd: stage, portable: true }, [MANIFEST, ...BUNDLE_FILES]);
+    } catch (err) {
+      throw new KerfError("RELEASE", `${o.out}: cannot write the bundle (--out): ${(err as Error).message}`, { cause: err });
+    }
     return manifest;
   } finally {
     rmSync(stage, { recursive: true, force: true });

@@ -88,8 +88,13 @@ export function loadRepo(repoDir: string): Repo {
 /** Adds `file` as target `name` with `custom` metadata (replacing a target of that name), then snapshot and timestamp. */
 export function addTarget(o: RepoOptions, name: string, file: string, custom: Record<string, unknown>): Repo {
   const repo = loadRepo(o.repoDir);
+  for (const role of ["targets", "snapshot", "timestamp"] as const) signingKeys(o.keysDir, repo.root, role);
   const bytes = readFileSync(file);
   const sha256 = createHash("sha256").update(bytes).digest("hex");
+  const published = repo.targets.signed.targets[name];
+  if (published && (published.hashes.sha256 !== sha256 || published.length !== bytes.length)) {
+    throw new KerfError("RELEASE", `${name} is published already with other content: a version is never reused (withdraw it, then publish a new version)`);
+  }
   copyFileSync(file, path.join(targetsDir(o.repoDir), `${sha256}.${name}`));
   const targets = nextTargets(o, repo.targets);
   targets.signed.targets[name] = new TargetFile({ path: name, length: bytes.length, hashes: { sha256 }, unrecognizedFields: { custom: custom as never } });
@@ -105,9 +110,17 @@ export function removeTarget(o: RepoOptions, name: string): Repo {
   return commit(o, repo.root, targets, repo.snapshot, repo.timestamp);
 }
 
-/** A new timestamp (and nothing else): what a repository must do before the old one expires. */
+/**
+ * A new timestamp: what a repository must do before the old one expires (daily). Snapshot and
+ * targets are signed anew too once they are past half their lifetime, so that a repository
+ * without new releases stays valid on this command alone.
+ */
 export function renewTimestamp(o: RepoOptions): Repo {
   const repo = loadRepo(o.repoDir);
+  const now = (o.now ?? new Date()).getTime();
+  const aging = (role: "targets" | "snapshot") => Date.parse(repo[role].signed.expires) - now < ((o.lifetimeDays?.[role] ?? LIFETIME_DAYS[role]) * 86_400_000) / 2;
+  if (aging("targets")) return commit(o, repo.root, nextTargets(o, repo.targets), repo.snapshot, repo.timestamp);
+  if (aging("snapshot")) return commit(o, repo.root, repo.targets, repo.snapshot, repo.timestamp);
   const timestamp = new Metadata(new Timestamp({ specVersion: SPEC_VERSION, version: repo.timestamp.signed.version + 1, expires: expiry(o, "timestamp"), snapshotMeta: repo.timestamp.signed.snapshotMeta }));
   signWith(timestamp, signingKeys(o.keysDir, repo.root, "timestamp"));
   writeMetadata(o.repoDir, "timestamp", timestamp);
@@ -166,6 +179,7 @@ export function writeMetadata(repoDir: string, role: "targets" | "snapshot" | "t
 
 /** The keys on disk that `root` names for `role`; refuses when they cannot meet its threshold. */
 export function signingKeys(keysDir: string, root: Metadata<Root>, role: Role): SigningKey[] {
+  if (!existsSync(keysDir)) throw new KerfError("RELEASE", `${keysDir}: no such keys directory (--keys)`);
   const r = root.signed.roles[role]!;
   const keys = loadKeys(keysDir, role).filter((k) => r.keyIDs.includes(k.key.keyID));
   if (keys.length < r.threshold) {

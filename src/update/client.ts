@@ -11,13 +11,14 @@
  *
  * Nothing here installs: the launcher (another module) unpacks a downloaded bundle into a slot.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { Metadata, type Root, type TargetFile, type Targets } from "@tufjs/models";
 import { Updater } from "tuf-js";
 import type { Dispatcher } from "undici";
 import { validatePins } from "../certs/pins.ts";
 import { writeFileAtomic } from "../certs/files.ts";
+import { KerfError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { TransportFetcher } from "./fetcher.ts";
 import { DownloadError } from "./tuf-errors.ts";
@@ -36,6 +37,8 @@ export interface UpdateClientOptions {
   runningVersion: string;
   logger: Logger;
   requestTimeoutMs?: number;
+  /** The whole check, downloads included, ends by then (a server that drips its answer forever). Default 15 min. */
+  checkTimeoutMs?: number;
 }
 
 /** A release as the verified targets metadata describes it. */
@@ -80,29 +83,38 @@ async function check(o: UpdateClientOptions): Promise<UpdateCheck> {
   mkdirSync(dirs.download, { recursive: true, mode: 0o700 });
   const trusted = path.join(dirs.metadata, "root.json");
   if (!existsSync(trusted)) {
+    // The shipped root is checked before it becomes trusted state: a broken image must not leave a broken root behind.
+    let shipped: Buffer;
     try {
-      copyFileSync(o.trustedRoot, trusted);
+      shipped = readFileSync(o.trustedRoot);
     } catch (err) {
       return { outcome: "refused", reason: `trusted root ${o.trustedRoot} cannot be read: ${(err as Error).message}` };
     }
+    const problem = rootProblem(shipped, true);
+    if (problem) return { outcome: "refused", reason: `trusted root ${o.trustedRoot} is not valid signed root metadata: ${problem}` };
+    writeFileAtomic(trusted, shipped.toString("utf8"), 0o600);
   }
-  const base = o.baseUrl.replace(/\/+$/, "");
+  const clock = clockProblem(dirs.minimum);
+  if (clock) return { outcome: "refused", reason: clock };
+  const before = readRootKeys(trusted);
+  // Not re-seeded from the shipped root: that would forget the root rotations followed since.
+  if (typeof before === "string") return { outcome: "refused", reason: `the trusted root ${trusted} is damaged: ${before}` };
+  const fetcher = new TransportFetcher(o.transport, o.requestTimeoutMs, vetMetadata, o.checkTimeoutMs ?? 15 * 60_000);
   let updater: Updater;
   try {
-    updater = new Updater({
-      metadataDir: dirs.metadata,
-      metadataBaseUrl: `${base}/tuf/metadata`,
-      targetBaseUrl: `${base}/tuf/targets`,
-      targetDir: dirs.download,
-      fetcher: new TransportFetcher(o.transport, o.requestTimeoutMs),
-    });
+    updater = await refreshed(o, dirs, fetcher);
   } catch (err) {
-    return { outcome: "refused", reason: `trusted root ${trusted} is not valid signed root metadata: ${describe(err)}` };
-  }
-  try {
-    await updater.refresh();
-  } catch (err) {
-    return failure("metadata", err);
+    // TUF spec 5.3.11: after a rotation of the timestamp or snapshot keys, forget the trusted
+    // timestamp and snapshot, so a client that was fed fast-forwarded versions by a stolen key recovers.
+    const after = readRootKeys(trusted);
+    if (typeof after === "string" || after.version === before.version || (after.timestamp === before.timestamp && after.snapshot === before.snapshot)) return failure("metadata", err, fetcher);
+    o.logger.info({ root: after.version }, "update: timestamp or snapshot keys rotated; refreshing without the old timestamp and snapshot");
+    for (const role of ["timestamp", "snapshot"]) rmSync(path.join(dirs.metadata, `${role}.json`), { force: true });
+    try {
+      updater = await refreshed(o, dirs, fetcher);
+    } catch (err2) {
+      return failure("metadata", err2, fetcher);
+    }
   }
   // tuf-js persists metadata only after verifying it; what it verified this run is on disk now.
   const root = Metadata.fromJSON("root" as never, readJson(trusted)) as unknown as Metadata<Root>;
@@ -111,6 +123,7 @@ async function check(o: UpdateClientOptions): Promise<UpdateCheck> {
   const targets = Metadata.fromJSON("targets" as never, readJson(path.join(dirs.metadata, "targets.json"))) as unknown as Metadata<Targets>;
   const releases = appReleases(targets, o.logger);
   const minimum = releases.reduce((m, r) => maxVersion(m, r.minVersion), readMinimum(dirs.minimum));
+  // `at` is the time of the last verified refresh: a clock found far before it is a wrong clock.
   writeFileAtomic(dirs.minimum, `${JSON.stringify({ minimum, at: new Date().toISOString() })}\n`, 0o600);
   const newest = releases.reduce<Release | undefined>((a, r) => (!a || compareVersions(r.version, a.version) > 0 ? r : a), undefined);
   const pins = newest?.pins;
@@ -129,8 +142,73 @@ async function check(o: UpdateClientOptions): Promise<UpdateCheck> {
   } catch (err) {
     rmSync(dirs.download, { recursive: true, force: true });
     mkdirSync(dirs.download, { recursive: true, mode: 0o700 });
-    return failure(`target ${newest.target}`, err);
+    return failure(`target ${newest.target}`, err, fetcher);
   }
+}
+
+/** An Updater over `o`'s repository that has refreshed all metadata; throws what tuf-js refused. */
+async function refreshed(o: UpdateClientOptions, dirs: ReturnType<typeof updateDirs>, fetcher: TransportFetcher): Promise<Updater> {
+  const base = o.baseUrl.replace(/\/+$/, "");
+  const updater = new Updater({
+    metadataDir: dirs.metadata,
+    metadataBaseUrl: `${base}/tuf/metadata`,
+    targetBaseUrl: `${base}/tuf/targets`,
+    targetDir: dirs.download,
+    fetcher,
+  });
+  await updater.refresh();
+  return updater;
+}
+
+/** Checks tuf-js does not make, on every root before tuf-js sees it: one key under two key ids would count twice. */
+function vetMetadata(url: string, bytes: Buffer): void {
+  if (!/\/\d+\.root\.json$/.test(url)) return;
+  const problem = rootProblem(bytes, false);
+  if (problem) throw new KerfError("UPDATE", `${url}: ${problem}`);
+}
+
+/** What is wrong with root metadata `bytes`; with `selfSigned`, its own signatures must meet its root threshold too. */
+function rootProblem(bytes: Buffer, selfSigned: boolean): string | undefined {
+  let root: Metadata<Root>;
+  try {
+    const json = JSON.parse(bytes.toString("utf8")) as { signed?: { _type?: unknown } };
+    if (json?.signed?._type !== "root") return `its type is '${String(json?.signed?._type)}', expected 'root'`;
+    root = Metadata.fromJSON("root" as never, json as never) as unknown as Metadata<Root>;
+    if (selfSigned) root.verifyDelegate("root", root as never);
+  } catch (err) {
+    return describe(err);
+  }
+  const duplicate = duplicateKey(root);
+  return duplicate ? `root version ${root.signed.version} names one key under several key ids (${duplicate}): thresholds would count it twice` : undefined;
+}
+
+/** The trusted root's version and its timestamp and snapshot key ids (to notice their rotation), or why it cannot be read. */
+function readRootKeys(file: string): { version: number; timestamp: string; snapshot: string } | string {
+  try {
+    const signed = (readJson(file) as { signed: { version: number; roles: Record<string, { keyids: string[] }> } }).signed;
+    const ids = (role: string) => [...(signed.roles[role]!.keyids ?? [])].sort().join(",");
+    return { version: signed.version, timestamp: ids("timestamp"), snapshot: ids("snapshot") };
+  } catch (err) {
+    return describe(err);
+  }
+}
+
+/**
+ * Expiry protects against frozen metadata only if the clock is right. A clock far behind the
+ * last verified refresh (one day of slack for a clock corrected backwards) is refused.
+ */
+function clockProblem(minimumFile: string): string | undefined {
+  let at: unknown;
+  try {
+    at = (JSON.parse(readFileSync(minimumFile, "utf8")) as { at?: unknown }).at;
+  } catch {
+    return undefined;
+  }
+  const last = typeof at === "string" ? Date.parse(at) : NaN;
+  if (Number.isNaN(last)) return undefined;
+  const now = new Date();
+  if (now.getTime() >= last - 86_400_000) return undefined;
+  return `the clock is wrong: it says ${now.toISOString()}, more than a day before the last verified update check at ${new Date(last).toISOString()}`;
 }
 
 /** The Kerf releases among the verified targets; a target whose signed custom data is malformed is skipped, loudly. */
@@ -200,15 +278,15 @@ function readJson(file: string): never {
 }
 
 /** A transport or HTTP failure is "failed" (retry later); anything tuf-js refused is "refused". */
-function failure(what: string, err: unknown): UpdateCheck {
+function failure(what: string, err: unknown, fetcher: TransportFetcher): UpdateCheck {
   const reason = `${what}: ${describe(err)}`;
-  return isTransportFailure(err) ? { outcome: "failed", reason } : { outcome: "refused", reason };
+  return isTransportFailure(err) || fetcher.lastRequestFailed ? { outcome: "failed", reason } : { outcome: "refused", reason };
 }
 
 function isTransportFailure(err: unknown): boolean {
   if (err instanceof DownloadError && err.constructor.name === "DownloadHTTPError") return true;
   const code = (err as { code?: unknown }).code;
-  return typeof code === "string" && (code.startsWith("UND_ERR") || ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENOTFOUND", "EPIPE"].includes(code));
+  return typeof code === "string" && (code.startsWith("UND_ERR") || code.startsWith("UPLINK_") || ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENOTFOUND", "EPIPE"].includes(code));
 }
 
 function describe(err: unknown): string {

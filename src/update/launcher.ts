@@ -3,7 +3,8 @@ import path from "node:path";
 import type { Logger } from "../log.ts";
 import { ENTRY, type VerifiedBundle } from "./bundle.ts";
 import { judgeTrial } from "./gate.ts";
-import { appendJournal, readPointer, writePointer, type AppPointer, type SlotRef, type Step } from "./pointer.ts";
+import { appendJournal, readJournal, readPointer, writePointer, type AppPointer, type SlotRef, type Step } from "./pointer.ts";
+import { refusal, takeRequest } from "./request.ts";
 import { removeStaleStaging, slotComplete, slotPath, stageBundle, type StagingWriter } from "./slots.ts";
 
 /** The same V8 flags as bin/kerf.js's shebang line (why: see there). */
@@ -24,6 +25,8 @@ export interface LauncherOptions {
   writer?: StagingWriter;
   /** Tests: after journaling this step the launcher waits for ever, so that a SIGKILL lands exactly there. */
   pauseAfter?: Step;
+  /** How often `<state>/app/request.json` is looked for; default 1 s. */
+  requestPollMs?: number;
 }
 
 type Event = { kind: "stop"; reason: string } | { kind: "exit"; code: number | null; signal: NodeJS.Signals | null } | { kind: "gate"; ready: boolean; reason: string } | { kind: "install"; bundle: VerifiedBundle };
@@ -32,7 +35,7 @@ type Event = { kind: "stop"; reason: string } | { kind: "exit"; code: number | n
  * The immutable launcher: starts the active slot's `kerf run` as its child, forwards a stop,
  * restarts a committed version that crashed, commits a version on trial once its health gate
  * passes and rolls it back when it exits or does not pass in time. It alone writes the pointer.
- * WORK IN PROGRESS: see STATUS-launcher.md (no test drives this class yet).
+ * Installs come from the agent's request file (request.ts) or from install().
  */
 export class Launcher {
   readonly #o: LauncherOptions;
@@ -51,7 +54,23 @@ export class Launcher {
   }
 
   stop(reason: string): void {
+    this.#stopping = true;
+    this.#wakeSleep?.();
     this.#post({ kind: "stop", reason });
+  }
+
+  #stopping = false;
+  #wakeSleep: (() => void) | null = null;
+
+  /** A pause that a stop cuts short. */
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.#wakeSleep = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   #post(e: Event): void {
@@ -80,8 +99,38 @@ export class Launcher {
   /** Runs until stop(); resolves to the exit code of the last child. */
   async run(): Promise<number> {
     this.#recover();
+    const poll = setInterval(() => this.#pollRequest(), this.#o.requestPollMs ?? 1_000);
+    try {
+      return await this.#loop();
+    } finally {
+      clearInterval(poll);
+    }
+  }
+
+  #pollRequest(): void {
+    let taken;
+    try {
+      taken = takeRequest(this.#o.stateDir);
+    } catch (err) {
+      this.#log.error({ err: (err as Error).message }, "cannot take the install request");
+      return;
+    }
+    if (!taken) return;
+    if (taken.ok) this.install({ dir: taken.request.dir, version: taken.request.version });
+    else void this.#refuse(taken.version, `a malformed install request: ${taken.reason}`);
+  }
+
+  async #refuse(version: string, reason: string): Promise<void> {
+    writePointer(this.#o.stateDir, { ...this.#pointer(), lastOutcome: { at: new Date().toISOString(), kind: "failed", version, reason } });
+    await this.#step("refused", version, { reason });
+    this.#log.error({ version, reason }, "refused the update; the running version stays");
+  }
+
+  async #loop(): Promise<number> {
     let backoffMs = 1_000;
+    let lastCode = 0;
     for (;;) {
+      if (this.#stopping) return lastCode;
       const p = this.#pointer();
       if (p.trial) writePointer(this.#o.stateDir, { ...p, trial: { ...p.trial, starts: p.trial.starts + 1 } });
       const child = this.#spawn(p.active);
@@ -97,11 +146,15 @@ export class Launcher {
         if (e.kind === "exit") {
           gate?.cancel();
           if (e.code === null && e.signal === null) continue;
+          lastCode = e.code ?? 1;
           const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
-          if (this.#pointer().trial) await this.#rollback(`the new version ${how} before it became healthy`);
-          else {
+          if (this.#pointer().trial) {
+            const reason = `the new version ${how} before it became healthy`;
+            await this.#step("rolling-back", p.active.version, { reason });
+            await this.#rollback(reason);
+          } else {
             this.#log.error({ version: p.active.version, code: e.code, signal: e.signal }, `the connector ${how}; restarting in ${backoffMs / 1000} s`);
-            await new Promise((r) => setTimeout(r, backoffMs));
+            await this.#sleep(backoffMs);
             backoffMs = Math.min(backoffMs * 2, 30_000);
           }
           break;
@@ -114,14 +167,18 @@ export class Launcher {
             backoffMs = 1_000;
             continue;
           }
+          const reason = `the new version did not become healthy within ${this.#o.healthTimeoutMs / 1000} s: ${e.reason}`;
+          await this.#step("rolling-back", p.active.version, { reason });
           await this.#stopChild(child);
-          await this.#rollback(`the new version did not become healthy within ${this.#o.healthTimeoutMs / 1000} s: ${e.reason}`);
+          await this.#rollback(reason);
           break;
         }
         if (e.kind === "install") {
-          if (await this.#stage(e.bundle)) {
+          const refused = this.#pointer().trial ? `version ${this.#pointer().active.version} is still on trial` : refusal(e.bundle, this.#pointer(), this.#o.factory.dir);
+          if (refused) await this.#refuse(e.bundle.version, refused);
+          else if (await this.#stage(e.bundle)) {
             await this.#stopChild(child);
-            await this.#step("stopped-old", this.#pointer().active.version);
+            await this.#step("stopped-old", e.bundle.version);
             await this.#switch(e.bundle);
             break;
           }
@@ -132,7 +189,11 @@ export class Launcher {
 
   #spawn(ref: SlotRef): ChildProcess {
     const dir = slotPath(this.#o.stateDir, ref.slot, this.#o.factory.dir);
-    const child = spawn(process.execPath, [...NODE_FLAGS, path.join(dir, ENTRY), "run", "--config", this.#o.configFile, "--state-dir", this.#o.stateDir], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    const child = spawn(process.execPath, [...NODE_FLAGS, path.join(dir, ENTRY), "run", "--config", this.#o.configFile, "--state-dir", this.#o.stateDir], {
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+      // kerf run requests installs only when a launcher is there to take them
+      env: { ...process.env, KERF_LAUNCHER: "1" },
+    });
     child.once("exit", (code, signal) => this.#post({ kind: "exit", code, signal }));
     this.#log.info({ version: ref.version, slot: ref.slot, pid: child.pid }, "started the connector");
     return child;
@@ -169,7 +230,11 @@ export class Launcher {
     // The copy overwrites the previous version: it must not be a revert target meanwhile.
     if (p.previous?.slot === target) writePointer(this.#o.stateDir, { ...p, previous: null });
     try {
-      await stageBundle(this.#o.stateDir, target, bundle, { ...(this.#o.writer ? { writer: this.#o.writer } : {}), onFirstFile: () => this.#step("staging", bundle.version) });
+      await stageBundle(this.#o.stateDir, target, bundle, {
+        ...(this.#o.writer ? { writer: this.#o.writer } : {}),
+        nodeModules: path.join(this.#o.factory.dir, "node_modules"),
+        onFirstFile: () => this.#step("staging", bundle.version),
+      });
     } catch (err) {
       const reason = (err as Error).message;
       writePointer(this.#o.stateDir, { ...this.#pointer(), lastOutcome: { at: new Date().toISOString(), kind: "failed", version: bundle.version, reason } });
@@ -184,7 +249,7 @@ export class Launcher {
   async #switch(bundle: VerifiedBundle): Promise<void> {
     const p = this.#pointer();
     const target = p.active.slot === "a" ? "b" : "a";
-    writePointer(this.#o.stateDir, { active: { slot: target, version: bundle.version }, previous: p.active, trial: { since: new Date().toISOString(), starts: 0 }, lastOutcome: p.lastOutcome });
+    writePointer(this.#o.stateDir, { active: { slot: target, version: bundle.version }, previous: p.active, trial: { since: new Date().toISOString(), starts: 0 }, lastOutcome: p.lastOutcome, failed: p.failed });
     await this.#step("switched", bundle.version);
   }
 
@@ -198,7 +263,8 @@ export class Launcher {
   #revert(reason: string): { from: string; to: string } {
     const p = this.#pointer();
     const back = p.previous && slotComplete(this.#o.stateDir, p.previous, this.#o.factory.dir) ? p.previous : { slot: "factory" as const, version: this.#o.factory.version };
-    writePointer(this.#o.stateDir, { active: back, previous: null, trial: null, lastOutcome: { at: new Date().toISOString(), kind: "rolled-back", version: p.active.version, reason } });
+    const failed = p.failed.includes(p.active.version) ? p.failed : [...p.failed, p.active.version];
+    writePointer(this.#o.stateDir, { active: back, previous: null, trial: null, lastOutcome: { at: new Date().toISOString(), kind: "rolled-back", version: p.active.version, reason }, failed });
     appendJournal(this.#o.stateDir, { step: "rolled-back", version: p.active.version, reason });
     return { from: p.active.version, to: back.version };
   }
@@ -207,7 +273,10 @@ export class Launcher {
   #recover(): void {
     removeStaleStaging(this.#o.stateDir);
     const p = this.#pointer();
+    const last = readJournal(this.#o.stateDir).at(-1);
     if (!slotComplete(this.#o.stateDir, p.active, this.#o.factory.dir)) this.#revert(`slot ${p.active.slot} does not hold a complete copy of ${p.active.version}`);
+    // A rollback that a crash interrupted is finished, with the reason it was started for.
+    else if (p.trial && last?.step === "rolling-back" && last.version === p.active.version) this.#revert(last.reason ?? "the rollback was interrupted");
     else if (p.trial && p.trial.starts >= (this.#o.maxTrialStarts ?? 2)) this.#revert(`it was started ${p.trial.starts} times during its trial without becoming healthy`);
   }
 }

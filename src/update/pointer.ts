@@ -38,6 +38,8 @@ export interface AppPointer {
   /** Set while `active` has been switched to and is not yet committed (the health gate runs). */
   trial: { since: string; starts: number } | null;
   lastOutcome: Outcome | null;
+  /** Versions that were rolled back: never installed again (a newer release may be). */
+  failed: string[];
 }
 
 export function appDir(stateDir: string): string {
@@ -57,7 +59,7 @@ export function readPointer(stateDir: string, factoryVersion: string): AppPointe
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { active: { slot: "factory", version: factoryVersion }, previous: null, trial: null, lastOutcome: null };
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { active: { slot: "factory", version: factoryVersion }, previous: null, trial: null, lastOutcome: null, failed: [] };
     throw new KerfError("UPDATE_STATE", `cannot read ${file}: ${(err as Error).message}`, { cause: err });
   }
   try {
@@ -66,7 +68,8 @@ export function readPointer(stateDir: string, factoryVersion: string): AppPointe
     // The factory slot is the image's: its version is whatever the image carries now.
     if (p.active.slot === "factory") p.active.version = factoryVersion;
     if (p.previous?.slot === "factory") p.previous.version = factoryVersion;
-    return { active: p.active, previous: p.previous, trial: p.trial ?? null, lastOutcome: p.lastOutcome ?? null };
+    if (p.failed !== undefined && !(Array.isArray(p.failed) && p.failed.every((v) => typeof v === "string"))) throw new Error("failed is not a list of versions");
+    return { active: p.active, previous: p.previous, trial: p.trial ?? null, lastOutcome: p.lastOutcome ?? null, failed: p.failed ?? [] };
   } catch (err) {
     // Written only by rename of a complete, fsynced file, so this is damage, not a torn write.
     throw new KerfError("UPDATE_STATE", `${file} is damaged: ${(err as Error).message}`, {
@@ -110,11 +113,12 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-export type Step = "staging" | "staged" | "stopped-old" | "switched" | "started" | "committed" | "rolled-back" | "staging-failed";
+export type Step = "refused" | "staging" | "staged" | "stopped-old" | "switched" | "started" | "committed" | "rolling-back" | "rolled-back" | "staging-failed";
 
 export interface JournalLine {
   at: string;
   step: Step;
+  /** The version being installed (or refused, or rolled back). */
   version: string;
   slot?: SlotName;
   reason?: string;

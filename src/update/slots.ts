@@ -57,8 +57,10 @@ export function removeStaleStaging(stateDir: string): void {
  * marker last, then renamed into place. A failure (a full disk) removes the staging folder and
  * throws UPDATE_STAGING; the slot holds either its old complete copy, or nothing.
  * `onFirstFile` runs after the first file is copied (the crash tests stop there).
+ * `nodeModules`: the slot's node_modules becomes a link to it (the image's dependencies; a
+ * bundle carries none), instead of whatever the bundle has there.
  */
-export async function stageBundle(stateDir: string, slot: "a" | "b", bundle: VerifiedBundle, options: { writer?: StagingWriter; onFirstFile?: () => Promise<void> } = {}): Promise<void> {
+export async function stageBundle(stateDir: string, slot: "a" | "b", bundle: VerifiedBundle, options: { writer?: StagingWriter; onFirstFile?: () => Promise<void>; nodeModules?: string } = {}): Promise<void> {
   checkBundle(bundle);
   const writer = options.writer ?? plainWriter;
   const root = slotsDir(stateDir);
@@ -70,6 +72,7 @@ export async function stageBundle(stateDir: string, slot: "a" | "b", bundle: Ver
   const copyTree = async (from: string, to: string): Promise<void> => {
     mkdirSync(to, { mode: 0o700 });
     for (const entry of readdirSync(from, { withFileTypes: true })) {
+      if (options.nodeModules && from === bundle.dir && entry.name === "node_modules") continue;
       const src = path.join(from, entry.name);
       const dst = path.join(to, entry.name);
       if (entry.isSymbolicLink()) symlinkSync(readlinkSync(src), dst);
@@ -87,6 +90,7 @@ export async function stageBundle(stateDir: string, slot: "a" | "b", bundle: Ver
   };
   try {
     await copyTree(bundle.dir, staging);
+    if (options.nodeModules) symlinkSync(options.nodeModules, path.join(staging, "node_modules"));
     writeDurably(path.join(staging, MARKER), JSON.stringify({ version: bundle.version, stagedAt: new Date().toISOString() }) + "\n");
     fsyncDir(staging);
     // The old copy in this slot is neither active nor previous (the caller made sure): it may go.

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+
 /** App versions are plain MAJOR.MINOR.PATCH: anything else is refused, never guessed at. */
 const pattern = /^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$/;
 
@@ -15,4 +17,9 @@ export function compareVersions(a: string, b: string): number {
 
 export function maxVersion(a: string, b: string): string {
   return compareVersions(a, b) >= 0 ? a : b;
+}
+
+/** The version of the app this process runs (its package.json: a slot's bundle states its own). */
+export function appVersion(): string {
+  return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 }

@@ -25,6 +25,11 @@ export interface TransportOptions extends Partial<ClientIdentity> {
   caPem?: string | undefined;
   /** SPKI pins ("sha256/<base64>"); the connection is accepted if any certificate of the chain matches any pin. */
   pins: readonly string[];
+  /**
+   * Only for the update mirror (signed TUF metadata needs no trusted transport): no pins, the
+   * chain is checked against caPem or the system CAs, and the host name.
+   */
+  unpinned?: boolean;
   logger: Logger;
   /** Connections per origin; the sender's concurrency. Default 4. */
   connections?: number;
@@ -35,7 +40,8 @@ export interface TransportOptions extends Partial<ClientIdentity> {
 
 export class Transport extends Dispatcher {
   readonly #o: TransportOptions;
-  readonly #pins: ReadonlySet<string>;
+  #pins: ReadonlySet<string>;
+  #identity: ClientIdentity | null;
   #current: Dispatcher;
   /** Pools of earlier certificates, closing once their requests have finished. */
   readonly #draining = new Set<Dispatcher>();
@@ -45,13 +51,19 @@ export class Transport extends Dispatcher {
   constructor(options: TransportOptions) {
     super();
     const pins = new Set(validatePins(options.pins));
-    if (pins.size === 0) {
+    if (pins.size === 0 && !options.unpinned) {
       throw new KerfError("CONFIG_INVALID", "cloud.pins is empty: at least one SPKI pin of the cloud's chain is required (see docs/protocol.md)");
     }
     this.#o = options;
     this.#pins = pins;
     // Without certificate and key it is the bootstrap transport (EST enrolment): pinned, but anonymous.
-    this.#current = this.#pool(options.certPem === undefined && options.keyPem === undefined ? null : checkedIdentity({ certPem: options.certPem ?? "", keyPem: options.keyPem ?? "" }));
+    this.#identity = options.certPem === undefined && options.keyPem === undefined ? null : checkedIdentity({ certPem: options.certPem ?? "", keyPem: options.keyPem ?? "" });
+    this.#current = this.#pool(this.#identity);
+  }
+
+  /** The pins checked on new connections. */
+  get pins(): string[] {
+    return [...this.#pins];
   }
 
   override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
@@ -66,6 +78,25 @@ export class Transport extends Dispatcher {
   rotate(identity: ClientIdentity): void {
     if (this.#closed) throw new KerfError("UPLINK_CLOSED", "the uplink transport is closed; a new client certificate cannot be put in service");
     const next = this.#pool(checkedIdentity(identity));
+    this.#identity = identity;
+    this.#swap(next);
+    this.#o.logger.info("client certificate rotated: new connections use the new one, requests in flight finish on the old one");
+    for (const listener of this.#rotated) listener(identity);
+  }
+
+  /**
+   * New connections are checked against `pins` from now on (a signed pin set from the update
+   * channel); requests in flight finish on the old connections, like rotate().
+   */
+  repin(pins: readonly string[]): void {
+    if (this.#closed) throw new KerfError("UPLINK_CLOSED", "the uplink transport is closed; new pins cannot be put in service");
+    const next = new Set(validatePins(pins));
+    if (next.size === 0) throw new KerfError("CONFIG_INVALID", "a pin set must name at least one SPKI pin");
+    this.#pins = next;
+    this.#swap(this.#pool(this.#identity));
+  }
+
+  #swap(next: Dispatcher): void {
     const old = this.#current;
     this.#current = next;
     this.#draining.add(old);
@@ -73,8 +104,6 @@ export class Transport extends Dispatcher {
       .close()
       .catch(() => undefined)
       .finally(() => this.#draining.delete(old));
-    this.#o.logger.info("client certificate rotated: new connections use the new one, requests in flight finish on the old one");
-    for (const listener of this.#rotated) listener(identity);
   }
 
   /** Calls `listener` after each rotate(), e.g. so that certificate-bound tokens are fetched again. Returns the unsubscribe. */
@@ -116,7 +145,7 @@ export class Transport extends Dispatcher {
       // would skip the pin check. Without a session cache every connection is a full
       // handshake and is pinned; the cost is one extra round trip per new connection.
       maxCachedSessions: 0,
-      checkServerIdentity: checkPinnedServerIdentity(this.#pins, o.logger),
+      ...(o.unpinned ? {} : { checkServerIdentity: checkPinnedServerIdentity(this.#pins, o.logger) }),
     } as const;
     // A Dispatcher's connection events, from whichever pool: what watches the transport sees them all.
     const to = this as unknown as Emitter;

@@ -3,7 +3,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { kerf, ROOT, type Result } from "./helpers.ts";
 
-const COMMANDS = ["run", "validate", "simulate", "devcloud", "demo", "health", "trust", "endpoints", "browse"];
+const COMMANDS = ["run", "launch", "update", "validate", "simulate", "devcloud", "demo", "health", "trust", "endpoints", "browse"];
 
 /** Runs the calls a few at a time: each child loads its command's modules (node-opcua: about a second). */
 async function all(calls: string[][]): Promise<Result[]> {

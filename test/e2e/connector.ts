@@ -45,8 +45,8 @@ export interface Connector {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export function startConnector(configFile: string, stateDir: string): Connector {
-  const child = spawn(kerfBin, ["run", "--config", configFile, "--state-dir", stateDir], { stdio: ["ignore", "pipe", "pipe"] });
+export function startConnector(configFile: string, stateDir: string, env: Record<string, string> = {}): Connector {
+  const child = spawn(kerfBin, ["run", "--config", configFile, "--state-dir", stateDir], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } });
   const lines: Connector["lines"] = [];
   let rest = "";
   child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {

@@ -20,8 +20,8 @@ async function temp() {
 describe("slots", () => {
   it("reads the factory version when there is no pointer, and reads back what it wrote", async () => {
     const state = await temp();
-    expect(readPointer(state, "1.0.0")).toEqual({ active: { slot: "factory", version: "1.0.0" }, previous: null, trial: null, lastOutcome: null });
-    const p = { active: { slot: "a" as const, version: "2.0.0" }, previous: { slot: "factory" as const, version: "1.0.0" }, trial: { since: new Date().toISOString(), starts: 0 }, lastOutcome: null };
+    expect(readPointer(state, "1.0.0")).toEqual({ active: { slot: "factory", version: "1.0.0" }, previous: null, trial: null, lastOutcome: null, failed: [] });
+    const p = { active: { slot: "a" as const, version: "2.0.0" }, previous: { slot: "factory" as const, version: "1.0.0" }, trial: { since: new Date().toISOString(), starts: 0 }, lastOutcome: null, failed: ["1.5.0"] };
     writePointer(state, p);
     // the factory version is the image's, whatever the pointer recorded
     expect(readPointer(state, "1.0.1")).toEqual({ ...p, previous: { slot: "factory", version: "1.0.1" } });
