@@ -16,6 +16,7 @@ const commands: Record<string, () => Promise<Command>> = {
   enroll: async () => (await import("./cli/enroll.ts")).run,
   demo: async () => (await import("./cli/demo.ts")).run,
   health: async () => (await import("./cli/health.ts")).run,
+  status: async () => (await import("./cli/status.ts")).run,
   trust: async () => (await import("./cli/trust.ts")).run,
   pki: async () => (await import("./cli/pki.ts")).run,
   endpoints: async () => (await import("./cli/endpoints.ts")).run,
@@ -41,6 +42,7 @@ commands:
                                                 fails a quarter of ingest requests (seeded)
   demo      [--seconds N]                       simulator, devcloud and connector on loopback
   health    [--state-dir DIR]                   exit 0 when the running connector is healthy
+  status    [--json] [--state-dir DIR]          a summary of the running connector (no port)
   trust     list | accept THUMBPRINT | reject THUMBPRINT | add-issuer FILE | add-crl FILE
                                                 the OPC UA trust store in <state-dir>/pki
   pki       status | renew [--replace]          the connector's OPC UA application certificate:

@@ -9,12 +9,15 @@ import { processGuardStats } from "../process-guard.ts";
 import type { Sender, SenderStats } from "../uplink/sender.ts";
 import type { TokenHealth } from "../uplink/tokens.ts";
 import { BufferPart } from "./buffer-part.ts";
-import { HEALTH_INTERVAL_MS, memorySnapshot, processIdentity, writeHealth, type AgentState, type ProcessIdentity } from "./health.ts";
+import { HEALTH_INTERVAL_MS, memorySnapshot, processIdentity, writeHealth, type AgentState, type HealthReport, type ProcessIdentity } from "./health.ts";
 import { MachinesPart } from "./machines-part.ts";
 import type { Part, Problem } from "./part.ts";
 import { UplinkPart } from "./uplink-part.ts";
 import { LatestValues } from "./latest-values.ts";
 import { UpdatePart, type UpdateHealth } from "./update-part.ts";
+import { MetricsPart } from "./metrics-part.ts";
+import type { MetricsSnapshot } from "../metrics/metrics.ts";
+import { statusSummary } from "./status.ts";
 import { pinsInEffect } from "../update/signed-pins.ts";
 import { appVersion } from "../update/version.ts";
 
@@ -46,6 +49,7 @@ export class Agent {
   readonly #uplink: UplinkPart;
   readonly #machines: MachinesPart;
   readonly #update: UpdatePart;
+  readonly #metrics: MetricsPart;
   readonly #parts: readonly Part[];
   #started: Part[] = [];
   #healthTimer: NodeJS.Timeout | null = null;
@@ -99,7 +103,16 @@ export class Agent {
       underLauncher: process.env.KERF_LAUNCHER === "1",
       pins,
     });
-    this.#parts = [this.#buffer, this.#uplink, this.#machines, this.#update];
+    this.#metrics = new MetricsPart({
+      stateDir,
+      status: config.status,
+      logger: logger.child({ component: "metrics" }),
+      snapshot: () => this.#metricsSnapshot(),
+      summary: () => statusSummary(this.#report(new Date().toISOString(), { stages: false })),
+      sender: () => this.#uplink.sender,
+    });
+    // metrics last: they listen to the sender, which exists once the uplink started
+    this.#parts = [this.#buffer, this.#uplink, this.#machines, this.#update, this.#metrics];
   }
 
   get buffer(): DurableBuffer {
@@ -146,41 +159,76 @@ export class Agent {
   }
 
   #writeHealth(): void {
-    const at = new Date().toISOString();
     try {
-      const { problems, warnings, sessions, uplink, tokens, certificate, buffer, writer, opcuaCertificate, update } = this.health();
-      writeHealth(this.#o.stateDir, {
-        at,
-        pid: process.pid,
-        process: this.#process,
-        state: this.#state,
-        ...(this.#state === "stopped" ? { stopped: true, stoppedAt: at } : {}),
-        problems,
-        ...(warnings.length > 0 ? { warnings } : {}),
-        ...(opcuaCertificate ? { opcuaCertificate } : {}),
-        sessions: sessions.map((s) => ({
-          machine: s.machine,
-          state: s.state,
-          lastError: s.lastError,
-          ...(s.lastErrorCode ? { lastErrorCode: s.lastErrorCode } : {}),
-          lastDataAt: s.lastDataAt,
-          ...(s.credentialsRejected ? { credentialsRejected: true } : {}),
-          ...(Object.keys(s.undecodable).length > 0 ? { undecodable: s.undecodable } : {}),
-          ...(Object.keys(s.groupDataAt).length > 0 ? { groupDataAt: s.groupDataAt } : {}),
-        })),
-        uplink: uplink && { lastAckAt: uplink.lastAckAt, consecutiveFailures: uplink.consecutiveFailures, lastError: uplink.lastError, lastErrorCode: uplink.lastErrorCode },
-        ...(certificate ? { certificate } : {}),
-        ...(tokens ? { tokens: { expiresAt: tokens.expiresAt === null ? null : new Date(tokens.expiresAt).toISOString(), renewals: tokens.renewals, lastError: tokens.lastError } } : {}),
-        ...(update ? { update } : {}),
-        buffer: { items: buffer.items, bytes: buffer.bytes, droppedItems: buffer.droppedItems },
-        writer: { pendingItems: writer.pendingItems, failures: writer.failures, lastError: writer.lastError },
-        unhandledRejections: processGuardStats().unhandledRejections,
-        memory: memorySnapshot(),
-        stages: { ...this.#buffer.takeStages(), ...this.sender?.takeStages() },
-      });
+      writeHealth(this.#o.stateDir, this.#report(new Date().toISOString()));
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "cannot write the health report");
     }
+  }
+
+  /** The Prometheus metrics' view of the parts: the same sources as the health report. */
+  #metricsSnapshot(now = Date.now()): MetricsSnapshot {
+    const h = this.health(now);
+    const b = h.buffer;
+    const u = h.uplink;
+    const stats = this.sender?.stats();
+    const { config } = this.#o.loaded;
+    return {
+      version: appVersion(),
+      instance: config.instance,
+      received: h.received,
+      buffer: { appendedItems: b.appendedItems, ackedItems: b.ackedItems, dropped: b.dropped, items: b.items, bytes: b.bytes, oldestCreatedAt: b.oldestCreatedAt },
+      uplink: u && { sentItems: stats?.sentItems ?? 0, consecutiveFailures: u.consecutiveFailures, lastAckAt: u.lastAckAt },
+      machines: h.sessions.map((s) => ({ machine: s.machine, state: s.state, connects: s.connects })),
+      certificateNotAfter: h.identity ? Date.parse(h.identity.notAfter) : null,
+      tokenRenewals: h.tokens?.renewals ?? null,
+      update: h.update && { state: h.update.state, consecutiveFailures: h.update.consecutiveFailures },
+      problems: h.problems.length,
+    };
+  }
+
+  /**
+   * The health report of now; `kerf health` and `kerf status` read it from the state directory.
+   * `stages` takes the stage times collected since the last report (only the file's report does).
+   */
+  #report(at: string, options: { stages: boolean } = { stages: true }): HealthReport {
+    const { problems, warnings, sessions, uplink, tokens, certificate, identity, buffer, writer, opcuaCertificate, update, metrics } = this.health();
+    return {
+      at,
+      pid: process.pid,
+      process: this.#process,
+      state: this.#state,
+      ...(this.#state === "stopped" ? { stopped: true, stoppedAt: at } : {}),
+      version: appVersion(),
+      instance: this.#o.loaded.config.instance,
+      problems,
+      ...(warnings.length > 0 ? { warnings } : {}),
+      ...(opcuaCertificate ? { opcuaCertificate } : {}),
+      sessions: sessions.map((s) => ({
+        machine: s.machine,
+        state: s.state,
+        lastError: s.lastError,
+        ...(s.lastErrorCode ? { lastErrorCode: s.lastErrorCode } : {}),
+        lastDataAt: s.lastDataAt,
+        security: s.security,
+        items: s.items,
+        connects: s.connects,
+        ...(s.credentialsRejected ? { credentialsRejected: true } : {}),
+        ...(Object.keys(s.undecodable).length > 0 ? { undecodable: s.undecodable } : {}),
+        ...(Object.keys(s.groupDataAt).length > 0 ? { groupDataAt: s.groupDataAt } : {}),
+      })),
+      uplink: uplink && { lastAckAt: uplink.lastAckAt, consecutiveFailures: uplink.consecutiveFailures, lastError: uplink.lastError, lastErrorCode: uplink.lastErrorCode },
+      ...(identity ? { identity } : {}),
+      ...(certificate ? { certificate } : {}),
+      ...(tokens ? { tokens: { expiresAt: tokens.expiresAt === null ? null : new Date(tokens.expiresAt).toISOString(), renewals: tokens.renewals, lastError: tokens.lastError } } : {}),
+      ...(update ? { update } : {}),
+      buffer: { items: buffer.items, bytes: buffer.bytes, droppedItems: buffer.droppedItems, dropped: buffer.dropped, oldestCreatedAt: buffer.oldestCreatedAt, appendedItems: buffer.appendedItems, ackedItems: buffer.ackedItems },
+      writer: { pendingItems: writer.pendingItems, failures: writer.failures, lastError: writer.lastError },
+      metrics: { file: metrics.file, endpoint: metrics.endpoint },
+      unhandledRejections: processGuardStats().unhandledRejections,
+      memory: memorySnapshot(),
+      ...(options.stages ? { stages: { ...this.#buffer.takeStages(), ...this.sender?.takeStages() } } : {}),
+    };
   }
 
   /**
@@ -225,10 +273,25 @@ export class Agent {
     const buffer = this.#buffer.health();
     const machines = this.#machines.health(now);
     const uplink = this.#uplink.health(now);
-    const update = this.#update.health();
-    const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems];
-    const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? []), ...(update.warnings ?? [])];
+    const update = this.#update.health(now);
+    const metrics = this.#metrics.health();
+    const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems, ...update.problems];
+    const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? []), ...(update.warnings ?? []), ...(metrics.warnings ?? [])];
     const u: UpdateHealth | null = update.update;
-    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, tokens: uplink.tokens, certificate: uplink.certificate, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate, update: u };
+    return {
+      problems,
+      warnings,
+      sessions: machines.sessions,
+      uplink: uplink.sender,
+      tokens: uplink.tokens,
+      certificate: uplink.certificate,
+      identity: uplink.identity,
+      buffer: buffer.stats,
+      received: buffer.received,
+      writer: buffer.writer,
+      opcuaCertificate: machines.opcuaCertificate,
+      update: u,
+      metrics,
+    };
   }
 }

@@ -12,6 +12,8 @@ import { STOP_GRACE_MS, type Part, type PartHealth, type StopBudget } from "./pa
 export interface BufferPartHealth extends PartHealth {
   stats: BufferStats;
   writer: WriterHealth;
+  /** Values the machines handed over since start (before the writer: also those it could not commit). */
+  received: number;
 }
 
 /**
@@ -27,6 +29,7 @@ export class BufferPart implements Part<BufferPartHealth> {
   #final: BufferStats | null = null;
   /** Values that arrived after the buffer was closed (a session that did not stop in time). */
   #late = 0;
+  #received = 0;
   /** Where the machines write; after the stop it only counts what comes too late. */
   readonly sink: MessageSink & { commit(): void };
 
@@ -52,6 +55,7 @@ export class BufferPart implements Part<BufferPartHealth> {
     this.#writer = new BufferWriter({ buffer: this.buffer, maxItems: o.maxItems, logger: o.logger, onCommit: o.onCommit });
     this.sink = {
       write: (messages) => {
+        this.#received += itemCount(messages);
         if (this.#final) {
           // only a session that outlived the stop deadline gets here
           if (this.#late === 0) this.#log.warn("values arrived after the buffer was closed; they are not stored");
@@ -92,7 +96,7 @@ export class BufferPart implements Part<BufferPartHealth> {
       writer.failures > 0 && writer.pendingItems > 0
         ? [{ part: this.name, reason: `cannot write the buffer: ${writer.failures} commits failed in a row, ${writer.pendingItems} values wait (${writer.lastError ?? "no detail"})`, code: "BUFFER_IO" }]
         : [];
-    return { problems, stats: this.stats(), writer };
+    return { problems, stats: this.stats(), writer, received: this.#received };
   }
 }
 

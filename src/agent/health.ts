@@ -36,6 +36,9 @@ export interface HealthReport {
   /** Set on the final report of a clean stop. */
   stopped?: true;
   stoppedAt?: string;
+  /** The running app version and the instance (config `instance`); reports of older versions have neither. */
+  version?: string;
+  instance?: string;
   /** What keeps a part from making progress; empty while all do. Reports of older versions have none. */
   problems?: Problem[];
   /** What needs the operator soon without stopping progress (the verdict stays healthy), e.g. the OPC UA certificate near expiry. */
@@ -49,6 +52,12 @@ export interface HealthReport {
     /** The code of the last error (src/errors.ts), when it had one. */
     lastErrorCode?: string;
     lastDataAt: number | null;
+    /** The security of the last connection (what "best" chose), null before the first. */
+    security?: { mode: string; policy: string } | null;
+    /** Monitored items of the current or last connection. */
+    items?: number;
+    /** Connections since start; all but the first are reconnects. */
+    connects?: number;
     /** The server refused the credentials: retried after minutes, or when the password file changes. */
     credentialsRejected?: boolean;
     /** By group: values that could not be decoded (each sent as null with a Bad status), and messages that could not be repaired (lost). */
@@ -57,13 +66,26 @@ export interface HealthReport {
     groupDataAt?: Record<string, number>;
   }[];
   uplink: { lastAckAt: number | null; consecutiveFailures: number; lastError: string | null; lastErrorCode?: string | null } | null;
+  /** The instance certificate in service, also from identity files (without enrolment). */
+  identity?: { instanceId: string | null; notAfter: string };
   /** The instance certificate (with cloud.enrolment): instance id, expiry, days left, renewals, the last renewal error. */
   certificate?: { instanceId: string; notAfter: string; daysToExpiry: number; expired: boolean; renewals: number; lastRenewalError: string | null; nextRenewalAt: string | null } | null;
   /** The access tokens (with cloud.auth): when the current one expires, renewals, the last failure (never the token). */
   tokens?: { expiresAt: string | null; renewals: number; lastError: string | null };
   /** Self-update (with an update section): the schedule, the last check and its outcome, what holds an available release, where the uplink pins come from. */
   update?: UpdateHealth;
-  buffer: { items: number; bytes: number; droppedItems: number };
+  buffer: {
+    items: number;
+    bytes: number;
+    droppedItems: number;
+    /** Lifetime counts (kept across restarts): dropped by reason, appended, acknowledged; the oldest batch held (ms since the epoch). */
+    dropped?: Record<string, number>;
+    appendedItems?: number;
+    ackedItems?: number;
+    oldestCreatedAt?: number | null;
+  };
+  /** The Prometheus text file, and the endpoint of status.listen (null without one). */
+  metrics?: { file: string; endpoint: string | null };
   /** Values waiting for their commit to the buffer, and commits failed in a row (a disk that refuses writes). */
   writer?: { pendingItems: number; failures: number; lastError: string | null };
   /** Promise rejections nothing handled (each a bug, logged at ERROR; the process went on). */
@@ -133,6 +155,11 @@ export function judgeHealth(stateDir: string, now = Date.now(), alive: (p: Proce
   } catch {
     return { status: "not running", healthy: false, reason: `no health report in ${stateDir} (is the connector running with this --state-dir?)` };
   }
+  return judgeReport(report, now, alive);
+}
+
+/** The verdict on one report: its writer alive, the report fresh, no problem in it. */
+export function judgeReport(report: HealthReport, now = Date.now(), alive: (p: ProcessIdentity) => boolean = isAlive): HealthVerdict {
   const verdict = (status: HealthStatus, reason: string): HealthVerdict => ({ status, healthy: status === "healthy", reason, report });
   if (report.stopped || report.state === "stopped") return verdict("not running", `the connector stopped at ${report.stoppedAt ?? report.at}`);
   // Reports of older versions carry only the pid.

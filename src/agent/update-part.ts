@@ -21,6 +21,10 @@ const HOLD_RECHECK_MS = 5_000;
 const BUSY_RETRY_MS = 60_000;
 /** Failed checks in a row before health warns. */
 const FAILURES_WARN = 2;
+/** A check due longer ago than this has not started: the loop is stuck (a timer fires late only on a blocked event loop). */
+export const CHECK_OVERDUE_MS = 60_000;
+/** A check (refresh, download, unpack) running longer than this is stuck: each request has its own timeout. */
+export const CHECK_STUCK_MS = 3_600_000;
 
 export interface UpdatePartOptions {
   loaded: LoadedConfig;
@@ -72,6 +76,8 @@ export class UpdatePart implements Part<UpdatePartHealth> {
   #timer: NodeJS.Timeout | null = null;
   #holdTimer: NodeJS.Timeout | null = null;
   #running: Promise<CheckReport> | null = null;
+  #runningSince: number | null = null;
+  #started = false;
   #stopped = false;
   #pins: PinsInEffect;
   #pending: UnpackedBundle | null = null;
@@ -94,6 +100,7 @@ export class UpdatePart implements Part<UpdatePartHealth> {
       this.#log.info("self-update is off (the config has no update section)");
       return;
     }
+    this.#started = true;
     this.#reportOutcome();
     const first = staggerMs(this.#o.loaded.config.instance, u.checkIntervalSeconds);
     this.#log.info({ firstCheckInS: Math.round(first / 1000), intervalS: u.checkIntervalSeconds, apply: u.apply, underLauncher: this.#o.underLauncher, pins: this.#pins.source }, `self-update is on; uplink pins: ${describePins(this.#pins)}`);
@@ -109,7 +116,13 @@ export class UpdatePart implements Part<UpdatePartHealth> {
 
   /** Checks now (a check already running is joined); the schedule starts over from its end. */
   checkNow(): Promise<CheckReport> {
-    this.#running ??= this.#check().finally(() => (this.#running = null));
+    if (!this.#running) {
+      this.#runningSince = Date.now();
+      this.#running = this.#check().finally(() => {
+        this.#running = null;
+        this.#runningSince = null;
+      });
+    }
     return this.#running;
   }
 
@@ -244,17 +257,31 @@ export class UpdatePart implements Part<UpdatePartHealth> {
     this.#log.info({ outcome: outcome.kind, version: outcome.version, reason: outcome.reason }, `update outcome reported upstream: ${outcome.version} ${summary}`);
   }
 
-  health(): UpdatePartHealth {
+  /** The loop is alive while its next check is scheduled and not overdue, or a check runs and is not stuck. */
+  #loopProblems(now: number): Problem[] {
+    if (!this.#started || this.#stopped) return [];
+    const problem = (reason: string): Problem[] => [{ part: this.name, reason, code: "UPDATE_STALLED" }];
+    if (this.#runningSince !== null) {
+      const ms = now - this.#runningSince;
+      return ms > CHECK_STUCK_MS ? problem(`the update check started ${Math.round(ms / 60_000)} min ago has not ended (limit ${CHECK_STUCK_MS / 60_000} min)`) : [];
+    }
+    if (this.#nextAt === null) return problem("no update check is scheduled");
+    const late = now - this.#nextAt;
+    return late > CHECK_OVERDUE_MS ? problem(`the update check due at ${new Date(this.#nextAt).toISOString()} has not started (${Math.round(late / 1000)} s overdue)`) : [];
+  }
+
+  health(now = Date.now()): UpdatePartHealth {
     if (!this.#o.loaded.config.update) return { problems: [], update: null };
     const last = this.#last;
     const warnings: Problem[] = [];
+    const problems = this.#loopProblems(now);
     if (this.#failures >= FAILURES_WARN && last) warnings.push({ part: this.name, reason: `update checks failed ${this.#failures} times in a row; last: ${last.reason}`, code: "UPDATE" });
     if (last?.outcome === "refused") warnings.push({ part: this.name, reason: `the update channel offered what was refused: ${last.reason}`, code: "UPDATE" });
     if (this.#pending && this.#heldBy?.launcher) warnings.push({ part: this.name, reason: `update ${this.#pending.version} downloaded but kerf run is not under kerf launch`, code: "UPDATE" });
     const s = this.#pins.signed;
     const state: UpdateHealth["state"] = this.#running ? "checking" : this.#pending ? (this.#requested === this.#pending.version ? "requested" : this.#heldBy ? "held" : "downloaded") : "idle";
     return {
-      problems: [],
+      problems,
       warnings,
       update: {
         state,

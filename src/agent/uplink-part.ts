@@ -36,6 +36,8 @@ export interface UplinkPartHealth extends PartHealth {
   tokens: TokenHealth | null;
   /** The instance certificate: expiry, renewals and the last renewal error. */
   certificate: RenewalHealth | null;
+  /** The instance certificate in service, also without enrolment (identity files): null before the start. */
+  identity: { instanceId: string | null; notAfter: string } | null;
 }
 
 /**
@@ -188,21 +190,23 @@ export class UplinkPart implements Part<UplinkPartHealth> {
     const certificate = this.#renewal?.health(now) ?? null;
     const problems: Problem[] = [];
     // The renewal knows the certificate in service, also after one it had to rotate back out.
-    const notAfter = (this.#renewal?.identity ?? this.#identity)?.notAfter;
+    const current = this.#renewal?.identity ?? this.#identity;
+    const notAfter = current?.notAfter;
+    const identity = current ? { instanceId: "instanceId" in current ? (current.instanceId as string) : null, notAfter: current.notAfter.toISOString() } : null;
     if (notAfter && notAfter.getTime() <= now) {
       const why = certificate?.lastRenewalError ? `; last renewal error: ${certificate.lastRenewalError}` : "";
       problems.push({ part: this.name, reason: `the instance certificate expired on ${notAfter.toISOString()}${why}; enrol again with a new bootstrap token: kerf enroll --token-file FILE`, code: "CERT_EXPIRED" });
     }
     const warnings = uplinkWarnings(this.name, certificate, tokens);
-    if (!sender) return { problems, warnings, sender, tokens, certificate };
+    if (!sender) return { problems, warnings, sender, tokens, certificate, identity };
     const backlog = this.#o.backlog();
     if (backlog === 0) this.#emptyAt = now;
     const since = Math.max(sender.lastAckAt ?? this.#startedAt, this.#emptyAt);
     const silentMs = now - since;
-    if (backlog === 0 || silentMs <= this.ackLimitMs) return { problems, warnings, sender, tokens, certificate };
+    if (backlog === 0 || silentMs <= this.ackLimitMs) return { problems, warnings, sender, tokens, certificate, identity };
     const reason = `no acknowledgement from the cloud for ${Math.round(silentMs / 1000)} s while ${backlog} values wait (limit ${Math.round(this.ackLimitMs / 1000)} s)${sender.lastError ? `; last error: ${sender.lastError}` : ""}`;
     problems.push({ part: this.name, reason, ...(sender.lastErrorCode ? { code: sender.lastErrorCode } : {}) });
-    return { problems, warnings, sender, tokens, certificate };
+    return { problems, warnings, sender, tokens, certificate, identity };
   }
 }
 

@@ -38,7 +38,14 @@ export async function run(argv: string[]): Promise<number> {
     const pause = process.env.KERF_LAUNCHER_TEST_PAUSE as Step | undefined;
     const launcher = new Launcher({ stateDir, configFile, factory: { dir: factoryDir, version }, healthTimeoutMs, logger: createLogger({ level: "info" }), ...(pause ? { pauseAfter: pause } : {}) });
     void stop.then((reason) => launcher.stop(reason));
-    return await launcher.run();
+    // SIGHUP would end the launcher by default; the connector takes it (re-reads log.level)
+    const hup = () => void launcher.signalChild("SIGHUP");
+    process.on("SIGHUP", hup);
+    try {
+      return await launcher.run();
+    } finally {
+      process.off("SIGHUP", hup);
+    }
   } finally {
     lock.release();
   }

@@ -2,13 +2,15 @@ import { loadConfig } from "../config/load.ts";
 import { createLogger } from "../log.ts";
 import { routeOpcuaLogging } from "../opcua/logging.ts";
 import { installProcessGuard } from "../process-guard.ts";
+import { reloadLevelOnSighup } from "../log-level.ts";
 import { noPositionals, parseCli } from "./args.ts";
 import { configOption, prepareStateDir, stateDirOption } from "./state-dir.ts";
 import { requestStop, stopRequested } from "./stop.ts";
 
 const usage = `usage: kerf run [--config FILE] [--state-dir DIR]
 
-Runs the connector in the foreground until SIGTERM or SIGINT.
+Runs the connector in the foreground until SIGTERM or SIGINT. SIGHUP re-reads log.level from
+the config and applies it at once.
 
   --config FILE     the connector config; default $KERF_CONFIG or /etc/kerf/kerf.yaml
   --state-dir DIR   where the buffer, identity, OPC UA certificates and health report live
@@ -27,10 +29,13 @@ export async function run(argv: string[]): Promise<number> {
     process.channel?.unref();
   }
   // Config and state-dir errors throw a KerfError before anything starts; main prints them without a stack.
-  const loaded = await loadConfig(configOption(values.config));
+  const configFile = configOption(values.config);
+  const loaded = await loadConfig(configFile);
   const stateDir = prepareStateDir(stateDirOption(values["state-dir"]));
   const logger = createLogger({ level: loaded.config.log.level });
   installProcessGuard(logger);
+  // SIGHUP would end the process by default; here it re-reads log.level
+  reloadLevelOnSighup(logger, async () => (await loadConfig(configFile)).config.log.level);
   routeOpcuaLogging(logger);
   // node-opcua takes about a second to load: only once the config and the state dir are known to be good.
   const { Agent, STOP_DEADLINE_MS } = await import("../agent/agent.ts");

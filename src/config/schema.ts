@@ -2,6 +2,7 @@ import { z } from "zod";
 import { found } from "./describe.ts";
 import { parseBrowsePath, parseSelectPath } from "./browse-path.ts";
 import { parseNodeIdString } from "./nodeid.ts";
+import { LISTEN_EXPECTED, parseListen } from "./listen.ts";
 import { formatSize, parseSize, SIZE_FORMAT, SIZE_PATTERN } from "./size.ts";
 
 /**
@@ -394,6 +395,20 @@ const update = strict({
   ),
 });
 
+const status = strict({
+  listen: describe(
+    z
+      .string()
+      .superRefine((value, ctx) => {
+        const parsed = parseListen(value);
+        if (typeof parsed === "string") ctx.addIssue({ code: "custom", input: value, message: `${parsed} (found ${found(value)}; expected ${LISTEN_EXPECTED})` });
+      })
+      .optional(),
+    "Also serve /metrics and /status on 127.0.0.1:PORT, [::1]:PORT or unix:/path; never a reachable address. Default: no port (the metrics go to <state>/metrics.prom).",
+  ),
+  metricsIntervalSeconds: describe(z.int().min(1).max(3_600).default(5), "Seconds between rewrites of <state>/metrics.prom (for a node exporter's textfile collector). Default 5."),
+});
+
 export const ConfigSchema = strict({
   instance: describe(instance, "This connector's id."),
   log: strict({ level: z.enum(LOG_LEVELS).default("info") }).default({ level: "info" }),
@@ -414,6 +429,7 @@ export const ConfigSchema = strict({
   cloud,
   buffer: buffer.default({ maxBytes: 1024 ** 3, whenFull: "dropOldest" }),
   update: describe(update.optional(), "Self-update from the signed channel (TUF). Default: off, said once at start."),
+  status: describe(status.default({ metricsIntervalSeconds: 5 }), "The local status and metrics: a file in the state directory, and optionally a loopback or Unix socket endpoint."),
 }).meta({ title: "Kerf connector configuration", description: "kerf.yaml: see config/kerf.example.yaml for every option with its default." });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -423,6 +439,7 @@ export type UserConfig = MachineConfig["user"];
 export type CloudConfig = Config["cloud"];
 export type BufferConfig = Config["buffer"];
 export type UpdateConfig = NonNullable<Config["update"]>;
+export type StatusConfig = Config["status"];
 
 // ---------------------------------------------------------------------------------------------
 // Node-id mapping (mapping.yaml)

@@ -61,6 +61,8 @@ export class Launcher {
 
   #stopping = false;
   #wakeSleep: (() => void) | null = null;
+  /** The connector running now, for signals passed on to it. */
+  #child: ChildProcess | null = null;
 
   /** A pause that a stop cuts short. */
   #sleep(ms: number): Promise<void> {
@@ -187,6 +189,12 @@ export class Launcher {
     }
   }
 
+  /** Passes a signal to the running connector (SIGHUP: re-read log.level); false without one. */
+  signalChild(signal: NodeJS.Signals): boolean {
+    const child = this.#child;
+    return child !== null && child.exitCode === null && child.signalCode === null && child.kill(signal);
+  }
+
   #spawn(ref: SlotRef): ChildProcess {
     const dir = slotPath(this.#o.stateDir, ref.slot, this.#o.factory.dir);
     const child = spawn(process.execPath, [...NODE_FLAGS, path.join(dir, ENTRY), "run", "--config", this.#o.configFile, "--state-dir", this.#o.stateDir], {
@@ -195,6 +203,7 @@ export class Launcher {
       env: { ...process.env, KERF_LAUNCHER: "1" },
     });
     child.once("exit", (code, signal) => this.#post({ kind: "exit", code, signal }));
+    this.#child = child;
     this.#log.info({ version: ref.version, slot: ref.slot, pid: child.pid }, "started the connector");
     return child;
   }

@@ -92,6 +92,8 @@ export interface SenderStats {
 export interface SenderEvents {
   acked: [batch: StoredBatch, response: AckResponse];
   dropped: [batch: StoredBatch, reason: Exclude<DropReason, "buffer_full">, detail: string];
+  /** A request was answered (or failed): its time without compression, and what the retry policy made of it (the metrics' latency histogram). */
+  answered: [ms: number, outcome: Decision["action"]];
 }
 
 const maxResponseBytes = 64 * 1024;
@@ -293,7 +295,9 @@ export class Sender extends EventEmitter<SenderEvents> {
     }
     if (batch.parts) this.#mergedParts.set(batch.id, batch.parts);
     this.#o.store.markAttempted?.(batch.id);
+    const postStart = performance.now();
     const { decision, status, body, gzipMs, code } = await this.#post(batch);
+    this.emit("answered", performance.now() - postStart - gzipMs, decision.action);
     switch (decision.action) {
       case "success": {
         const answeredAt = Date.now();

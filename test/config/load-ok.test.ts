@@ -45,6 +45,7 @@ describe("a valid config", () => {
         batch: { maxItems: 5000, maxBytes: 1048576 },
       },
       buffer: { maxBytes: 1073741824, whenFull: "dropOldest" },
+      status: { metricsIntervalSeconds: 5 },
     });
     expect(loaded.file).toBe(path.join(t.dir, "kerf.yaml"));
     expect(loaded.mappingFile).toBe(path.join(t.dir, "mapping.yaml"));

@@ -54,6 +54,10 @@ export interface SessionHealth {
   state: SessionState;
   since: number;
   lastDataAt: number | null;
+  /** The security of the last connection (with mode "best", what was chosen), null before the first. */
+  security: { mode: string; policy: string } | null;
+  /** Monitored items of the current or last connection. */
+  items: number;
   lastError: string | null;
   /** The code of lastError, for health and remote management to match on. */
   lastErrorCode: KerfErrorCode | null;
@@ -94,6 +98,7 @@ export class MachineSession extends EventEmitter {
   #client: OPCUAClient | null = null;
   #session: ClientSession | null = null;
   #subscriptions: SubscriptionSet | null = null;
+  #security: SessionHealth["security"] = null;
   #lastError: string | null = null;
   #lastErrorCode: KerfErrorCode | null = null;
   #lastDataAt: number | null = null;
@@ -135,6 +140,8 @@ export class MachineSession extends EventEmitter {
       state: this.#state,
       since: this.#since,
       lastDataAt: this.#lastDataAt,
+      security: this.#security,
+      items: this.#subscriptions?.itemCount ?? 0,
       lastError: this.#lastError,
       lastErrorCode: this.#lastErrorCode,
       connects: this.#connects,
@@ -263,6 +270,7 @@ export class MachineSession extends EventEmitter {
     checkUserCertificateKey(spec.user);
     await reconcileTrust(this.#pki.certificateManager);
     const { mode, policy } = spec.securityMode === "best" ? await this.#pickBest() : { mode: spec.securityMode, policy: spec.securityPolicy };
+    this.#security = { mode, policy };
     if (spec.trustOnFirstUse) await trustOnFirstUse(this.#pki, spec, this.#log);
     this.#assertRunning();
     const cert = this.#pki.own.choose(this.machine, Date.now(), this.#renewalRetryMs);
