@@ -220,7 +220,7 @@ export class Agent {
       uplink: uplink && { lastAckAt: uplink.lastAckAt, consecutiveFailures: uplink.consecutiveFailures, lastError: uplink.lastError, lastErrorCode: uplink.lastErrorCode },
       ...(identity ? { identity } : {}),
       ...(certificate ? { certificate } : {}),
-      ...(tokens ? { tokens: { expiresAt: tokens.expiresAt === null ? null : new Date(tokens.expiresAt).toISOString(), renewals: tokens.renewals, lastError: tokens.lastError } } : {}),
+      ...(tokens ? { tokens: { expiresAt: iso(tokens.expiresAt), renewals: tokens.renewals, lastError: tokens.lastError, nextRenewalAt: iso(tokens.nextRenewalAt) } } : {}),
       ...(update ? { update } : {}),
       buffer: { items: buffer.items, bytes: buffer.bytes, droppedItems: buffer.droppedItems, dropped: buffer.dropped, oldestCreatedAt: buffer.oldestCreatedAt, appendedItems: buffer.appendedItems, ackedItems: buffer.ackedItems },
       writer: { pendingItems: writer.pendingItems, failures: writer.failures, lastError: writer.lastError },
@@ -295,3 +295,5 @@ export class Agent {
     };
   }
 }
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());

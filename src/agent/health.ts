@@ -71,7 +71,7 @@ export interface HealthReport {
   /** The instance certificate (with cloud.enrolment): instance id, expiry, days left, renewals, the last renewal error. */
   certificate?: { instanceId: string; notAfter: string; daysToExpiry: number; expired: boolean; renewals: number; lastRenewalError: string | null; nextRenewalAt: string | null } | null;
   /** The access tokens (with cloud.auth): when the current one expires, renewals, the last failure (never the token). */
-  tokens?: { expiresAt: string | null; renewals: number; lastError: string | null };
+  tokens?: { expiresAt: string | null; renewals: number; lastError: string | null; nextRenewalAt?: string | null };
   /** Self-update (with an update section): the schedule, the last check and its outcome, what holds an available release, where the uplink pins come from. */
   update?: UpdateHealth;
   buffer: {

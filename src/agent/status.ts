@@ -15,7 +15,7 @@ export interface StatusSummary {
   uplink: { lastAckAgeS: number | null; consecutiveFailures: number; lastError: string | null } | null;
   buffer: { items: number; bytes: number; oldestAgeS: number | null; droppedItems: number; dropped: Record<string, number> | null };
   identity: { instanceId: string | null; notAfter: string; daysToExpiry: number; renewals: number | null; lastRenewalError: string | null } | null;
-  tokens: { expiresAt: string | null; renewals: number; lastError: string | null } | null;
+  tokens: { expiresAt: string | null; renewals: number; lastError: string | null; nextRenewalAt?: string | null } | null;
   update: {
     state: string;
     lastCheckAt: string | null;
@@ -104,7 +104,10 @@ export function formatStatus(s: StatusSummary): string {
     const i = s.identity;
     lines.push(`  identity  ${i.instanceId ?? "(identity files)"}, certificate expires ${i.notAfter} (${i.daysToExpiry} days)${i.lastRenewalError ? `; last renewal error: ${i.lastRenewalError}` : ""}`);
   }
-  if (s.tokens) lines.push(`  tokens    ${s.tokens.renewals} fetched, current expires ${s.tokens.expiresAt ?? "(none yet)"}${s.tokens.lastError ? `; last error: ${s.tokens.lastError}` : ""}`);
+  if (s.tokens) {
+    const t = s.tokens;
+    lines.push(`  tokens    ${t.renewals} renewed, current expires ${t.expiresAt ?? "(none yet)"}, next renewal ${t.nextRenewalAt ?? "not scheduled"}${t.lastError ? `; last error: ${t.lastError}` : ""}`);
+  }
   if (s.update) {
     const u = s.update;
     lines.push(`  update    ${u.state}, last check ${u.lastCheckAt ?? "never"}${u.lastOutcome ? ` (${u.lastOutcome})` : ""}, next ${u.nextCheckAt ?? "not scheduled"}${u.available ? `, ${u.available} available` : ""}`);

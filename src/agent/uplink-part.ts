@@ -13,6 +13,7 @@ import { describeProxy, resolveProxy } from "../uplink/proxy.ts";
 import { Transport } from "../uplink/transport.ts";
 import { Sender, type SenderHealth } from "../uplink/sender.ts";
 import { TokenClient, type TokenHealth } from "../uplink/tokens.ts";
+import { identityProblems } from "./identity-health.ts";
 import { STOP_GRACE_MS, within, type Part, type PartHealth, type Problem, type StopBudget } from "./part.ts";
 
 /** Without an acknowledgement for this many expected intervals while values wait, the uplink makes no progress. */
@@ -197,7 +198,8 @@ export class UplinkPart implements Part<UplinkPartHealth> {
       const why = certificate?.lastRenewalError ? `; last renewal error: ${certificate.lastRenewalError}` : "";
       problems.push({ part: this.name, reason: `the instance certificate expired on ${notAfter.toISOString()}${why}; enrol again with a new bootstrap token: kerf enroll --token-file FILE`, code: "CERT_EXPIRED" });
     }
-    const warnings = uplinkWarnings(this.name, certificate, tokens);
+    problems.push(...identityProblems(this.name, now, certificate, tokens));
+    const warnings = uplinkWarnings(this.name, now, certificate, tokens);
     if (!sender) return { problems, warnings, sender, tokens, certificate, identity };
     const backlog = this.#o.backlog();
     if (backlog === 0) this.#emptyAt = now;
@@ -211,15 +213,14 @@ export class UplinkPart implements Part<UplinkPartHealth> {
 }
 
 /** Renewals that keep failing while the old certificate or token still works: the verdict stays healthy, but the operator should know before it runs out. */
-function uplinkWarnings(part: string, certificate: RenewalHealth | null, tokens: TokenHealth | null): Problem[] {
+function uplinkWarnings(part: string, now: number, certificate: RenewalHealth | null, tokens: TokenHealth | null): Problem[] {
   const warnings: Problem[] = [];
   if (certificate && !certificate.expired && certificate.lastRenewalError) {
     warnings.push({ part, reason: `the instance certificate could not be renewed (it expires in ${certificate.daysToExpiry} days, on ${certificate.notAfter}): ${certificate.lastRenewalError}`, code: "CERT_ENROLMENT" });
   }
-  // cleared by the next token that comes
-  if (tokens?.lastError) {
-    const left = tokens.expiresAt === null ? "there is no token yet" : `the current one expires at ${new Date(tokens.expiresAt).toISOString()}`;
-    warnings.push({ part, reason: `no new access token (${left}): ${tokens.lastError}`, code: "AUTH_TOKEN" });
+  // cleared by the next token that comes; without a valid token it is a problem (identity-health.ts)
+  if (tokens?.lastError && tokens.expiresAt !== null && tokens.expiresAt > now) {
+    warnings.push({ part, reason: `no new access token (the current one expires at ${new Date(tokens.expiresAt).toISOString()}): ${tokens.lastError}`, code: "AUTH_TOKEN" });
   }
   return warnings;
 }

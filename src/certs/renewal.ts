@@ -59,6 +59,8 @@ export interface RenewalHealth {
   renewals: number;
   lastRenewalError: string | null;
   nextRenewalAt: string | null;
+  /** A renewal is under way (its nextRenewalAt may lie in the past meanwhile). */
+  renewing: boolean;
 }
 
 /**
@@ -139,6 +141,7 @@ export class CertificateRenewal extends EventEmitter {
       renewals: this.#renewals,
       lastRenewalError: this.#lastError,
       nextRenewalAt: this.#nextAt === null ? null : new Date(this.#nextAt).toISOString(),
+      renewing: this.#running !== null,
     };
   }
 

@@ -49,6 +49,10 @@ export interface TokenHealth {
   renewals: number;
   lastError: string | null;
   lastErrorAt: number | null;
+  /** When the next fetch is scheduled (wall clock, ms; renewal ahead of expiry, or a retry), null before the first. */
+  nextRenewalAt: number | null;
+  /** A fetch is under way. */
+  renewing: boolean;
 }
 
 /** A token and its deadlines on the monotonic clock (performance.now). */
@@ -77,7 +81,7 @@ export class TokenClient {
   #failures = 0;
   #closed = false;
   readonly #unsubscribe: () => void;
-  #health: TokenHealth = { expiresAt: null, renewals: 0, lastError: null, lastErrorAt: null };
+  #health: Omit<TokenHealth, "renewing"> = { expiresAt: null, renewals: 0, lastError: null, lastErrorAt: null, nextRenewalAt: null };
 
   constructor(options: TokenClientOptions) {
     this.#o = options;
@@ -105,7 +109,7 @@ export class TokenClient {
   }
 
   health(): TokenHealth {
-    return { ...this.#health };
+    return { ...this.#health, renewing: this.#flight !== null };
   }
 
   close(): void {
@@ -158,6 +162,7 @@ export class TokenClient {
   #schedule(ms: number): void {
     clearTimeout(this.#timer);
     if (this.#closed) return;
+    this.#health.nextRenewalAt = Date.now() + Math.max(0, ms);
     this.#timer = setTimeout(() => void this.#refresh().catch(() => undefined), Math.max(0, ms));
     // Renewal serves requests; it must not keep a stopping process alive.
     this.#timer.unref();

@@ -23,6 +23,7 @@ describe("kerf status: the summary of a health report", () => {
     expect(text).toContain("buffer    120 values, 8192 bytes, oldest 30 s old; dropped 5 (buffer_full 5)\n");
     expect(text).toContain("identity  inst-7f3a, certificate expires");
     expect(text).toContain("last install: 1.4.0 committed\n");
+    expect(text).toContain(`tokens    9 renewed, current expires ${new Date(NOW + 300_000).toISOString()}, next renewal not scheduled\n`);
   });
 
   it("carries the verdict's problems, and reads reports of older versions", () => {

@@ -73,6 +73,10 @@ describe("status, metrics and the log level of a running connector", () => {
     expect(s.identity?.instanceId).toBeTruthy();
     expect(s.identity!.daysToExpiry).toBeGreaterThan(0);
     expect(s.uplink?.lastAckAgeS).not.toBeNull();
+    // the renewal loops are scheduled (health judges them overdue otherwise)
+    expect(Date.parse(s.tokens!.nextRenewalAt!)).toBeGreaterThan(Date.now() - 60_000);
+    const report = JSON.parse(readFileSync(path.join(demo.connectorStateDir, "health.json"), "utf8")) as HealthReport;
+    expect(Date.parse(report.certificate!.nextRenewalAt!)).toBeGreaterThan(Date.now());
   });
 
   it("SIGHUP applies log.level from the config without a restart", { timeout: 60_000 }, async () => {
