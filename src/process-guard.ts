@@ -28,7 +28,7 @@ export function installProcessGuard(logger: Logger): void {
     stats.byCode[code] = (stats.byCode[code] ?? 0) + 1;
     const err = reason instanceof Error ? reason : undefined;
     log.error(
-      { code, count: stats.unhandledRejections, err: err ? err.message : String(reason), stack: err?.stack?.split("\n").slice(1, 6).join("\n") },
+      { event: "unhandled_rejection", code, count: stats.unhandledRejections, err: err ? err.message : String(reason), stack: err?.stack?.split("\n").slice(1, 6).join("\n") },
       `a promise was rejected and nothing handled it (${code}); the process goes on. This is a bug: please report it with this line`,
     );
   };

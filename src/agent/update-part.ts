@@ -156,7 +156,7 @@ export class UpdatePart implements Part<UpdatePartHealth> {
       if (report.pins && !samePins(report.pins, transport.pins)) {
         transport.repin(report.pins);
         this.#pins = pinsInEffect(config, this.#o.stateDir);
-        this.#log.warn({ pins: report.pins }, `uplink re-pinned without a restart: ${describePins(this.#pins)}`);
+        this.#log.warn({ event: "uplink_repinned", pins: report.pins }, `uplink re-pinned without a restart: ${describePins(this.#pins)}`);
       }
     }
     const busy = report.outcome === "failed" && /^another update check is running/.test(report.reason ?? "");
@@ -193,12 +193,12 @@ export class UpdatePart implements Part<UpdatePartHealth> {
       }
     }
     if (this.#heldBy) {
-      this.#log.info({ version: b.version, heldBy: this.#heldBy }, `update ${b.version} is held back`);
+      this.#log.info({ event: "update_held", version: b.version, heldBy: this.#heldBy }, `update ${b.version} is held back`);
       return;
     }
     const file = writeInstallRequest(this.#o.stateDir, b);
     this.#requested = b.version;
-    this.#log.warn({ version: b.version, dir: b.dir, file }, `update ${b.version}: install requested from the launcher`);
+    this.#log.warn({ event: "update_requested", version: b.version, dir: b.dir, file }, `update ${b.version}: install requested from the launcher`);
   }
 
   #lockHolder(): string | null {
@@ -254,7 +254,7 @@ export class UpdatePart implements Part<UpdatePartHealth> {
       this.#log.warn({ err: (err as Error).message, file }, "cannot record the reported update outcome; it may be reported again at the next start");
     }
     this.#reported = outcome;
-    this.#log.info({ outcome: outcome.kind, version: outcome.version, reason: outcome.reason }, `update outcome reported upstream: ${outcome.version} ${summary}`);
+    this.#log.info({ event: "update_outcome_reported", outcome: outcome.kind, version: outcome.version, reason: outcome.reason }, `update outcome reported upstream: ${outcome.version} ${summary}`);
   }
 
   /** The loop is alive while its next check is scheduled and not overdue, or a check runs and is not stuck. */

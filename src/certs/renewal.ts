@@ -183,11 +183,11 @@ export class CertificateRenewal extends EventEmitter {
       const retryIn = backoff(this.#attempts, this.#o.retry);
       if (expired) {
         log.error(
-          { code: "CERT_EXPIRED", notAfter: this.#identity.notAfter.toISOString(), attempt: this.#attempts, err: message },
+          { event: "cert_expired", code: "CERT_EXPIRED", notAfter: this.#identity.notAfter.toISOString(), attempt: this.#attempts, err: message },
           "the instance certificate has expired and could not be renewed; enrol again with a new bootstrap token: kerf enroll --token-file FILE",
         );
       } else {
-        log.warn({ attempt: this.#attempts, daysToExpiry: Math.round(days * 100) / 100, retryInMs: retryIn, err: message }, "certificate renewal failed; the current certificate stays in service");
+        log.warn({ event: "cert_renewal_failed", attempt: this.#attempts, daysToExpiry: Math.round(days * 100) / 100, retryInMs: retryIn, err: message }, "certificate renewal failed; the current certificate stays in service");
       }
       this.emit("failed", err);
       this.#schedule(now + retryIn);
@@ -221,7 +221,7 @@ export class CertificateRenewal extends EventEmitter {
     this.#identity = next;
     step("rotated");
     this.emit("renewed", next);
-    o.logger.info({ notAfter: next.notAfter.toISOString(), serial: new X509Certificate(chainPem).serialNumber, rekey: o.rekey }, "certificate renewed; it replaces the old one on disk once a request with it has succeeded");
+    o.logger.info({ event: "cert_renewed", notAfter: next.notAfter.toISOString(), serial: new X509Certificate(chainPem).serialNumber, rekey: o.rekey }, "certificate renewed; it replaces the old one on disk once a request with it has succeeded");
 
     if (!(await worked)) {
       if (this.#stopped) return next;

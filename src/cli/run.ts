@@ -41,9 +41,9 @@ export async function run(argv: string[]): Promise<number> {
   const { Agent, STOP_DEADLINE_MS } = await import("../agent/agent.ts");
   const agent = new Agent({ loaded, stateDir, logger });
   await agent.start();
-  logger.info({ instance: loaded.config.instance, stateDir, machines: loaded.config.machines.length }, "kerf started");
+  logger.info({ event: "started", instance: loaded.config.instance, stateDir, machines: loaded.config.machines.length }, "kerf started");
 
-  logger.info({ reason: await stop }, "stopping");
+  logger.info({ event: "stopping", reason: await stop }, "stopping");
   // The agent stops within STOP_DEADLINE_MS; this is the last resort before the runtime's SIGKILL.
   const lastResort = setTimeout(() => {
     logger.error("the connector did not stop in time; exiting (the buffer keeps what it holds)");

@@ -404,13 +404,13 @@ export class Sender extends EventEmitter<SenderEvents> {
     if (down) {
       // The pacer's shared pause spaces the probes, oldest batch first; delays per batch would only scatter them.
       this.#retryAt.clear();
-      this.#log[decision.level]({ ...fields, delayMs: this.#pacer.pauseMs(now) }, "uplink: batch not delivered and the cloud looks down; one request at a time after backoff");
+      this.#log[decision.level]({ event: "uplink_down", ...fields, delayMs: this.#pacer.pauseMs(now) }, "uplink: batch not delivered and the cloud looks down; one request at a time after backoff");
       return;
     }
     const attempt = (this.#retryAt.get(batch.id)?.attempts ?? 0) + 1;
     const delayMs = decision.delayMs ?? backoff(attempt, this.#retry, this.#o.random);
     this.#retryAt.set(batch.id, { at: now + delayMs, attempts: attempt });
-    this.#log[decision.level]({ ...fields, delayMs, attempt }, "uplink: batch not delivered; retrying it after backoff while the others go on");
+    this.#log[decision.level]({ event: "uplink_retry", ...fields, delayMs, attempt }, "uplink: batch not delivered; retrying it after backoff while the others go on");
   }
 
   /**
@@ -461,7 +461,7 @@ export class Sender extends EventEmitter<SenderEvents> {
     this.#o.store.drop(batch.id, reason, detail);
     if (reason === "rejected") this.#stats.rejectedItems += batch.items;
     else this.#stats.tooLargeItems += batch.items;
-    this.#log.error({ batch: batch.id, items: batch.items, reason, detail }, "uplink: batch dead-lettered");
+    this.#log.error({ event: "uplink_dead_letter", batch: batch.id, items: batch.items, reason, detail }, "uplink: batch dead-lettered");
     this.emit("dropped", batch, reason, detail);
   }
 

@@ -143,7 +143,7 @@ export class TokenClient {
         this.#failures++;
         this.#health.lastError = error.message;
         this.#health.lastErrorAt = Date.now();
-        this.#log.error({ issuer: this.#o.issuer, code: error.code, attempt: this.#failures }, error.message);
+        this.#log.error({ event: "token_failed", issuer: this.#o.issuer, code: error.code, attempt: this.#failures }, error.message);
         this.#schedule(backoff(this.#failures, this.#o.retry ?? { initialDelayMs: 1_000, maxDelayMs: 60_000 }, this.#random));
         throw error;
       }

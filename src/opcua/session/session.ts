@@ -234,7 +234,7 @@ export class MachineSession extends EventEmitter {
           const refused = credentialsRejection(err);
           this.#credentialsRejected = refused !== null;
           if (refused) refusals++;
-          else this.#log.error({ endpoint: this.#spec.endpointUrl, attempt, code: this.#lastErrorCode }, reason);
+          else this.#log.error({ event: "opcua_connect_failed", endpoint: this.#spec.endpointUrl, attempt, code: this.#lastErrorCode }, reason);
         }
       }
       await this.#teardown();
@@ -250,7 +250,7 @@ export class MachineSession extends EventEmitter {
         continue;
       }
       const delay = backoff(++attempt, { initialDelayMs: this.#backoff.initialMs, maxDelayMs: this.#backoff.maxMs });
-      this.#log.info({ delayMs: Math.round(delay) }, "reconnecting after backoff");
+      this.#log.info({ event: "opcua_reconnecting", delayMs: Math.round(delay) }, "reconnecting after backoff");
       await this.#untilStop(this.#sleep(delay)).catch(() => undefined);
     }
     await this.#teardown();
@@ -364,7 +364,7 @@ export class MachineSession extends EventEmitter {
     this.#lastError = null;
     this.#lastErrorCode = null;
     this.#selected = { mode, policy };
-    this.#log.info({ endpoint: spec.endpointUrl, securityMode: mode, securityPolicy: policy, items: this.#subscriptions.itemCount }, "connected and subscribed");
+    this.#log.info({ event: "opcua_connected", endpoint: spec.endpointUrl, securityMode: mode, securityPolicy: policy, items: this.#subscriptions.itemCount }, "connected and subscribed");
     if (this.#stopping) settle("connector stopping");
     return { lost };
   }
@@ -394,7 +394,7 @@ export class MachineSession extends EventEmitter {
     client.on("connection_lost", () => {
       this.#setState("reconnecting");
       this.#reportStatus("offline", "connection to the server lost");
-      this.#log.warn("connection lost; node-opcua is repairing the channel (session reactivation, republish)");
+      this.#log.warn({ event: "opcua_connection_lost" }, "connection lost; node-opcua is repairing the channel (session reactivation, republish)");
       clearTimeout(deadline);
       deadline = setTimeout(() => settle("the channel was not repaired in time"), Math.min(this.#spec.sessionTimeoutMs, 30_000));
     });
@@ -406,7 +406,7 @@ export class MachineSession extends EventEmitter {
       }
       this.#setState("connected");
       this.#reportStatus("online");
-      this.#log.info("channel repaired; session and subscriptions kept");
+      this.#log.info({ event: "opcua_channel_repaired" }, "channel repaired; session and subscriptions kept");
     });
     client.once("close", () => clearTimeout(deadline));
   }
