@@ -106,6 +106,7 @@ export class Agent {
     this.#metrics = new MetricsPart({
       stateDir,
       status: config.status,
+      instance: config.instance,
       logger: logger.child({ component: "metrics" }),
       snapshot: () => this.#metricsSnapshot(),
       summary: () => statusSummary(this.#report(new Date().toISOString(), { stages: false })),
@@ -172,10 +173,8 @@ export class Agent {
     const b = h.buffer;
     const u = h.uplink;
     const stats = this.sender?.stats();
-    const { config } = this.#o.loaded;
     return {
       version: appVersion(),
-      instance: config.instance,
       received: h.received,
       buffer: { appendedItems: b.appendedItems, ackedItems: b.ackedItems, dropped: b.dropped, items: b.items, bytes: b.bytes, oldestCreatedAt: b.oldestCreatedAt },
       uplink: u && { sentItems: stats?.sentItems ?? 0, consecutiveFailures: u.consecutiveFailures, lastAckAt: u.lastAckAt },

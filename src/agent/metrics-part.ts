@@ -14,6 +14,8 @@ export interface MetricsPartOptions {
   stateDir: string;
   status: StatusConfig;
   logger: Logger;
+  /** This connector's id (config `instance`): a label on every series, so that several connectors' files can share a collector directory. */
+  instance: string;
   /** The parts' counters, read from the same sources as the health report. */
   snapshot: () => MetricsSnapshot;
   /** The summary `kerf status --json` prints, for GET /status. */
@@ -36,7 +38,7 @@ export interface MetricsPartHealth extends PartHealth {
 export class MetricsPart implements Part<MetricsPartHealth> {
   readonly name = "metrics";
   readonly #o: MetricsPartOptions;
-  readonly #metrics = new Metrics();
+  readonly #metrics: Metrics;
   readonly #file: string;
   #timer: NodeJS.Timeout | null = null;
   #endpoint: { url: string; close(): Promise<void> } | null = null;
@@ -45,7 +47,8 @@ export class MetricsPart implements Part<MetricsPartHealth> {
 
   constructor(options: MetricsPartOptions) {
     this.#o = options;
-    this.#file = path.join(options.stateDir, METRICS_FILE);
+    this.#metrics = new Metrics(options.instance);
+    this.#file = options.status.metricsFile ?? path.join(options.stateDir, METRICS_FILE);
   }
 
   async start(): Promise<void> {

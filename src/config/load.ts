@@ -435,6 +435,7 @@ function absolutePaths(config: Config, dir: string): Config {
       ...config.buffer,
       ...(config.buffer.encryption === undefined ? {} : { encryption: { keyFile: abs(config.buffer.encryption.keyFile) } }),
     },
+    status: { ...config.status, ...(config.status.metricsFile === undefined ? {} : { metricsFile: abs(config.status.metricsFile) }) },
     cloud: {
       ...config.cloud,
       ...(config.cloud.caFile === undefined ? {} : { caFile: abs(config.cloud.caFile) }),

@@ -406,7 +406,11 @@ const status = strict({
       .optional(),
     "Also serve /metrics and /status on 127.0.0.1:PORT, [::1]:PORT or unix:/path; never a reachable address. Default: no port (the metrics go to <state>/metrics.prom).",
   ),
-  metricsIntervalSeconds: describe(z.int().min(1).max(3_600).default(5), "Seconds between rewrites of <state>/metrics.prom (for a node exporter's textfile collector). Default 5."),
+  metricsFile: describe(
+    filePath.refine((p) => p.endsWith(".prom"), bad("not a .prom file", "a file name ending in .prom (a node exporter's textfile collector reads only those)")).optional(),
+    "Where the Prometheus text goes, e.g. into a node exporter's textfile directory (one file per connector). Default <state-dir>/metrics.prom.",
+  ),
+  metricsIntervalSeconds: describe(z.int().min(1).max(3_600).default(5), "Seconds between rewrites of the metrics file. Default 5."),
 });
 
 export const ConfigSchema = strict({

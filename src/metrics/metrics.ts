@@ -7,7 +7,6 @@ import type { DropReason } from "../message.ts";
  */
 export interface MetricsSnapshot {
   version: string;
-  instance: string;
   /** Values the machines handed to the buffer since this process started. */
   received: number;
   /** The buffer's lifetime counters (persisted across restarts) and what it holds now. */
@@ -36,12 +35,18 @@ export class Metrics {
   readonly registry = new Registry();
   readonly #m;
 
-  constructor() {
+  /**
+   * `instance` (config `instance`) becomes the label `kerf_instance` on every series: connectors
+   * that share a host and a textfile directory stay apart (not `instance`, which Prometheus sets
+   * itself when it scrapes).
+   */
+  constructor(instance?: string) {
+    if (instance !== undefined) this.registry.setDefaultLabels({ kerf_instance: instance });
     const registers = [this.registry];
     const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) => new Counter<L>({ name, help, labelNames, registers });
     const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) => new Gauge<L>({ name, help, labelNames, registers });
     this.#m = {
-      info: gauge("kerf_info", "Always 1; the labels name the running version and instance.", ["version", "instance"]),
+      info: gauge("kerf_info", "Always 1; the label names the running version.", ["version"]),
       received: counter("kerf_values_received_total", "Values the machines handed to the buffer since the process started."),
       buffered: counter("kerf_values_buffered_total", "Values committed to the durable buffer (lifetime, kept across restarts)."),
       sent: counter("kerf_values_sent_total", "Values put into requests to the cloud since start; a retried value counts each time."),
@@ -82,7 +87,7 @@ export class Metrics {
   #set(s: MetricsSnapshot, now: number): void {
     const m = this.#m;
     m.info.reset();
-    m.info.set({ version: s.version, instance: s.instance }, 1);
+    m.info.set({ version: s.version }, 1);
     mirror(m.received, s.received);
     mirror(m.buffered, s.buffer.appendedItems);
     mirror(m.acked, s.buffer.ackedItems);

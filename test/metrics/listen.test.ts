@@ -1,3 +1,4 @@
+import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseListen } from "../../src/config/listen.ts";
 import { CLOUD, GOOD_CONFIG, lines, load, loadError, tempDir, type TempDir } from "../config/helpers.ts";
@@ -35,6 +36,13 @@ describe("status.listen: loopback or a Unix socket, nothing reachable", () => {
       const found = lines(err, t.dir).filter((l) => l.includes("status.listen"));
       expect(found).toHaveLength(1);
       expect(found[0]).toMatch(/^kerf\.yaml:\d+:\d+: status\.listen: 0\.0\.0\.0 is not a loopback address.*found "0\.0\.0\.0:9464".*127\.0\.0\.1:PORT/);
+    });
+
+    it("takes a metrics file ending in .prom, relative to the config's directory", async () => {
+      const loaded = await load(t, `${GOOD_CONFIG}status:\n  metricsFile: ./textfile/kerf.prom\n`);
+      expect(loaded.config.status.metricsFile).toBe(path.join(t.dir, "textfile", "kerf.prom"));
+      const err = await loadError(t, `${GOOD_CONFIG}status:\n  metricsFile: ./kerf.txt\n`);
+      expect(lines(err, t.dir)).toEqual([expect.stringMatching(/^kerf\.yaml:\d+:\d+: status\.metricsFile: not a \.prom file \(found "\.\/kerf\.txt"; expected a file name ending in \.prom/)]);
     });
 
     it("defaults to no endpoint and a metrics file every 5 s", async () => {

@@ -8,7 +8,6 @@ const NOW = Date.parse("2026-12-06T12:00:00Z");
 function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
   return {
     version: "1.2.3",
-    instance: "kerf-test",
     received: 120,
     buffer: { appendedItems: 1_000, ackedItems: 900, dropped: { buffer_full: 7, rejected: 2, too_large: 0, tampered: 1 }, items: 90, bytes: 4096, oldestCreatedAt: NOW - 42_000 },
     uplink: { sentItems: 950, consecutiveFailures: 3, lastAckAt: NOW - 1_000 },
@@ -27,7 +26,7 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
 describe("Prometheus metrics", () => {
   it("shows each source's value under its name", async () => {
     const text = await new Metrics().text(snapshot(), NOW);
-    expect(sample(text, 'kerf_info{version="1.2.3",instance="kerf-test"}')).toBe(1);
+    expect(sample(text, 'kerf_info{version="1.2.3"}')).toBe(1);
     expect(sample(text, "kerf_values_received_total")).toBe(120);
     expect(sample(text, "kerf_values_buffered_total")).toBe(1_000);
     expect(sample(text, "kerf_values_sent_total")).toBe(950);
@@ -76,6 +75,15 @@ describe("Prometheus metrics", () => {
     expect(sample(text, 'kerf_uplink_request_duration_seconds_bucket{le="1",outcome="success"}')).toBe(2);
     expect(sample(text, 'kerf_uplink_request_duration_seconds_bucket{le="10",outcome="retry"}')).toBe(0);
     expect(sample(text, 'kerf_uplink_request_duration_seconds_sum{outcome="retry"}')).toBe(12);
+  });
+
+  it("labels every series with the connector's instance, so that connectors can share a textfile directory", async () => {
+    const m = new Metrics("kerf-line1-saw");
+    m.observeUplinkRequest(30, "success");
+    const text = await m.text(snapshot(), NOW);
+    const series = text.split("\n").filter((l) => l !== "" && !l.startsWith("#"));
+    expect(series.length).toBeGreaterThan(30);
+    expect(series.filter((l) => !l.includes('kerf_instance="kerf-line1-saw"'))).toEqual([]);
   });
 
   it("keeps to a registry of its own", async () => {
