@@ -5,8 +5,11 @@ import { stateDirOption } from "./state-dir.ts";
 const usage = `usage: kerf health [--state-dir DIR]
 
 Reads the health report that the running connector rewrites in its state directory and exits 0
-while its loops make progress, 1 when they do not (the container image's HEALTHCHECK). An
+while its loops make progress, 1 when they do not (the container image's HEALTHCHECK): each
+machine connected or retrying, the buffer writable, the uplink acknowledging, a valid certificate
+and token with their renewals scheduled, the update check scheduled and not overdue. An
 unhealthy verdict names the part that makes no progress, the reason and its last error's code.
+kerf status shows the same report as a summary.
 Warnings (the OPC UA application certificate expires within 30 days) keep it healthy and follow
 "ok, with warnings:"; an expired certificate is unhealthy (code OPCUA_OWN_CERT_EXPIRED).
 
