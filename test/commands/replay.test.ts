@@ -53,13 +53,12 @@ it("refuses an SQLite file of another program instead of writing into it", () =>
   const db = new DatabaseSync(other);
   db.exec("CREATE TABLE t (x)");
   db.close();
-  const err = (() => {
-    try {
-      ReplayStore.open(other);
-    } catch (e) {
-      return e;
-    }
-  })();
+  let err: unknown;
+  try {
+    ReplayStore.open(other).close();
+  } catch (e) {
+    err = e;
+  }
   expect(isKerfError(err, "COMMAND_STORE"), String(err)).toBe(true);
   expect((err as Error).message).toMatch(/another program/);
 });
