@@ -21,6 +21,7 @@ const commands: Record<string, () => Promise<Command>> = {
   browse: async () => (await import("./cli/browse.ts")).run,
   release: async () => (await import("./cli/release.ts")).run,
   update: async () => (await import("./cli/update.ts")).run,
+  audit: async () => (await import("./cli/audit.ts")).run,
 };
 
 /** They load the simulator or the devcloud, which only a development install has (see cli/development.ts). */
@@ -47,6 +48,8 @@ commands:
   release   init | pack | publish | withdraw | timestamp | rotate
                                                 the signed update channel (TUF repository, bundles)
   update    status [--json]                     active and previous app versions, the last update outcome
+  audit     [--json] [--verify] [--last N]      the local audit log of remote commands; --verify
+                                                checks its hash chain
 
 kerf <command> --help shows a command's options; kerf --version shows the version.
 `;

@@ -8,6 +8,7 @@
  * holds only the last few minutes of commands. Known limit: a clock that jumps far ahead prunes
  * ids early; when it comes back, an envelope captured before the jump could pass once more.
  */
+import path from "node:path";
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { DEFAULT_CLOCK_SKEW_SECONDS } from "./envelope.ts";
 import { openStore, storeError } from "./sqlite.ts";
@@ -21,6 +22,11 @@ CREATE TABLE seen (
 ) STRICT;
 CREATE INDEX seen_keep_until ON seen (keep_until);
 `;
+
+/** Where the agent keeps the replay store in its state directory. */
+export function replayFile(stateDir: string): string {
+  return path.join(stateDir, "commands", "replay.db");
+}
 
 export interface ReplayStoreOptions {
   /** Must equal the verifier's: an id is kept as long as its envelope could still verify. */
