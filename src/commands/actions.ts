@@ -50,6 +50,11 @@ export function scopeAllows(scope: string, action: Action): boolean {
   return scope.split(" ").includes(scopeOf(action));
 }
 
+/** The OPC UA built-in scalar types that a write or a method input can carry (Part 6 §5.1.2). */
+export const VALUE_TYPES = ["Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double", "String", "DateTime"] as const;
+export type ValueType = (typeof VALUE_TYPES)[number];
+export const NUMERIC_TYPES: ReadonlySet<ValueType> = new Set(["SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64", "Float", "Double"]);
+
 const machine = z.string().min(1).max(128);
 const nodeId = z.string().min(1).max(4200);
 /** A value to write, as JSON carries it; its OPC UA type comes from the local policy. */

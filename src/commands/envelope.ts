@@ -236,7 +236,7 @@ const publicKey = z.union([
  * a key without kid, or a kid used twice.
  */
 export async function loadCommandKeys(file: string): Promise<JSONWebKeySet> {
-  const fail = (problem: string) => new KerfError("COMMAND_KEYS", `command-signing keys ${file}: ${problem}`);
+  const fail = (problem: string) => new KerfError("COMMAND_KEYS", `command-signing keys ${file}: ${problem}`, { details: [problem] });
   let data: unknown;
   try {
     data = JSON.parse(await readFile(file, "utf8"));
