@@ -149,7 +149,7 @@ export class AuditLog {
       db.exec("COMMIT");
       return row;
     } catch (err) {
-      if (db.isTransaction) db.exec("ROLLBACK");
+      if (db.isOpen && db.isTransaction) db.exec("ROLLBACK");
       throw storeError(this.#file, "appending to the audit log", err);
     }
   }
