@@ -41,7 +41,7 @@ CREATE TABLE meta (
   name  TEXT PRIMARY KEY,
   value TEXT NOT NULL
 ) STRICT;
-INSERT INTO meta (name, value) VALUES ('head_seq', '0'), ('head_hash', '${GENESIS}');
+INSERT INTO meta (name, value) VALUES ('head_seq', '0'), ('head_hash', '${GENESIS}'), ('sent_seq', '0');
 CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 `;
@@ -160,6 +160,21 @@ export class AuditLog {
       return this.#db.prepare(`SELECT ${COLUMNS} FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`).all(afterSeq, limit) as unknown as AuditRow[];
     } catch (err) {
       throw storeError(this.#file, "reading the audit log", err);
+    }
+  }
+
+  /** The last seq the cloud acknowledged (POST /v1/audit); rows after it are still to send. */
+  sentSeq(): number {
+    const row = this.#db.prepare("SELECT value FROM meta WHERE name = 'sent_seq'").get() as { value: string } | undefined;
+    return Number(row?.value ?? 0);
+  }
+
+  /** Records that the cloud has the rows up to `seq`. Never moves back. */
+  markSent(seq: number): void {
+    try {
+      this.#db.prepare("UPDATE meta SET value = ? WHERE name = 'sent_seq' AND CAST(value AS INTEGER) < ?").run(String(seq), seq);
+    } catch (err) {
+      throw storeError(this.#file, "recording what the cloud has", err);
     }
   }
 

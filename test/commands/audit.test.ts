@@ -67,6 +67,20 @@ it("keeps the chain across a reopen: new rows follow the old ones", () => {
   expect(verify()).toMatchObject({ ok: true, rows: 8 });
 });
 
+it("remembers which rows the cloud has, across a reopen, and never moves that mark back", () => {
+  fill();
+  const log = AuditLog.open(file);
+  expect(log.sentSeq()).toBe(0);
+  log.markSent(3);
+  log.markSent(2);
+  log.close();
+  const again = AuditLog.open(file);
+  expect(again.sentSeq()).toBe(3);
+  expect(again.rows(again.sentSeq()).map((r) => r.seq)).toEqual([4]);
+  again.close();
+  expect(verify().ok).toBe(true);
+});
+
 it("refuses UPDATE and DELETE through SQL while its triggers are in place", () => {
   fill();
   const db = new DatabaseSync(file);
