@@ -98,10 +98,11 @@ class Report {
 }
 
 /**
- * Reads, validates and cross-checks the connector config and its mapping file.
+ * Reads, validates and cross-checks the connector config and its mapping file (or, with
+ * `mappingFile`, another mapping file in its place, shown as `mappingDisplay` in errors).
  * Throws a KerfError whose details list every problem as "FILE:LINE:COL: path: message".
  */
-export async function loadConfig(file: string): Promise<LoadedConfig> {
+export async function loadConfig(file: string, options: { mappingFile?: string; mappingDisplay?: string } = {}): Promise<LoadedConfig> {
   const configFile = path.resolve(file);
   const configDir = path.dirname(configFile);
   const cfgSource = await readSource(file);
@@ -129,8 +130,9 @@ export async function loadConfig(file: string): Promise<LoadedConfig> {
   let mapping: Mapping | undefined;
   let mappingFile = "";
   if (typeof rawConfig.mapping === "string" && rawConfig.mapping !== "") {
-    mappingFile = path.resolve(configDir, rawConfig.mapping);
-    const display = path.isAbsolute(rawConfig.mapping) ? rawConfig.mapping : path.join(path.dirname(file), rawConfig.mapping);
+    // A candidate mapping (a remote mapping.set) is checked in place of the file the config names.
+    mappingFile = options.mappingFile ?? path.resolve(configDir, rawConfig.mapping);
+    const display = options.mappingDisplay ?? (path.isAbsolute(rawConfig.mapping) ? rawConfig.mapping : path.join(path.dirname(file), rawConfig.mapping));
     mapping = await loadMapping(mappingFile, display, cfgSource, rawConfig, report);
   }
 
