@@ -88,9 +88,23 @@ export function auditFile(stateDir: string): string {
   return path.join(stateDir, "commands", "audit.db");
 }
 
-/** sha256 of the arguments' canonical JSON (sorted keys): the same arguments give the same digest. */
+/**
+ * sha256 of the arguments' canonical JSON (RFC 8785 JCS: sorted keys, ECMAScript number text):
+ * the same arguments give the same digest. Not the TUF canonical JSON of the rows: that one
+ * cannot encode a fractional number, and a written value often is one.
+ */
 export function argsDigest(args: unknown): string {
-  return createHash("sha256").update(canonicalize(args ?? null)).digest("hex");
+  return createHash("sha256").update(jcs(args ?? null)).digest("hex");
+}
+
+function jcs(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(jcs).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value).filter(([, v]) => v !== undefined);
+    // default sort compares UTF-16 code units, as RFC 8785 §3.2.3 asks
+    return `{${entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => `${JSON.stringify(k)}:${jcs(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
 }
 
 /** The row's hash: it covers every field but the hash itself, and the previous row's hash. */

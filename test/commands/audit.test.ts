@@ -128,3 +128,11 @@ it("finds rows reordered (two rows' contents swapped, seq kept)", () => {
   `);
   expect(verify()).toMatchObject({ ok: false, seq: 2 });
 });
+
+it("audits a command whose arguments hold a fractional number (a written setpoint)", () => {
+  const log = AuditLog.open(file);
+  const row = log.append({ jti: "w", action: "write", args: { machine: "m1", node: "ns=2;s=Set", value: 23.5 }, outcome: "accepted" });
+  log.close();
+  expect(row.argsSha256).toBe(argsDigest({ value: 23.5, node: "ns=2;s=Set", machine: "m1" }));
+  expect(row.argsSha256).not.toBe(argsDigest({ value: 23.25, node: "ns=2;s=Set", machine: "m1" }));
+});
