@@ -10,6 +10,7 @@ import type { Sender, SenderStats } from "../uplink/sender.ts";
 import type { TokenHealth } from "../uplink/tokens.ts";
 import { BufferPart } from "./buffer-part.ts";
 import { HEALTH_INTERVAL_MS, memorySnapshot, processIdentity, writeHealth, type AgentState, type ProcessIdentity } from "./health.ts";
+import { CommandsPart } from "./commands-part.ts";
 import { MachinesPart } from "./machines-part.ts";
 import type { Part, Problem } from "./part.ts";
 import { UplinkPart } from "./uplink-part.ts";
@@ -29,6 +30,8 @@ export interface AgentOptions {
   logger: Logger;
   /** Issues the instance certificate when there is none yet (the enrolment seam). */
   enroller?: Enroller;
+  /** Ends the process for a remote `restart` command (kerf run passes its stop request). */
+  requestStop?: (reason: string) => void;
 }
 
 /**
@@ -41,6 +44,7 @@ export class Agent {
   readonly #buffer: BufferPart;
   readonly #uplink: UplinkPart;
   readonly #machines: MachinesPart;
+  readonly #commands: CommandsPart;
   readonly #parts: readonly Part[];
   #started: Part[] = [];
   #healthTimer: NodeJS.Timeout | null = null;
@@ -77,7 +81,16 @@ export class Agent {
       sink: this.#buffer.sink,
       lastDelivered: (machine, keys) => this.#buffer.buffer.lastDelivered(machine, keys),
     });
-    this.#parts = [this.#buffer, this.#uplink, this.#machines];
+    this.#commands = new CommandsPart({
+      loaded,
+      stateDir,
+      logger,
+      uplink: this.#uplink,
+      machines: this.#machines,
+      status: () => this.health(),
+      requestStop: options.requestStop,
+    });
+    this.#parts = [this.#buffer, this.#uplink, this.#machines, this.#commands];
   }
 
   get buffer(): DurableBuffer {
@@ -91,6 +104,11 @@ export class Agent {
   /** Renewals of the instance certificate (with cloud.enrolment), else null. */
   get renewal(): CertificateRenewal | null {
     return this.#uplink.renewal;
+  }
+
+  /** Remote commands: their audit log (null without a commands section). */
+  get commands(): CommandsPart {
+    return this.#commands;
   }
 
   get sessions(): readonly MachineSession[] {
@@ -121,7 +139,7 @@ export class Agent {
   #writeHealth(): void {
     const at = new Date().toISOString();
     try {
-      const { problems, warnings, sessions, uplink, tokens, certificate, buffer, writer, opcuaCertificate } = this.health();
+      const { problems, warnings, sessions, uplink, tokens, certificate, buffer, writer, opcuaCertificate, commands } = this.health();
       writeHealth(this.#o.stateDir, {
         at,
         pid: process.pid,
@@ -146,6 +164,7 @@ export class Agent {
         ...(tokens ? { tokens: { expiresAt: tokens.expiresAt === null ? null : new Date(tokens.expiresAt).toISOString(), renewals: tokens.renewals, lastError: tokens.lastError } } : {}),
         buffer: { items: buffer.items, bytes: buffer.bytes, droppedItems: buffer.droppedItems },
         writer: { pendingItems: writer.pendingItems, failures: writer.failures, lastError: writer.lastError },
+        ...(commands ? { commands } : {}),
         unhandledRejections: processGuardStats().unhandledRejections,
         memory: memorySnapshot(),
         stages: { ...this.#buffer.takeStages(), ...this.sender?.takeStages() },
@@ -197,8 +216,9 @@ export class Agent {
     const buffer = this.#buffer.health();
     const machines = this.#machines.health(now);
     const uplink = this.#uplink.health(now);
-    const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems];
+    const commands = this.#commands.health(now);
+    const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems, ...commands.problems];
     const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? [])];
-    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, tokens: uplink.tokens, certificate: uplink.certificate, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate };
+    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, tokens: uplink.tokens, certificate: uplink.certificate, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate, commands: commands.commands };
   }
 }

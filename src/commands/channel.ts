@@ -87,10 +87,17 @@ export class CommandChannel {
   }
 
   /** Posts a command's result; throws when the cloud does not take it (the caller keeps it and retries). */
-  async postResult(jti: string, result: CommandResult): Promise<void> {
+  async postResult(jti: string, result: CommandResult | { state: "running" }): Promise<void> {
     const res = await this.#send(`${this.#base}/v1/commands/${encodeURIComponent(jti)}/result`, "POST", JSON.stringify(result), 30_000);
     await readBounded(res.body, MAX_RESULT_ANSWER_BYTES);
     if (res.statusCode < 200 || res.statusCode > 299) throw new Error(`the cloud answered ${res.statusCode} to the result of ${jti}`);
+  }
+
+  /** Sends audit rows (POST /v1/audit); throws unless the cloud took them (2xx). */
+  async postAudit(rows: readonly unknown[]): Promise<void> {
+    const res = await this.#send(`${this.#base}/v1/audit`, "POST", JSON.stringify({ rows }), 30_000);
+    const text = await readBounded(res.body, MAX_RESULT_ANSWER_BYTES);
+    if (res.statusCode < 200 || res.statusCode > 299) throw Object.assign(new Error(`the cloud answered ${res.statusCode} to the audit rows: ${text.slice(0, 300)}`), { code: `HTTP_${res.statusCode}` });
   }
 
   async #run(): Promise<void> {

@@ -16,9 +16,12 @@ import type { TLSSocket } from "node:tls";
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK } from "jose";
 import Provider, { errors, type Adapter, type AdapterPayload, type Configuration, type KoaContextWithOIDC } from "oidc-provider";
 import type { CertAuthority } from "../certs/devca.ts";
+import { SCOPES } from "../commands/actions.ts";
 import type { Logger } from "../log.ts";
 
 export const INGEST_SCOPE = "ingest";
+/** Partner apps (issue 16) get tokens for the partner API with these scopes (src/commands/actions.ts). */
+export const PARTNER_SCOPE_LIST: readonly string[] = SCOPES;
 const instancePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export interface AuthServerOptions {
@@ -32,6 +35,10 @@ export interface AuthServerOptions {
   audience: string;
   /** Lifetime of an access token. Default 300 s. */
   tokenTtlSeconds?: number;
+  /** The partner API's base URL: the audience of partner apps' tokens. */
+  partnerAudience?: string;
+  /** Partner apps registered beforehand (partner.ts keeps them in the devcloud's directory). */
+  partners?: () => ReadonlyMap<string, PartnerClient>;
   /** An instance's certificate (PEM) when `ca` has issued it none in this process, e.g. one kept on disk. */
   clientCertFor?: (instance: string) => string | undefined;
   logger: Logger;
@@ -45,9 +52,24 @@ export interface AuthServer {
   /** Refused token requests, newest last (at most 100): the OAuth error and the server's detail, which the client is not told. */
   refusals: { error: string; detail: string }[];
   tokenTtlSeconds: number;
+  /** Checks a partner app's access token for the partner API (not bound to a certificate). */
+  verifyPartner(token: string): Promise<{ clientId: string; sub?: string; scopes: string[] }>;
   /** Checks an access token for a request over a connection with this client certificate. */
   verify(token: string, clientCertRaw: Buffer): Promise<{ clientId: string }>;
   stop(): Promise<void>;
+}
+
+/**
+ * A partner app: a service app authenticates with its secret (client_secret_basic) and uses
+ * client credentials; a user app is a public client using authorization code with PKCE.
+ */
+export interface PartnerClient {
+  clientId: string;
+  kind: "service" | "user";
+  /** Service apps only. */
+  secret?: string;
+  /** User apps only. */
+  redirectUris?: string[];
 }
 
 /** Why an ingest request's token was refused: an RFC 6750 error code and a description. */
@@ -81,14 +103,14 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
   const issuer = `https://${isIP(options.host) === 6 ? `[${options.host}]` : options.host}:${port}`;
 
   const configuration: Configuration = {
-    adapter: adapterFor((id) => ca.issuedClientCerts.get(id) ?? options.clientCertFor?.(id)),
+    adapter: adapterFor((id) => ca.issuedClientCerts.get(id) ?? options.clientCertFor?.(id), (id) => options.partners?.().get(id)),
     clients: [],
     jwks: { keys: [privateJwk as never] },
-    clientAuthMethods: ["tls_client_auth", "private_key_jwt"],
+    clientAuthMethods: ["tls_client_auth", "private_key_jwt", "client_secret_basic", "none"],
     enabledJWA: { clientAuthSigningAlgValues: ["ES256", "RS256", "PS256"] },
-    scopes: [INGEST_SCOPE],
+    scopes: [INGEST_SCOPE, ...PARTNER_SCOPE_LIST],
     cookies: { keys: [randomBytes(32).toString("hex")] },
-    ttl: { ClientCredentials: () => ttl },
+    ttl: { ClientCredentials: () => ttl, AccessToken: () => ttl },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -107,10 +129,14 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
       },
       resourceIndicators: {
         enabled: true,
-        defaultResource: () => options.audience,
+        defaultResource: (_ctx, client) => (client && options.partners?.().has(client.clientId) && options.partnerAudience ? options.partnerAudience : options.audience),
         useGrantedResource: () => true,
-        getResourceServerInfo: (_ctx, resource) => {
-          if (resource !== options.audience) throw new errors.InvalidTarget(`unknown resource; this server issues tokens for ${options.audience}`);
+        getResourceServerInfo: (_ctx, resource, client) => {
+          const partner = options.partners?.().has(client.clientId) === true;
+          if (partner && resource === options.partnerAudience) {
+            return { scope: PARTNER_SCOPE_LIST.join(" "), audience: resource, accessTokenTTL: ttl, accessTokenFormat: "jwt", jwt: { sign: { alg: "ES256" } } };
+          }
+          if (partner || resource !== options.audience) throw new errors.InvalidTarget(`unknown resource; this server issues tokens for ${partner ? options.partnerAudience : options.audience}`);
           return { scope: INGEST_SCOPE, audience: options.audience, accessTokenTTL: ttl, accessTokenFormat: "jwt", jwt: { sign: { alg: "ES256" } } };
         },
       },
@@ -139,6 +165,17 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
     counts,
     refusals,
     tokenTtlSeconds: ttl,
+    async verifyPartner(token) {
+      let payload;
+      try {
+        ({ payload } = await jwtVerify(token, keySet, { issuer, audience: options.partnerAudience ?? "-", algorithms: ["ES256"], typ: "at+jwt", requiredClaims: ["exp", "client_id"] }));
+      } catch (err) {
+        throw new TokenRefused("invalid_token", `the access token is not valid: ${(err as Error).message}`);
+      }
+      const scopes = typeof payload.scope === "string" ? payload.scope.split(" ") : [];
+      const sub = typeof payload.sub === "string" && payload.sub !== payload.client_id ? payload.sub : undefined;
+      return { clientId: String(payload.client_id), scopes, ...(sub ? { sub } : {}) };
+    },
     async verify(token, clientCertRaw) {
       let payload;
       try {
@@ -181,7 +218,7 @@ function sanUris(cert: X509Certificate | undefined): string[] {
  * request (a client_assertion means private_key_jwt), since an instance may use either. Other
  * models (assertion jti replay records) live in memory with their expiry.
  */
-function adapterFor(certFor: (instance: string) => string | undefined): (name: string) => Adapter {
+function adapterFor(certFor: (instance: string) => string | undefined, partnerFor: (id: string) => PartnerClient | undefined): (name: string) => Adapter {
   const store = new Map<string, { payload: AdapterPayload; expiresAt: number }>();
   return (name) => {
     const key = (id: string) => `${name}:${id}`;
@@ -199,7 +236,10 @@ function adapterFor(certFor: (instance: string) => string | undefined): (name: s
         store.set(key(id), { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : Number.POSITIVE_INFINITY });
       },
       async find(id) {
-        if (name === "Client") return clientMetadata(certFor, id);
+        if (name === "Client") {
+          const partner = partnerFor(id);
+          return partner ? partnerMetadata(partner) : clientMetadata(certFor, id);
+        }
         return get(id);
       },
       async findByUid() {
@@ -238,4 +278,10 @@ function clientMetadata(certFor: (instance: string) => string | undefined, id: s
   if (!certPem) return undefined;
   const jwk = new X509Certificate(certPem).publicKey.export({ format: "jwk" });
   return { ...common, token_endpoint_auth_method: "private_key_jwt", jwks: { keys: [jwk as never] } };
+}
+
+function partnerMetadata(p: PartnerClient): AdapterPayload {
+  const common = { client_id: p.clientId, scope: PARTNER_SCOPE_LIST.join(" "), id_token_signed_response_alg: "ES256" as const };
+  if (p.kind === "service") return { ...common, client_secret: p.secret!, grant_types: ["client_credentials"], response_types: [], redirect_uris: [], token_endpoint_auth_method: "client_secret_basic" };
+  return { ...common, grant_types: ["authorization_code"], response_types: ["code"], redirect_uris: p.redirectUris ?? [], token_endpoint_auth_method: "none" };
 }

@@ -3,7 +3,10 @@
  * scope, grant) into an envelope the connector verifies (src/commands/envelope.ts). The key pair
  * is made in this process; its public half is the JWK set a connector pins (commands.keys).
  */
-import { generateKeyPairSync, randomBytes, randomUUID } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { writeFileAtomic } from "../certs/files.ts";
 import { SignJWT, type JSONWebKeySet, type JWK } from "jose";
 import type { Action, ActionArgs } from "../commands/actions.ts";
 import { COMMAND_TYP } from "../commands/envelope.ts";
@@ -19,6 +22,25 @@ export interface CommandToSign<A extends Action = Action> {
   scope: string;
   action: A;
   args: ActionArgs[A];
+  /** Lifetime of this envelope; default the signer's. */
+  ttlSeconds?: number;
+}
+
+/**
+ * The devcloud's command signer, its private key kept in `dir` (command-key.pem, 0600) and its
+ * public JWK set written beside it (command-keys.json) for connectors to pin (commands.keys).
+ */
+export function openCommandSigner(dir: string): CommandSigner & { keysFile: string } {
+  const keyFile = path.join(dir, "command-key.pem");
+  let privateKeyPem = existsSync(keyFile) ? readFileSync(keyFile, "utf8") : undefined;
+  if (!privateKeyPem) {
+    privateKeyPem = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" }) as string;
+    writeFileAtomic(keyFile, privateKeyPem, 0o600);
+  }
+  const signer = createCommandSigner({ privateKeyPem });
+  const keysFile = path.join(dir, "command-keys.json");
+  writeFileAtomic(keysFile, JSON.stringify(signer.jwks, null, 2) + "\n", 0o644);
+  return { ...signer, keysFile };
 }
 
 export interface CommandSigner {
@@ -28,12 +50,17 @@ export interface CommandSigner {
   sign(command: CommandToSign): Promise<{ jti: string; envelope: string; exp: number }>;
 }
 
-export function createCommandSigner(options: { alg?: "ES256" | "EdDSA"; ttlSeconds?: number; now?: () => number } = {}): CommandSigner {
+export function createCommandSigner(options: { alg?: "ES256" | "EdDSA"; ttlSeconds?: number; now?: () => number; privateKeyPem?: string } = {}): CommandSigner {
   const alg = options.alg ?? "ES256";
   const ttl = options.ttlSeconds ?? 60;
   const now = options.now ?? Date.now;
-  const { privateKey, publicKey } = alg === "ES256" ? generateKeyPairSync("ec", { namedCurve: "P-256" }) : generateKeyPairSync("ed25519");
-  const kid = `cmd-${randomBytes(6).toString("hex")}`;
+  const { privateKey, publicKey } = options.privateKeyPem
+    ? { privateKey: createPrivateKey(options.privateKeyPem), publicKey: createPublicKey(options.privateKeyPem) }
+    : alg === "ES256"
+      ? generateKeyPairSync("ec", { namedCurve: "P-256" })
+      : generateKeyPairSync("ed25519");
+  // a kept key keeps its kid, so a connector's pinned key set stays valid across cloud restarts
+  const kid = `cmd-${createHash("sha256").update(publicKey.export({ type: "spki", format: "der" })).digest("hex").slice(0, 12)}`;
   const jwks: JSONWebKeySet = { keys: [{ ...publicKey.export({ format: "jwk" }), kid, alg, use: "sig" } as JWK] };
   return {
     jwks,
@@ -46,9 +73,9 @@ export function createCommandSigner(options: { alg?: "ES256" | "EdDSA"; ttlSecon
         .setJti(jti)
         .setAudience(c.connector)
         .setIssuedAt(iat)
-        .setExpirationTime(iat + ttl)
+        .setExpirationTime(iat + (c.ttlSeconds ?? ttl))
         .sign(privateKey);
-      return { jti, envelope, exp: iat + ttl };
+      return { jti, envelope, exp: iat + (c.ttlSeconds ?? ttl) };
     },
   };
 }
