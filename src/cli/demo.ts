@@ -11,8 +11,9 @@ import type { StoredBatch } from "../message.ts";
 import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { prepareStateDir } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
+import { partnerScenario } from "../demo/partner.ts";
 
-const usage = `usage: kerf demo [--seconds N] [--token-ttl S] [--cert-ttl S] [--state-dir DIR] [--log-level L] [--quiet]
+const usage = `usage: kerf demo [--seconds N] [--token-ttl S] [--cert-ttl S] [--state-dir DIR] [--log-level L] [--quiet] [--scenario partner]
 
 Starts a simulated woodworking machine, the reference cloud and the connector on loopback, and
 prints values as the cloud acknowledges them. Ctrl-C (or SIGTERM) stops everything it started and
@@ -26,6 +27,10 @@ removes its temporary directory.
                    renews each when about 75 % of it has passed
   --log-level L    default warn
   --quiet          no value lines, only the summary
+  --scenario partner  also run examples/partner-app.ts (a partner app through the cloud: token,
+                   connectors, latest values, a mapping change), then a write the connector's
+                   local policy forbids and a command from an app without a grant; the summary
+                   counts commandsAccepted and commandsRefused
 `;
 
 /**
@@ -37,12 +42,14 @@ export async function run(argv: string[]): Promise<number> {
   const started = performance.now();
   const { values, positionals } = parseCli(
     argv,
-    { seconds: { type: "string" }, "token-ttl": { type: "string" }, "cert-ttl": { type: "string" }, "state-dir": { type: "string" }, "log-level": { type: "string" }, quiet: { type: "boolean" } },
+    { seconds: { type: "string" }, "token-ttl": { type: "string" }, "cert-ttl": { type: "string" }, "state-dir": { type: "string" }, "log-level": { type: "string" }, quiet: { type: "boolean" }, scenario: { type: "string" } },
     "demo",
     usage,
   );
   noPositionals(positionals, "demo", usage);
   const seconds = intOption(values.seconds, "seconds", 0);
+  if (values.scenario !== undefined && values.scenario !== "partner") throw new UsageError(`demo: unknown --scenario '${values.scenario}' (expected partner)`, usage);
+  const partner = values.scenario === "partner";
   const tokenTtl = values["token-ttl"] === undefined ? undefined : intOption(values["token-ttl"], "token-ttl", 300);
   if (tokenTtl !== undefined && tokenTtl < 1) throw new UsageError(`demo: --token-ttl must be at least 1 second, got ${tokenTtl}`, usage);
   const certTtl = values["cert-ttl"] === undefined ? undefined : intOption(values["cert-ttl"], "cert-ttl", 0);
@@ -74,6 +81,7 @@ export async function run(argv: string[]): Promise<number> {
         stopped: (what) => note(`stopped ${what}`),
         ...(tokenTtl !== undefined ? { tokenTtlSeconds: tokenTtl } : {}),
         ...(certTtl !== undefined ? { certTtlSeconds: certTtl } : {}),
+        ...(partner ? { commands: true } : {}),
       });
     } catch (err) {
       if (!aborted.signal.aborted) throw err;
@@ -90,6 +98,7 @@ export async function run(argv: string[]): Promise<number> {
       printer(batch);
     });
     out(`demo: connector started (${demo.securityMode}/${demo.securityPolicy}); values print as the cloud acknowledges them${seconds ? "" : "; Ctrl-C stops"}`);
+    const cloudRefusals = partner ? await partnerScenario(demo, note) : 0;
 
     let timer: NodeJS.Timeout | undefined;
     const reason = await Promise.race([stop, new Promise<string>((resolve) => (timer = seconds ? setTimeout(() => resolve(`--seconds ${seconds}`), seconds * 1000) : undefined))]);
@@ -97,6 +106,7 @@ export async function run(argv: string[]): Promise<number> {
     note(`stopping (${reason})`);
 
     const certificate = agent.renewal?.health();
+    const commands = agent.commands.health(Date.now()).commands;
     const final = await agent.stop({ drainMs: 5_000 });
     agent = null;
     note("stopped the connector");
@@ -118,6 +128,7 @@ export async function run(argv: string[]): Promise<number> {
       certificateRenewals: certificate?.renewals ?? 0,
       certificateExpiresAt: certificate?.notAfter ?? null,
       seconds: Math.round((performance.now() - started) / 100) / 10,
+      ...(partner ? { commandsAccepted: commands?.accepted ?? 0, commandsRefused: (commands?.refused ?? 0) + cloudRefusals } : {}),
     };
     process.stdout.write(JSON.stringify(summary) + "\n");
     return summary.acknowledged > 0 && summary.dropped === 0 && summary.duplicates === 0 ? 0 : 1;
