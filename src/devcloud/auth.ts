@@ -9,6 +9,7 @@
  * The ingest side checks the tokens with `verifier()` (docs/protocol.md, "Access tokens").
  */
 import { generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { isIP } from "node:net";
@@ -110,7 +111,11 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
     enabledJWA: { clientAuthSigningAlgValues: ["ES256", "RS256", "PS256"] },
     scopes: [INGEST_SCOPE, ...PARTNER_SCOPE_LIST],
     cookies: { keys: [randomBytes(32).toString("hex")] },
-    ttl: { ClientCredentials: () => ttl, AccessToken: () => ttl },
+    ttl: { ClientCredentials: () => ttl, AccessToken: () => ttl, AuthorizationCode: () => 60, Interaction: () => 600, Session: () => 3600, Grant: () => 3600 },
+    // Partner user apps: the user is whoever login_hint names (a development login without a form,
+    // so tests and the demo run headless); a real cloud puts its login and consent pages here.
+    findAccount: (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -154,6 +159,14 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
   const callback = provider.callback();
   server.on("request", (req, res) => {
     if (req.url?.startsWith("/token")) counts.tokenRequests++;
+    if (req.url?.startsWith("/interaction/")) {
+      devLogin(provider, options.partnerAudience, req, res).catch((err: unknown) => {
+        log.info({ err: (err as Error).message }, "devcloud auth: development login refused");
+        if (!res.headersSent) res.writeHead(400, { "content-type": "text/plain" });
+        res.end(`login refused: ${(err as Error).message}`);
+      });
+      return;
+    }
     callback(req, res);
   });
   log.info({ issuer, tokenTtlSeconds: ttl }, "devcloud authorization server listening");
@@ -201,6 +214,31 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
   };
 }
 
+const userPattern = /^[a-z][a-z0-9._-]{0,63}$/;
+
+/**
+ * The development login and consent of the user app: the user named by login_hint is logged in
+ * and consents to the partner scopes asked for, without a page. Development only.
+ */
+async function devLogin(provider: Provider, partnerAudience: string | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const details = await provider.interactionDetails(req, res);
+  const hint = details.params.login_hint;
+  if (details.prompt.name === "login") {
+    if (typeof hint !== "string" || !userPattern.test(hint)) throw new Error("the development login needs login_hint=<user name>");
+    await provider.interactionFinished(req, res, { login: { accountId: hint } }, { mergeWithLastSubmission: false });
+    return;
+  }
+  const accountId = details.session?.accountId;
+  if (details.prompt.name !== "consent" || !accountId || !partnerAudience) throw new Error(`unexpected prompt ${details.prompt.name}`);
+  const grant = details.grantId ? await provider.Grant.find(details.grantId) : new provider.Grant({ accountId, clientId: String(details.params.client_id) });
+  if (!grant) throw new Error("the grant of this interaction is gone");
+  const missing = (details.prompt.details.missingResourceScopes ?? {}) as Record<string, string[]>;
+  for (const [resource, scopes] of Object.entries(missing)) if (resource === partnerAudience) grant.addResourceScope(resource, scopes.join(" "));
+  const scopes = details.prompt.details.missingOIDCScope as string[] | undefined;
+  if (scopes) grant.addOIDCScope(scopes.join(" "));
+  await provider.interactionFinished(req, res, { consent: { grantId: await grant.save() } }, { mergeWithLastSubmission: true });
+}
+
 function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
   const raw = socket.getPeerCertificate?.()?.raw;
   return raw ? new X509Certificate(raw) : undefined;
@@ -242,7 +280,8 @@ function adapterFor(certFor: (instance: string) => string | undefined, partnerFo
         }
         return get(id);
       },
-      async findByUid() {
+      async findByUid(uid) {
+        for (const [k, entry] of store) if (k.startsWith(`${name}:`) && entry.payload.uid === uid && entry.expiresAt > Date.now()) return entry.payload;
         return undefined;
       },
       async findByUserCode() {

@@ -7,7 +7,7 @@ import { stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditLog, auditFile } from "../../src/commands/audit.ts";
 import { createCommandSigner } from "../../src/devcloud/command-signer.ts";
-import { addServiceApp, SERVICE_APP, setGrant } from "../../src/devcloud/grants.ts";
+import { addServiceApp, SERVICE_APP, setGrant, USER_APP } from "../../src/devcloud/grants.ts";
 import { DEMO_INSTANCE } from "../../src/demo/setup.ts";
 import { SIM_NODES, simulatorMapping } from "../../src/simulator/nodes.ts";
 import { DEMO_MACHINE, startEnvironment, waitFor } from "../helpers/env.ts";
@@ -44,7 +44,7 @@ async function run(action: string, args: unknown, t = token) {
 async function finalState(jti: string, t = token) {
   return waitFor(`command ${jti}`, async () => {
     const r = await partner.call(t, "GET", `/commands/${jti}`);
-    return ["queued", "delivered", "running"].includes(String(r.body.state)) ? false : (r.body as { state: string; result?: { state: string; code?: string; reason?: string; data?: unknown } });
+    return ["queued", "delivered", "running"].includes(String(r.body.state)) ? false : (r.body as { jti: string; state: string; result?: { state: string; code?: string; reason?: string; data?: unknown } });
   });
 }
 
@@ -105,6 +105,19 @@ describe("through the cloud", () => {
       return Object.keys(r.body.values as object).includes("feed.rate") && r;
     });
     expect(latest.status).toBe(200);
+  });
+
+  it("takes a command from a user app (authorization code + PKCE) and audits the user", async () => {
+    setGrant(env.demo.devcloud.dir, USER_APP, DEMO_INSTANCE, ["machines:read"]);
+    const alice = await partner.userToken("alice", "machines:read");
+    const done = await run("status", {}, alice);
+    expect(done.state).toBe("succeeded");
+    expect(auditRows().filter((r) => r.app === USER_APP).map((r) => [r.user, r.outcome])).toEqual([
+      ["alice", "accepted"],
+      ["alice", "result"],
+    ]);
+    // only the app and user that sent a command see it
+    expect((await partner.call(token, "GET", `/commands/${done.jti}`)).status).toBe(404);
   });
 
   it("writes an allowed node: the value changes on the simulator", async () => {
