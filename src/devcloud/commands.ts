@@ -30,6 +30,8 @@ export interface CommandRecord {
   deadline: string;
   /** Envelope expiry, seconds since the epoch. */
   exp: number;
+  /** Which of the connector's polls (ConnectorSeen.polls) carried it. */
+  deliveredOnPoll?: number;
 }
 
 /** Longest hold of a poll, whatever the connector asks: under the idle cut of common proxies. */
@@ -60,6 +62,8 @@ const auditRow = z.object({
 
 export interface ConnectorSeen {
   lastPollAt: number | null;
+  /** Polls received since this devcloud started. */
+  polls: number;
 }
 
 export class CommandHub {
@@ -82,7 +86,7 @@ export class CommandHub {
   }
 
   seen(connector: string): ConnectorSeen {
-    return this.#seen.get(connector) ?? { lastPollAt: null };
+    return this.#seen.get(connector) ?? { lastPollAt: null, polls: 0 };
   }
 
   /** Queues a signed envelope for `connector` (the partner API after its checks, or a test bypassing it). */
@@ -99,7 +103,8 @@ export class CommandHub {
   /** GET /v1/commands?wait=N for the connector `cn` (the client certificate's, never a parameter). */
   async poll(res: ServerResponse, cn: string, url: URL): Promise<void> {
     const wait = Math.min(MAX_WAIT_SECONDS, Math.max(0, Number(url.searchParams.get("wait") ?? 0) || 0));
-    this.#seen.set(cn, { lastPollAt: Date.now() });
+    const polls = this.seen(cn).polls + 1;
+    this.#seen.set(cn, { lastPollAt: Date.now(), polls });
     let items = this.#take(cn);
     if (items.length === 0 && wait > 0) {
       await new Promise<void>((resolve) => {
@@ -117,7 +122,7 @@ export class CommandHub {
         res.once("close", done);
       });
       if (res.destroyed) return;
-      this.#seen.set(cn, { lastPollAt: Date.now() });
+      this.#seen.set(cn, { lastPollAt: Date.now(), polls: this.seen(cn).polls });
       items = this.#take(cn);
     }
     if (items.length === 0) {
@@ -188,6 +193,7 @@ export class CommandHub {
       const record = this.#records.get(queue.shift()!);
       if (!record || record.state !== "queued" || this.#expire(record, now)) continue;
       record.state = "delivered";
+      record.deliveredOnPoll = this.seen(cn).polls;
       out.push(record);
     }
     return out;
