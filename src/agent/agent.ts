@@ -218,7 +218,7 @@ export class Agent {
     const uplink = this.#uplink.health(now);
     const commands = this.#commands.health(now);
     const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems, ...commands.problems];
-    const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? [])];
+    const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? []), ...(commands.warnings ?? [])];
     return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, tokens: uplink.tokens, certificate: uplink.certificate, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate, commands: commands.commands };
   }
 }

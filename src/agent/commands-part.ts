@@ -7,6 +7,7 @@ import { CommandGate, type CommandResult } from "../commands/gate.ts";
 import { setMapping } from "../commands/mapping-set.ts";
 import { browseNodes, callMethod, failure, readNodes, writeNode } from "../commands/opcua-actions.ts";
 import { CommandPolicy, type TypedValue } from "../commands/policy.ts";
+import { checkPolicyOnServer, locateFindings } from "../commands/policy-check.ts";
 import { ReplayStore, replayFile } from "../commands/replay.ts";
 import type { LoadedConfig } from "../config/load.ts";
 import { recentLogLines, type Logger } from "../log.ts";
@@ -65,6 +66,8 @@ export class CommandsPart implements Part<CommandsPartHealth> {
   readonly #counts = { accepted: 0, refused: 0 };
   #lastCommand: CommandsHealth["lastCommand"] = null;
   #lastRefusal: CommandsHealth["lastRefusal"] = null;
+  /** Per machine: what of the local policy does not resolve on it ("FILE:LINE:COL: …"). */
+  readonly #findings = new Map<string, string[]>();
   #startedAt = Date.now();
 
   constructor(options: CommandsPartOptions) {
@@ -98,6 +101,11 @@ export class CommandsPart implements Part<CommandsPartHealth> {
       handle: (item) => (this.#busy = this.#handle(item)),
     });
     this.#startedAt = Date.now();
+    // the policy against each machine, after each connect: a node or method that does not fit shows now
+    for (const session of this.#o.machines.sessions) {
+      session.on("subscribed", () => void this.#checkPolicy(session));
+      if (session.state === "connected") void this.#checkPolicy(session);
+    }
     this.#channel.start();
     this.#log.info({ actions: [...this.#policy.actions] }, "remote commands: polling the cloud");
   }
@@ -120,7 +128,8 @@ export class CommandsPart implements Part<CommandsPartHealth> {
     if (polling.consecutiveFailures > 0 && now - since > limitMs) {
       problems.push({ part: this.name, reason: `no command poll answered for ${Math.round((now - since) / 1000)} s: ${polling.lastError ?? "?"}`, ...(polling.lastErrorCode ? { code: polling.lastErrorCode } : {}) });
     }
-    return { problems, commands: { polling, ...this.#counts, lastCommand: this.#lastCommand, lastRefusal: this.#lastRefusal } };
+    const warnings = [...this.#findings].flatMap(([machine, lines]) => lines.map((reason) => ({ part: `${this.name} ${machine}`, reason, code: "COMMAND_POLICY" })));
+    return { problems, warnings, commands: { polling, ...this.#counts, lastCommand: this.#lastCommand, lastRefusal: this.#lastRefusal } };
   }
 
   /** The audit log, for tests and `kerf audit` in process. */
@@ -206,6 +215,18 @@ export class CommandsPart implements Part<CommandsPartHealth> {
     }
   }
 
+  async #checkPolicy(session: MachineSession): Promise<void> {
+    try {
+      const findings = await session.operate((s, ns) => checkPolicyOnServer(s, ns, this.#loaded, session.machine));
+      if (findings === null) return;
+      const lines = locateFindings(this.#loaded, findings);
+      this.#findings.set(session.machine, lines);
+      for (const line of lines) this.#log.warn({ machine: session.machine }, `remote command policy: ${line}`);
+    } catch (err) {
+      this.#log.warn({ machine: session.machine, err: (err as Error).message }, "could not check the remote command policy against the server");
+    }
+  }
+
   /** On the machine's own session (its one owner); "busy" while it is not connected. */
   async #onSession(machine: string, fn: Parameters<MachineSession["operate"]>[0]): Promise<CommandResult> {
     const session = this.#o.machines.sessions.find((s) => s.machine === machine);
@@ -225,6 +246,7 @@ export class CommandsPart implements Part<CommandsPartHealth> {
     if (!checked.ok) return { state: "bad_request", code: "mapping_invalid", reason: checked.errors.join("\n"), data: { errors: checked.errors } };
     this.#loaded = checked.loaded;
     const applied = await this.#o.machines.reloadMapping();
+    for (const session of this.#o.machines.sessions) void this.#checkPolicy(session);
     return applied ? { state: "succeeded" } : { state: "failed", code: "mapping_not_applied", reason: "the mapping was written but the reload refused it; the last good mapping keeps running" };
   }
 
