@@ -203,6 +203,32 @@ describe("refused at the connector when the cloud is bypassed", () => {
   });
 });
 
+describe("management actions", () => {
+  it("diagnostics: versions, the config without secret content, health with the commands section", async () => {
+    const done = await run("diagnostics", { logLines: 50 });
+    expect(done.state).toBe("succeeded");
+    const data = done.result?.data as { versions: { kerf: string }; config: { instance: string }; health: { commands: { accepted: number } }; logs: string[] };
+    expect(data.versions.kerf).toMatch(/^\d+\.\d+\.\d+/);
+    expect(data.config.instance).toBe(DEMO_INSTANCE);
+    expect(data.health.commands.accepted).toBeGreaterThan(0);
+    const text = JSON.stringify(data);
+    const bootstrap = readFileSync(path.join(path.dirname(env.demo.configFile), "bootstrap.token"), "utf8").trim();
+    for (const secret of [bootstrap, "PRIVATE KEY", token.split(".")[2]!]) expect(text).not.toContain(secret);
+    // and the health report on disk says how commands go
+    const health = JSON.parse(readFileSync(path.join(env.demo.connectorStateDir, "health.json"), "utf8")) as { commands?: { accepted: number; polling: { lastPollAt: number } } };
+    expect(health.commands?.accepted).toBeGreaterThan(0);
+    expect(health.commands?.polling.lastPollAt).toBeGreaterThan(0);
+  });
+
+  it("identity.renew: a new instance certificate over EST, and commands still arrive over it", async () => {
+    const before = env.agent.renewal!.renewals;
+    const done = await run("identity.renew", {});
+    expect(done.state, JSON.stringify(done)).toBe("succeeded");
+    expect(env.agent.renewal!.renewals).toBe(before + 1);
+    expect((await run("status", {})).state).toBe("succeeded");
+  });
+});
+
 describe("the audit log", () => {
   it("shows an edit: the chain no longer verifies", async () => {
     const before = AuditLog.open(auditFile(env.demo.connectorStateDir), { readOnly: true });
@@ -231,9 +257,16 @@ describe("no inbound port", () => {
       const done = await run("status", {});
       expect(done.state).toBe("succeeded");
       expect(listeningSockets(child.pid!)).toEqual([]);
+      // restart: the result first, then the process ends (its supervisor starts it again)
+      const restart = await run("restart", {});
+      expect(restart.state).toBe("succeeded");
+      const [code] = (await once(child, "exit")) as [number | null];
+      expect(code).toBe(0);
     } finally {
-      child.kill("SIGTERM");
-      await once(child, "close");
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGTERM");
+        await once(child, "close");
+      }
     }
   }, 60_000);
 });
