@@ -127,6 +127,8 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   const tuf = { dir: options.tufDir };
   const commands = new CommandHub(log);
   const commandSigner = openCommandSigner(options.dir);
+  // the demo partner apps exist from the start, so their partners.json can be read at once
+  partnerClients(options.dir);
 
   const https: Server = createServer(
     {
