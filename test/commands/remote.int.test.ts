@@ -67,6 +67,7 @@ function auditRows() {
   }
 }
 
+let lateJti = "";
 const writeArgs = (node: string, value: unknown) => ({ machine: DEMO_MACHINE, node, value });
 
 describe("refused at the cloud", () => {
@@ -247,8 +248,15 @@ describe("the audit log", () => {
 });
 
 describe("no inbound port", () => {
-  it("a running kerf run listens on no TCP socket and still takes a command", async () => {
+  it("a command the connector did not take by its deadline times out at the cloud and never runs late", async () => {
     await env.agent.stop();
+    const sent = await partner.call(token, "POST", `/connectors/${DEMO_INSTANCE}/commands`, { action: "write", args: writeArgs(SIM_NODES.feedSetpoint, 44), timeoutSeconds: 1 });
+    expect(sent.status).toBe(202);
+    expect((await finalState(String(sent.body.jti))).state).toBe("timed_out");
+    lateJti = String(sent.body.jti);
+  });
+
+  it("a running kerf run listens on no TCP socket and still takes a command", async () => {
     const child = spawn(process.execPath, ["bin/kerf.js", "run", "--config", env.demo.configFile, "--state-dir", env.demo.connectorStateDir], { cwd: path.resolve(import.meta.dirname, "../.."), stdio: "ignore" });
     try {
       const polled = env.demo.devcloud.commands.seen(DEMO_INSTANCE).lastPollAt ?? 0;
@@ -257,6 +265,9 @@ describe("no inbound port", () => {
       const done = await run("status", {});
       expect(done.state).toBe("succeeded");
       expect(listeningSockets(child.pid!)).toEqual([]);
+      // the timed-out command never reached it
+      expect(auditRows().some((r) => r.jti === lateJti)).toBe(false);
+      expect(env.demo.simulator.valueOf(SIM_NODES.feedSetpoint)).not.toBe(44);
       // restart: the result first, then the process ends (its supervisor starts it again)
       const restart = await run("restart", {});
       expect(restart.state).toBe("succeeded");
