@@ -43,6 +43,8 @@ export interface CommandsPartHealth extends PartHealth {
 /** How long a poll's answer may take beyond the wait before the channel counts as stuck. */
 const WAIT_SECONDS = 25;
 const RESULT_ATTEMPTS = 3;
+/** The cloud times a command out anyway; results kept beyond this many are only in the audit log. */
+const MAX_UNSENT = 1000;
 
 /**
  * Remote commands (issue 16): pulls signed envelopes over the uplink (CommandChannel), lets each
@@ -68,6 +70,8 @@ export class CommandsPart implements Part<CommandsPartHealth> {
   #lastRefusal: CommandsHealth["lastRefusal"] = null;
   /** Per machine: what of the local policy does not resolve on it ("FILE:LINE:COL: …"). */
   readonly #findings = new Map<string, string[]>();
+  /** Final results the cloud has not taken yet, oldest first (bounded: the oldest go first). */
+  readonly #unsent = new Map<string, CommandResult>();
   #startedAt = Date.now();
 
   constructor(options: CommandsPartOptions) {
@@ -99,6 +103,7 @@ export class CommandsPart implements Part<CommandsPartHealth> {
       retry: config.cloud.retry,
       logger: this.#log,
       handle: (item) => (this.#busy = this.#handle(item)),
+      afterPoll: () => this.#flush(),
     });
     this.#startedAt = Date.now();
     // the policy against each machine, after each connect: a node or method that does not fit shows now
@@ -264,7 +269,7 @@ export class CommandsPart implements Part<CommandsPartHealth> {
     };
   }
 
-  /** Posts a result, a few times; one that does not arrive stays in the local audit log. */
+  /** Posts a result, a few times; a final one that does not arrive waits for the next answered poll (in memory). */
   async #post(jti: string, result: CommandResult | { state: "running" }): Promise<void> {
     for (let attempt = 1; attempt <= RESULT_ATTEMPTS; attempt++) {
       try {
@@ -274,6 +279,23 @@ export class CommandsPart implements Part<CommandsPartHealth> {
         if (attempt < RESULT_ATTEMPTS) await new Promise((r) => setTimeout(r, 500 * attempt));
       }
     }
+    if (result.state === "running") return;
+    this.#unsent.set(jti, result);
+    if (this.#unsent.size > MAX_UNSENT) this.#unsent.delete(this.#unsent.keys().next().value!);
+  }
+
+  /** After each answered poll: results the cloud did not take yet, then audit rows. */
+  async #flush(): Promise<void> {
+    for (const [jti, result] of this.#unsent) {
+      try {
+        await this.#channel!.postResult(jti, result);
+        this.#unsent.delete(jti);
+      } catch (err) {
+        this.#log.warn({ jti, err: (err as Error).message }, "could not post a command result; trying again after the next poll");
+        break;
+      }
+    }
+    await this.#sendAudit();
   }
 
   /** The rows the cloud does not have yet; a failure leaves them for the next command. */

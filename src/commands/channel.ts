@@ -34,6 +34,8 @@ export interface CommandChannelOptions {
   retry?: { initialDelayMs: number; maxDelayMs: number };
   /** Runs one command (gate, execution, result); an error is logged and the channel goes on. */
   handle(item: CommandItem): Promise<void>;
+  /** After each answered poll (and its commands): what waits for the cloud (results, audit rows) goes now. */
+  afterPoll?: () => Promise<void>;
   logger: Logger;
   random?: () => number;
 }
@@ -125,6 +127,7 @@ export class CommandChannel {
           this.#o.logger.error({ jti: item.jti, err }, "command handling failed");
         }
       }
+      await this.#o.afterPoll?.().catch((err: unknown) => this.#o.logger.warn({ err: (err as Error).message }, "sending what waits for the cloud failed"));
     }
   }
 

@@ -38,6 +38,8 @@ export interface DevCloudFaults {
   failNext?: number;
   /** Decides an answer for a valid ingest request before it is stored; undefined = normal handling. */
   status?: (req: IncomingMessage, envelope: Envelope) => FaultAnswer;
+  /** Answer 503 to the next N command results (POST /v1/commands/<jti>/result), counted down. */
+  failCommandResults?: number;
   /** Seeded random faults (hostile.ts), after `failNext` and `status`. */
   hostile?: Hostile;
   /** Answers a request for the TUF repository itself (returns true) instead of serving the file: an attacker's server. */
@@ -204,6 +206,10 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
       if (!m) {
         const answer = commands.receiveAudit(cn, body);
         return send(res, answer.status, answer.body);
+      }
+      if (faults.failCommandResults && faults.failCommandResults > 0) {
+        faults.failCommandResults--;
+        return send(res, 503, { error: "injected fault" });
       }
       const answer = commands.result(cn, decodeURIComponent(m[1]!), body);
       if (answer.status === 204) {

@@ -131,6 +131,14 @@ describe("through the cloud", () => {
     expect(read.result?.data).toEqual([expect.objectContaining({ value: 23.5, status: "Good" })]);
   });
 
+  it("a result the cloud refused at first arrives after the next poll", async () => {
+    // the three tries of "running" and the three of the final result fail
+    env.demo.devcloud.faults.failCommandResults = 6;
+    const done = await run("itemRead", { machine: DEMO_MACHINE, nodes: [SIM_NODES.feedSetpoint] });
+    expect(done.state).toBe("succeeded");
+    expect(env.demo.devcloud.faults.failCommandResults).toBe(0);
+  });
+
   it("calls an allowed method", async () => {
     const done = await run("method", { machine: DEMO_MACHINE, object: SIM_NODES.vendorObject, method: SIM_NODES.acknowledge, inputs: ["shift change"] });
     expect(done.state, JSON.stringify(done)).toBe("succeeded");
