@@ -39,7 +39,8 @@ export interface PartnerServerOptions {
   auth: () => AuthServer;
   signer: CommandSigner;
   hub: CommandHub;
-  latest: (machine: string) => unknown;
+  /** The latest values of a machine of this connector; undefined when the connector never sent that machine. */
+  latest: (connector: string, machine: string) => unknown;
   logger: Logger;
 }
 
@@ -126,7 +127,10 @@ export async function startPartnerServer(o: PartnerServerOptions): Promise<Partn
     if (latest && req.method === "GET") {
       const [connector, machine] = [decodeURIComponent(latest[1]!), decodeURIComponent(latest[2]!)];
       allowed(who, connector, "machines:read");
-      return send(res, 200, { connector, machine, values: o.latest(machine) });
+      // a grant on one connector must not read another connector's machine by naming it
+      const values = o.latest(connector, machine);
+      if (values === undefined) return send(res, 404, { error: `no data of machine '${machine}' from connector '${connector}'` });
+      return send(res, 200, { connector, machine, values });
     }
     const send_ = /^\/partner\/v1\/connectors\/([^/]+)\/commands$/.exec(path);
     if (send_ && req.method === "POST") return command(req, res, who, decodeURIComponent(send_[1]!));

@@ -346,7 +346,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     auth: () => authServer!,
     signer: commandSigner,
     hub: commands,
-    latest: (machine) => store.latest(machine),
+    latest: (connector, machine) => (store.sentBy(connector, machine) ? store.latest(machine) : undefined),
     logger: log,
   });
   const auth = await startAuthServer({

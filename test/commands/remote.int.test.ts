@@ -103,9 +103,13 @@ describe("through the cloud", () => {
     expect(list.body.connectors).toEqual([expect.objectContaining({ id: DEMO_INSTANCE, online: true })]);
     const latest = await waitFor("latest values", async () => {
       const r = await partner.call(token, "GET", `/connectors/${DEMO_INSTANCE}/machines/${DEMO_MACHINE}/latest`);
-      return Object.keys(r.body.values as object).includes("feed.rate") && r;
+      return r.status === 200 && Object.keys(r.body.values as object).includes("feed.rate") && r;
     });
     expect(latest.status).toBe(200);
+    // a grant on another connector does not reach this connector's machine by naming it
+    setGrant(env.demo.devcloud.dir, SERVICE_APP, "kerf-other", ["machines:read"]);
+    expect((await partner.call(token, "GET", `/connectors/kerf-other/machines/${DEMO_MACHINE}/latest`)).status).toBe(404);
+    setGrant(env.demo.devcloud.dir, SERVICE_APP, "kerf-other", []);
     // the demo's policy fits the simulator: the check at connect finds nothing
     expect(env.agent.health().warnings.filter((w) => w.code === "COMMAND_POLICY")).toEqual([]);
   });
