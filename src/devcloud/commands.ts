@@ -30,8 +30,11 @@ export interface CommandRecord {
   deadline: string;
   /** Envelope expiry, seconds since the epoch. */
   exp: number;
-  /** Which of the connector's polls (ConnectorSeen.polls) carried it. */
+  /**
+   * Which of the connector's polls (ConnectorSeen.polls) carried it. */
   deliveredOnPoll?: number;
+  /** Offered a second time: the answer that carried it first seems lost. */
+  redelivered?: boolean;
 }
 
 /** Longest hold of a poll, whatever the connector asks: under the idle cut of common proxies. */
@@ -67,11 +70,15 @@ export interface ConnectorSeen {
 }
 
 export class CommandHub {
+  /** A test's fault: the next poll answer that carries commands is lost (the connection closes after they were marked delivered). */
+  loseNextAnswer = false;
   readonly #log: Logger;
   readonly #records = new Map<string, CommandRecord>();
   readonly #queues = new Map<string, string[]>();
   readonly #waiters = new Map<string, Set<() => void>>();
   readonly #seen = new Map<string, ConnectorSeen>();
+  /** Per connector: commands handed out once and not yet reported on. */
+  readonly #delivered = new Map<string, CommandRecord[]>();
   /** Per connector: audit rows received, the head the chain has reached, and tamper alarms. */
   readonly audit = new Map<string, { rows: AuditRow[]; head: { seq: number; hash: string }; alarms: string[] }>();
 
@@ -129,6 +136,10 @@ export class CommandHub {
       res.writeHead(204);
       return void res.end();
     }
+    if (this.loseNextAnswer) {
+      this.loseNextAnswer = false;
+      return void res.destroy();
+    }
     const body = JSON.stringify({ commands: items.map((r) => ({ jti: r.jti, envelope: r.envelope })) });
     res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
     res.end(body);
@@ -140,8 +151,17 @@ export class CommandHub {
     if (!record || record.connector !== cn) return { status: 404, error: `no command ${jti} for ${cn}` };
     const parsed = resultBody.safeParse(body);
     if (!parsed.success) return { status: 400, error: `not a command result: ${parsed.error.issues[0]?.message ?? "invalid"}` };
-    if (FINAL.has(record.state)) return { status: 204 };
     const r = parsed.data;
+    // A redelivered command refused as replayed was taken before, but its "running" never came:
+    // the outcome is unknown until (and unless) the first delivery's result arrives.
+    if (r.state === "refused" && r.code === "replayed" && record.redelivered) {
+      if (!FINAL.has(record.state)) {
+        record.state = "failed";
+        record.result = { state: "failed", code: "outcome_unknown", reason: "the connector took the command, but its result has not arrived" };
+      }
+      return { status: 204 };
+    }
+    if (FINAL.has(record.state) && record.result?.code !== "outcome_unknown") return { status: 204 };
     if (r.state === "running") {
       // the connector took it: from now on only its result counts, not the deadline
       if (!this.#expire(record, Date.now())) record.state = "running";
@@ -190,17 +210,31 @@ export class CommandHub {
     return { status: 200, body: { head: entry.head } };
   }
 
-  /** Queued commands for `cn` that can still run, oldest first; marked delivered. */
+  /**
+   * Queued commands for `cn` that can still run, oldest first; marked delivered. A command still
+   * "delivered" when the next poll comes was not taken (the connector posts "running" before it
+   * polls again): its answer was lost, so it is offered once more; the connector's replay store
+   * refuses it if it was taken after all.
+   */
   #take(cn: string): CommandRecord[] {
     const queue = this.#queues.get(cn) ?? [];
     const now = Date.now();
     const out: CommandRecord[] = [];
+    const poll = this.seen(cn).polls;
+    for (const record of this.#delivered.get(cn) ?? []) {
+      if (record.state !== "delivered" || record.redelivered || (record.deliveredOnPoll ?? poll) >= poll || this.#expire(record, now)) continue;
+      record.redelivered = true;
+      record.deliveredOnPoll = poll;
+      out.push(record);
+    }
+    this.#delivered.set(cn, (this.#delivered.get(cn) ?? []).filter((r) => r.state === "delivered" && !r.redelivered));
     while (queue.length > 0 && out.length < MAX_PER_POLL) {
       const record = this.#records.get(queue.shift()!);
       if (!record || record.state !== "queued" || this.#expire(record, now)) continue;
       record.state = "delivered";
-      record.deliveredOnPoll = this.seen(cn).polls;
+      record.deliveredOnPoll = poll;
       out.push(record);
+      this.#delivered.set(cn, [...(this.#delivered.get(cn) ?? []), record]);
     }
     return out;
   }

@@ -1,7 +1,7 @@
 /**
  * Long uptime (issue 16): the command channel over the real uplink pieces (pinned mTLS transport
  * through a CONNECT proxy, certificate-bound tokens) against the devcloud, through idle polls, a
- * proxy that cuts its tunnels, token renewal, certificate rotation and a cloud restart. After
+ * proxy that cuts its tunnels, token renewal, certificate rotation, a lost poll answer and a cloud restart. After
  * each, a command sent arrives on the poll in flight or the next one the cloud sees.
  */
 import { X509Certificate } from "node:crypto";
@@ -39,14 +39,19 @@ beforeAll(async () => {
   cleanups.push(() => transport.close());
   tokens = new TokenClient({ issuer: cloud.auth.issuer, method: "tls_client_auth", clientId: INSTANCE, scope: "ingest", resource: cloud.url, transport, keyPem: identity.keyPem, logger: silentLogger(), retry: { initialDelayMs: 50, maxDelayMs: 200 } });
   cleanups.push(() => tokens.close());
-  const channel = new CommandChannel({
+  // as the commands part does: "running" as soon as a command is taken, then its result
+  const channel: CommandChannel = new CommandChannel({
     url: cloud.url,
     transport,
     tokens,
     waitSeconds: 1,
     retry: { initialDelayMs: 100, maxDelayMs: 500 },
     logger: silentLogger(),
-    handle: async (item) => void received.push(item.jti),
+    handle: async (item) => {
+      received.push(item.jti);
+      await channel.postResult(item.jti, { state: "running" });
+      await channel.postResult(item.jti, { state: "succeeded" });
+    },
   });
   channel.start();
   cleanups.push(() => channel.stop());
@@ -62,6 +67,8 @@ async function arrives(): Promise<void> {
   cloud.commands.enqueue({ jti, connector: INSTANCE, clientId: "test", action: "status", envelope: "e30.e30.sig", deadline: new Date(Date.now() + 60_000).toISOString(), exp: Math.floor(Date.now() / 1000) + 60 });
   await waitFor(`command ${jti}`, () => received.includes(jti), 30_000);
   expect(cloud.commands.get(jti)?.deliveredOnPoll).toBeLessThanOrEqual(pollsBefore + 1);
+  await waitFor(`the result of ${jti}`, () => cloud.commands.get(jti)?.state === "succeeded");
+  expect(received.filter((r) => r === jti)).toHaveLength(1);
 }
 
 it("after idle polls", async () => {
@@ -89,6 +96,16 @@ it("after the client certificate was rotated", async () => {
   await arrives();
   const serial = new X509Certificate(next.certPem).serialNumber;
   expect(cloud.tokens.acceptedBySerial.get(serial)).toBeGreaterThan(0);
+});
+
+it("after a poll answer carrying the command was lost: offered once more, taken once", async () => {
+  const jti = `cmd-${++sent}`;
+  cloud.commands.loseNextAnswer = true;
+  cloud.commands.enqueue({ jti, connector: INSTANCE, clientId: "test", action: "status", envelope: "e30.e30.sig", deadline: new Date(Date.now() + 60_000).toISOString(), exp: Math.floor(Date.now() / 1000) + 60 });
+  await waitFor(`command ${jti}`, () => received.includes(jti), 30_000);
+  expect(cloud.commands.loseNextAnswer).toBe(false);
+  expect(cloud.commands.get(jti)?.redelivered).toBe(true);
+  expect(received.filter((r) => r === jti)).toHaveLength(1);
 });
 
 it("after a cloud restart", async () => {

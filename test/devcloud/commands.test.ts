@@ -39,3 +39,18 @@ it("after a cloud restart (no head kept) starts the chain at the first rows it g
   expect(hub.receiveAudit("c", { rows: rows.slice(5, 7) })).toMatchObject({ status: 200, body: { head: { seq: 7 } } });
   expect(hub.receiveAudit("c", { rows: [{ ...rows[7]!, prev: rows[5]!.hash }] }).status).toBe(409);
 });
+
+it("reads a replayed refusal of a redelivered command as 'taken, outcome unknown', until the real result comes", () => {
+  const hub = new CommandHub(silentLogger());
+  const record = hub.enqueue({ jti: "j1", connector: "c", clientId: "app", action: "status", envelope: "x", deadline: new Date(Date.now() + 60_000).toISOString(), exp: Math.floor(Date.now() / 1000) + 60 });
+  // as after a poll answer that was lost: handed out twice
+  Object.assign(record, { state: "delivered", redelivered: true });
+  expect(hub.result("c", "j1", { state: "refused", code: "replayed", reason: "command j1 was taken before" }).status).toBe(204);
+  expect(hub.get("j1")).toMatchObject({ state: "failed", result: { code: "outcome_unknown" } });
+  expect(hub.result("other", "j1", { state: "succeeded" }).status).toBe(404);
+  hub.result("c", "j1", { state: "succeeded", data: { ok: true } });
+  expect(hub.get("j1")).toMatchObject({ state: "succeeded", result: { data: { ok: true } } });
+  // a final state stays final
+  hub.result("c", "j1", { state: "failed" });
+  expect(hub.get("j1")?.state).toBe("succeeded");
+});
