@@ -10,6 +10,7 @@ import type { Sender, SenderStats } from "../uplink/sender.ts";
 import type { TokenHealth } from "../uplink/tokens.ts";
 import { BufferPart } from "./buffer-part.ts";
 import { HEALTH_INTERVAL_MS, memorySnapshot, processIdentity, writeHealth, type AgentState, type ProcessIdentity } from "./health.ts";
+import { CommandsPart } from "./commands-part.ts";
 import { MachinesPart } from "./machines-part.ts";
 import type { Part, Problem } from "./part.ts";
 import { UplinkPart } from "./uplink-part.ts";
@@ -33,6 +34,8 @@ export interface AgentOptions {
   logger: Logger;
   /** Issues the instance certificate when there is none yet (the enrolment seam). */
   enroller?: Enroller;
+  /** Ends the process for a remote `restart` command (kerf run passes its stop request). */
+  requestStop?: (reason: string) => void;
 }
 
 /**
@@ -46,6 +49,7 @@ export class Agent {
   readonly #uplink: UplinkPart;
   readonly #machines: MachinesPart;
   readonly #update: UpdatePart;
+  readonly #commands: CommandsPart;
   readonly #parts: readonly Part[];
   #started: Part[] = [];
   #healthTimer: NodeJS.Timeout | null = null;
@@ -99,7 +103,17 @@ export class Agent {
       underLauncher: process.env.KERF_LAUNCHER === "1",
       pins,
     });
-    this.#parts = [this.#buffer, this.#uplink, this.#machines, this.#update];
+    this.#commands = new CommandsPart({
+      loaded,
+      stateDir,
+      logger,
+      uplink: this.#uplink,
+      machines: this.#machines,
+      status: () => this.health(),
+      requestStop: options.requestStop,
+      checkUpdate: config.update ? () => this.#update.checkNow() : undefined,
+    });
+    this.#parts = [this.#buffer, this.#uplink, this.#machines, this.#update, this.#commands];
   }
 
   get buffer(): DurableBuffer {
@@ -113,6 +127,11 @@ export class Agent {
   /** Renewals of the instance certificate (with cloud.enrolment), else null. */
   get renewal(): CertificateRenewal | null {
     return this.#uplink.renewal;
+  }
+
+  /** Remote commands: their audit log (null without a commands section). */
+  get commands(): CommandsPart {
+    return this.#commands;
   }
 
   get sessions(): readonly MachineSession[] {
@@ -148,7 +167,7 @@ export class Agent {
   #writeHealth(): void {
     const at = new Date().toISOString();
     try {
-      const { problems, warnings, sessions, uplink, tokens, certificate, buffer, writer, opcuaCertificate, update } = this.health();
+      const { problems, warnings, sessions, uplink, tokens, certificate, buffer, writer, opcuaCertificate, update, commands } = this.health();
       writeHealth(this.#o.stateDir, {
         at,
         pid: process.pid,
@@ -174,6 +193,7 @@ export class Agent {
         ...(update ? { update } : {}),
         buffer: { items: buffer.items, bytes: buffer.bytes, droppedItems: buffer.droppedItems },
         writer: { pendingItems: writer.pendingItems, failures: writer.failures, lastError: writer.lastError },
+        ...(commands ? { commands } : {}),
         unhandledRejections: processGuardStats().unhandledRejections,
         memory: memorySnapshot(),
         stages: { ...this.#buffer.takeStages(), ...this.sender?.takeStages() },
@@ -226,9 +246,10 @@ export class Agent {
     const machines = this.#machines.health(now);
     const uplink = this.#uplink.health(now);
     const update = this.#update.health();
-    const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems];
-    const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? []), ...(update.warnings ?? [])];
+    const commands = this.#commands.health(now);
+    const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems, ...commands.problems];
+    const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? []), ...(update.warnings ?? []), ...(commands.warnings ?? [])];
     const u: UpdateHealth | null = update.update;
-    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, tokens: uplink.tokens, certificate: uplink.certificate, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate, update: u };
+    return { problems, warnings, sessions: machines.sessions, uplink: uplink.sender, tokens: uplink.tokens, certificate: uplink.certificate, buffer: buffer.stats, writer: buffer.writer, opcuaCertificate: machines.opcuaCertificate, update: u, commands: commands.commands };
   }
 }
