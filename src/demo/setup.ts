@@ -203,7 +203,7 @@ export async function writeDemoConfig(o: {
 function demoCommandPolicy(keys: string) {
   return {
     keys,
-    actions: ["status", "read", "browse", "mapping.get", "mapping.set", "write", "call", "identity.renew", "diagnostics", "restart"],
+    actions: ["status", "read", "browse", "mapping.get", "mapping.set", "write", "call", "identity.renew", "update.check", "diagnostics", "restart"],
     machines: {
       [DEMO_MACHINE]: {
         write: [{ node: SIM_NODES.feedSetpoint, type: "Double", min: 0, max: 60 }],

@@ -10,7 +10,11 @@ import { createCommandSigner } from "../../src/devcloud/command-signer.ts";
 import { addServiceApp, SERVICE_APP, setGrant, USER_APP } from "../../src/devcloud/grants.ts";
 import { DEMO_INSTANCE } from "../../src/demo/setup.ts";
 import { SIM_NODES, simulatorMapping } from "../../src/simulator/nodes.ts";
-import { DEMO_MACHINE, startEnvironment, waitFor } from "../helpers/env.ts";
+import { DEMO_MACHINE, startEnvironment, tempDir, waitFor } from "../helpers/env.ts";
+import { editConfig } from "../e2e/connector.ts";
+import { bundleTargetName, packBundle } from "../../src/release/bundle.ts";
+import { publishBundle } from "../../src/release/publish.ts";
+import { initRepo, metadataDir } from "../../src/release/repo.ts";
 import { listeningSockets } from "../helpers/listening.ts";
 import { partnerClient } from "../helpers/partner.ts";
 
@@ -18,11 +22,27 @@ import { partnerClient } from "../helpers/partner.ts";
 // through the devcloud's partner API, the devcloud's signed envelopes, the connector's gate and
 // local policy, the simulator. One environment for the file.
 let env: Awaited<ReturnType<typeof startEnvironment>>;
+let releaseDir: Awaited<ReturnType<typeof tempDir>> | undefined;
 let partner: ReturnType<typeof partnerClient>;
 let token: string;
 
+// A signed repository for update.check: the connector's update part checks it on command.
+let repo: { repoDir: string; keysDir: string };
+
 beforeAll(async () => {
-  env = await startEnvironment({ commands: true });
+  const releases = await tempDir();
+  releaseDir = releases;
+  repo = { repoDir: path.join(releases.dir, "repo"), keysDir: path.join(releases.dir, "keys") };
+  initRepo(repo);
+  env = await startEnvironment({
+    commands: true,
+    editConfig: (file) =>
+      editConfig(file, (c) => {
+        // A day between checks: within this test only the command checks.
+        c.update = { trustedRoot: path.join(metadataDir(repo.repoDir), "1.root.json"), checkIntervalSeconds: 86_400 };
+      }),
+  });
+  env.demo.devcloud.tuf.dir = repo.repoDir;
   partner = partnerClient(env.demo.devcloud);
   token = await partner.token(SERVICE_APP, "machines:read machines:write connector:manage connector:diagnostics");
   await waitFor("the machine session", () => env.agent.sessions[0]?.state === "connected");
@@ -32,6 +52,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await partner?.close();
   await env?.stop();
+  await releaseDir?.cleanup();
 });
 
 /** Sends through the partner API and waits for a final state. */
@@ -239,6 +260,22 @@ describe("management actions", () => {
     expect(done.state, JSON.stringify(done)).toBe("succeeded");
     expect(env.agent.renewal!.renewals).toBe(before + 1);
     expect((await run("status", {})).state).toBe("succeeded");
+  });
+});
+
+describe("update.check", () => {
+  it("runs one check of the signed channel now: a release published meanwhile is found and downloaded", async () => {
+    const running = (JSON.parse(readFileSync(path.resolve(import.meta.dirname, "../../package.json"), "utf8")) as { version: string }).version;
+    const [major, minor] = running.split(".").map(Number);
+    const next = `${major}.${minor! + 1}.0`;
+    const updateToken = await partner.token(SERVICE_APP, "connector:update");
+    const before = await run("update.check", {}, updateToken);
+    expect(before.result, JSON.stringify(before)).toMatchObject({ state: "succeeded", data: { outcome: "up-to-date", version: running } });
+    const bundle = path.join(releaseDir!.dir, bundleTargetName(next));
+    await packBundle({ sourceDir: path.resolve(import.meta.dirname, "../.."), out: bundle, version: next });
+    await publishBundle({ ...repo, bundle });
+    const after = await run("update.check", {}, updateToken);
+    expect(after.result, JSON.stringify(after)).toMatchObject({ state: "succeeded", data: { outcome: "available", version: next } });
   });
 });
 
