@@ -68,6 +68,10 @@ export type KerfErrorCode =
   | "RELEASE"
   /** The update channel refused what it was offered (TUF verification, anti-rollback) or could not be reached. */
   | "UPDATE"
+  /** The pinned command-signing keys (commands.keys) cannot be read or used. */
+  | "COMMAND_KEYS"
+  /** The command replay store or audit log cannot be opened, read or written. */
+  | "COMMAND_STORE"
   | "USAGE";
 
 /** What the error is about, for whoever matches on it (health, logs, explanations). */

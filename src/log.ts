@@ -26,10 +26,25 @@ export function createLogger(options: LoggerOptions = {}): Logger {
         paths: ["password", "*.password", "key", "*.key", "privateKey", "*.privateKey", "token", "*.token", "authorization", "*.authorization"],
         censor: "[redacted]",
       },
-      hooks: { logMethod: repeatLimiter(options.repeatWindowMs ?? 10_000) },
+      hooks: { logMethod: repeatLimiter(options.repeatWindowMs ?? 10_000), streamWrite: remember },
     },
     typeof destination === "number" ? terminalOrJson(destination) : destination,
   );
+}
+
+// The last lines written (after pino's redaction), for the remote `diagnostics` action.
+const RECENT_MAX = 2_000;
+const recent: string[] = [];
+
+function remember(line: string): string {
+  recent.push(line.length > 8192 ? `${line.slice(0, 8192)}…` : line);
+  if (recent.length > RECENT_MAX) recent.splice(0, recent.length - RECENT_MAX);
+  return line;
+}
+
+/** The newest `n` log lines of this process (JSON), bearer tokens and PEM blocks masked beyond pino's redaction. */
+export function recentLogLines(n: number): string[] {
+  return recent.slice(-n).map((l) => l.replace(/Bearer [A-Za-z0-9._~+/-]+=*/g, "Bearer [redacted]").replace(/-----BEGIN [^-]+-----[^-]*-----END [^-]+-----/g, "[redacted PEM]").trimEnd());
 }
 
 /** A logger that writes nowhere, for library use in tests. */

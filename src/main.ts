@@ -23,6 +23,7 @@ const commands: Record<string, () => Promise<Command>> = {
   browse: async () => (await import("./cli/browse.ts")).run,
   release: async () => (await import("./cli/release.ts")).run,
   update: async () => (await import("./cli/update.ts")).run,
+  audit: async () => (await import("./cli/audit.ts")).run,
 };
 
 /** They load the simulator or the devcloud, which only a development install has (see cli/development.ts). */
@@ -53,6 +54,8 @@ commands:
                                                 the signed update channel (TUF repository, bundles)
   update    status | check | apply [--json]     app versions and the last outcome; check the signed
                                                 channel now; ask the launcher to install a newer release
+  audit     [--json] [--verify] [--last N]      the local audit log of remote commands; --verify
+                                                checks its hash chain
 
 kerf <command> --help shows a command's options; kerf --version shows the version.
 `;

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { createLogger, prettyLine } from "../src/log.ts";
+import { createLogger, prettyLine, recentLogLines } from "../src/log.ts";
 
 interface Line {
   level: number;
@@ -98,4 +98,18 @@ describe("log lines on a terminal", () => {
     expect(prettyLine(json)).toBe('03:04:05.678 WARN  opcua saw-1: connect failed  err="ECONNREFUSED 127.0.0.1:4840" attempt=3 url=opc.tcp://x:1\n');
     expect(prettyLine(JSON.stringify({ level: 30, time: 0, msg: "kerf started" }))).toBe("00:00:00.000 INFO  kerf started\n");
   });
+});
+
+// The remote diagnostics action (issue 16) returns the newest lines: redacted as they were written.
+it("keeps the newest lines for diagnostics, with secrets redacted", () => {
+  const logger = createLogger({ level: "info", destination: { write: () => undefined } });
+  logger.info({ token: "tok-secret-1", password: "pw-secret-2" }, "token obtained");
+  logger.warn("sent Authorization: Bearer eyJhbGciOi.secret3.sig to the cloud");
+  logger.info("key -----BEGIN PRIVATE KEY-----\nMIGHAgEAsecret4\n-----END PRIVATE KEY----- loaded");
+  const lines = recentLogLines(3);
+  expect(lines).toHaveLength(3);
+  expect(lines[0]).toContain("token obtained");
+  const text = lines.join("\n");
+  for (const secret of ["tok-secret-1", "pw-secret-2", "secret3", "secret4"]) expect(text).not.toContain(secret);
+  expect(text).toContain("Bearer [redacted]");
 });

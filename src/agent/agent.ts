@@ -10,6 +10,7 @@ import type { Sender, SenderStats } from "../uplink/sender.ts";
 import type { TokenHealth } from "../uplink/tokens.ts";
 import { BufferPart } from "./buffer-part.ts";
 import { HEALTH_INTERVAL_MS, memorySnapshot, processIdentity, writeHealth, type AgentState, type HealthReport, type ProcessIdentity } from "./health.ts";
+import { CommandsPart } from "./commands-part.ts";
 import { MachinesPart } from "./machines-part.ts";
 import type { Part, Problem } from "./part.ts";
 import { UplinkPart } from "./uplink-part.ts";
@@ -36,6 +37,8 @@ export interface AgentOptions {
   logger: Logger;
   /** Issues the instance certificate when there is none yet (the enrolment seam). */
   enroller?: Enroller;
+  /** Ends the process for a remote `restart` command (kerf run passes its stop request). */
+  requestStop?: (reason: string) => void;
 }
 
 /**
@@ -50,6 +53,7 @@ export class Agent {
   readonly #machines: MachinesPart;
   readonly #update: UpdatePart;
   readonly #metrics: MetricsPart;
+  readonly #commands: CommandsPart;
   readonly #parts: readonly Part[];
   #started: Part[] = [];
   #healthTimer: NodeJS.Timeout | null = null;
@@ -103,6 +107,16 @@ export class Agent {
       underLauncher: process.env.KERF_LAUNCHER === "1",
       pins,
     });
+    this.#commands = new CommandsPart({
+      loaded,
+      stateDir,
+      logger,
+      uplink: this.#uplink,
+      machines: this.#machines,
+      status: () => this.health(),
+      requestStop: options.requestStop,
+      checkUpdate: config.update ? () => this.#update.checkNow() : undefined,
+    });
     this.#metrics = new MetricsPart({
       stateDir,
       status: config.status,
@@ -113,7 +127,7 @@ export class Agent {
       sender: () => this.#uplink.sender,
     });
     // metrics last: they listen to the sender, which exists once the uplink started
-    this.#parts = [this.#buffer, this.#uplink, this.#machines, this.#update, this.#metrics];
+    this.#parts = [this.#buffer, this.#uplink, this.#machines, this.#update, this.#commands, this.#metrics];
   }
 
   get buffer(): DurableBuffer {
@@ -127,6 +141,11 @@ export class Agent {
   /** Renewals of the instance certificate (with cloud.enrolment), else null. */
   get renewal(): CertificateRenewal | null {
     return this.#uplink.renewal;
+  }
+
+  /** Remote commands: their audit log (null without a commands section). */
+  get commands(): CommandsPart {
+    return this.#commands;
   }
 
   get sessions(): readonly MachineSession[] {
@@ -191,7 +210,7 @@ export class Agent {
    * `stages` takes the stage times collected since the last report (only the file's report does).
    */
   #report(at: string, options: { stages: boolean } = { stages: true }): HealthReport {
-    const { problems, warnings, sessions, uplink, tokens, certificate, identity, buffer, writer, opcuaCertificate, update, metrics } = this.health();
+    const { problems, warnings, sessions, uplink, tokens, certificate, identity, buffer, writer, opcuaCertificate, update, commands, metrics } = this.health();
     return {
       at,
       pid: process.pid,
@@ -223,6 +242,7 @@ export class Agent {
       ...(update ? { update } : {}),
       buffer: { items: buffer.items, bytes: buffer.bytes, droppedItems: buffer.droppedItems, dropped: buffer.dropped, oldestCreatedAt: buffer.oldestCreatedAt, appendedItems: buffer.appendedItems, ackedItems: buffer.ackedItems },
       writer: { pendingItems: writer.pendingItems, failures: writer.failures, lastError: writer.lastError },
+      ...(commands ? { commands } : {}),
       metrics: { file: metrics.file, endpoint: metrics.endpoint },
       unhandledRejections: processGuardStats().unhandledRejections,
       memory: memorySnapshot(),
@@ -273,9 +293,17 @@ export class Agent {
     const machines = this.#machines.health(now);
     const uplink = this.#uplink.health(now);
     const update = this.#update.health(now);
+    const commands = this.#commands.health(now);
     const metrics = this.#metrics.health();
-    const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems, ...update.problems];
-    const warnings: Problem[] = [...(buffer.warnings ?? []), ...(uplink.warnings ?? []), ...(machines.warnings ?? []), ...(update.warnings ?? []), ...(metrics.warnings ?? [])];
+    const problems: Problem[] = [...buffer.problems, ...uplink.problems, ...machines.problems, ...update.problems, ...commands.problems];
+    const warnings: Problem[] = [
+      ...(buffer.warnings ?? []),
+      ...(uplink.warnings ?? []),
+      ...(machines.warnings ?? []),
+      ...(update.warnings ?? []),
+      ...(commands.warnings ?? []),
+      ...(metrics.warnings ?? []),
+    ];
     const u: UpdateHealth | null = update.update;
     return {
       problems,
@@ -290,6 +318,7 @@ export class Agent {
       writer: buffer.writer,
       opcuaCertificate: machines.opcuaCertificate,
       update: u,
+      commands: commands.commands,
       metrics,
     };
   }

@@ -1,6 +1,7 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import type { AppCertificateStatus } from "../opcua/trust/app-cert.ts";
+import type { CommandsHealth } from "./commands-part.ts";
 import type { Problem } from "./part.ts";
 import type { UpdateHealth } from "./update-part.ts";
 
@@ -65,6 +66,8 @@ export interface HealthReport {
     /** When each group with a watchdog last had data. */
     groupDataAt?: Record<string, number>;
   }[];
+  /** Remote commands (with a commands section): polling, counts, the last command and refusal. */
+  commands?: CommandsHealth;
   uplink: { lastAckAt: number | null; consecutiveFailures: number; lastError: string | null; lastErrorCode?: string | null } | null;
   /** The instance certificate in service, also from identity files (without enrolment). */
   identity?: { instanceId: string | null; notAfter: string };

@@ -25,6 +25,8 @@ export interface StatusSummary {
     /** The launcher's last install outcome (pointer.json) as reported upstream. */
     lastInstall: string | null;
   } | null;
+  /** The command channel (with a commands section): last answered poll, failures, counts, the last command. */
+  commands: { lastPollAgeS: number | null; consecutiveFailures: number; lastError: string | null; accepted: number; refused: number; lastCommand: string | null } | null;
   metrics: { file: string; endpoint: string | null } | null;
   problems: Problem[];
   warnings: Problem[];
@@ -76,6 +78,16 @@ export function statusSummary(report: HealthReport, now = Date.now(), verdict: H
           lastInstall,
         }
       : null,
+    commands: report.commands
+      ? {
+          lastPollAgeS: age(report.commands.polling.lastPollAt),
+          consecutiveFailures: report.commands.polling.consecutiveFailures,
+          lastError: report.commands.polling.lastError,
+          accepted: report.commands.accepted,
+          refused: report.commands.refused,
+          lastCommand: report.commands.lastCommand ? `${report.commands.lastCommand.action} ${report.commands.lastCommand.state} at ${report.commands.lastCommand.at}` : null,
+        }
+      : null,
     metrics: report.metrics ?? null,
     problems: report.problems ?? [],
     warnings: report.warnings ?? [],
@@ -113,6 +125,11 @@ export function formatStatus(s: StatusSummary): string {
     lines.push(`  update    ${u.state}, last check ${u.lastCheckAt ?? "never"}${u.lastOutcome ? ` (${u.lastOutcome})` : ""}, next ${u.nextCheckAt ?? "not scheduled"}${u.available ? `, ${u.available} available` : ""}`);
     if (u.lastInstall) lines.push(`            last install: ${u.lastInstall}`);
   } else lines.push("  update    off");
+  if (s.commands) {
+    const c = s.commands;
+    const err = c.consecutiveFailures > 0 ? `, ${c.consecutiveFailures} failures in a row${c.lastError ? ` (${c.lastError})` : ""}` : "";
+    lines.push(`  commands  last poll ${secs(c.lastPollAgeS)}${err}; ${c.accepted} accepted, ${c.refused} refused${c.lastCommand ? `; last: ${c.lastCommand}` : ""}`);
+  } else lines.push("  commands  off");
   if (s.metrics) lines.push(`  metrics   ${s.metrics.file}${s.metrics.endpoint ? `, ${s.metrics.endpoint}` : ""}`);
   for (const p of s.problems) lines.push(`  PROBLEM   ${p.part}: ${p.reason}${p.code ? ` (code ${p.code})` : ""}`);
   for (const w of s.warnings) lines.push(`  warning   ${w.part}: ${w.reason}${w.code ? ` (code ${w.code})` : ""}`);

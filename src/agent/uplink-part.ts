@@ -111,7 +111,8 @@ export class UplinkPart implements Part<UplinkPartHealth> {
       pins,
       logger: log.child({ component: "uplink" }),
       // live requests, and as many stuck ones waiting out their deadlines beside them (pacer.ts)
-      connections: 2 * config.cloud.concurrency,
+      // (plus the command channel's long poll, which holds one connection open)
+      connections: 2 * config.cloud.concurrency + (config.commands ? 1 : 0),
       proxy,
     });
     const auth = config.cloud.auth;

@@ -12,6 +12,7 @@ import type { StoredBatch } from "../message.ts";
 import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { prepareStateDir } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
+import { partnerScenario } from "../demo/partner.ts";
 
 const usage = `usage: kerf demo [--scenario S] [--seconds N] [--token-ttl S] [--cert-ttl S] [--state-dir DIR] [--log-level L] [--quiet]
 
@@ -24,6 +25,10 @@ removes its temporary directory.
                    publishes a new signed version, the connector finds, installs and health-gates
                    it while values keep flowing; ends 5 s after the outcome.
                    bad-update: the same with a tampered release, which is refused.
+                   partner: values flow, and examples/partner-app.ts runs against the cloud (a
+                   partner app: token, connectors, latest values, a mapping change), then a write
+                   the connector's local policy forbids and a command from an app without a
+                   grant; the summary counts commandsAccepted and commandsRefused.
   --seconds N      stop after N seconds and print one JSON summary line (exit 0 when clean);
                    for update and bad-update an upper bound (default 240)
   --cert-ttl S     the devcloud issues instance certificates valid for S seconds (at least 10), so
@@ -50,8 +55,9 @@ export async function run(argv: string[]): Promise<number> {
   );
   noPositionals(positionals, "demo", usage);
   const scenario = values.scenario ?? "values";
-  if (scenario !== "values" && scenario !== "update" && scenario !== "bad-update") throw new UsageError(`demo: --scenario must be values, update or bad-update, got '${scenario}'`, usage);
-  const seconds = intOption(values.seconds, "seconds", scenario === "values" ? 0 : 240);
+  if (scenario !== "values" && scenario !== "update" && scenario !== "bad-update" && scenario !== "partner") throw new UsageError(`demo: --scenario must be values, update, bad-update or partner, got '${scenario}'`, usage);
+  const seconds = intOption(values.seconds, "seconds", scenario === "update" || scenario === "bad-update" ? 240 : 0);
+  const partner = scenario === "partner";
   const tokenTtl = values["token-ttl"] === undefined ? undefined : intOption(values["token-ttl"], "token-ttl", 300);
   if (tokenTtl !== undefined && tokenTtl < 1) throw new UsageError(`demo: --token-ttl must be at least 1 second, got ${tokenTtl}`, usage);
   const certTtl = values["cert-ttl"] === undefined ? undefined : intOption(values["cert-ttl"], "cert-ttl", 0);
@@ -83,13 +89,14 @@ export async function run(argv: string[]): Promise<number> {
         stopped: (what) => note(`stopped ${what}`),
         ...(tokenTtl !== undefined ? { tokenTtlSeconds: tokenTtl } : {}),
         ...(certTtl !== undefined ? { certTtlSeconds: certTtl } : {}),
+        ...(partner ? { commands: true } : {}),
       });
     } catch (err) {
       if (!aborted.signal.aborted) throw err;
       note(`${(aborted.signal.reason as Error).message} during setup`);
       return 130;
     }
-    if (scenario !== "values") {
+    if (scenario === "update" || scenario === "bad-update") {
       let timer: NodeJS.Timeout | undefined;
       const ends = Promise.race([stop, new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`--seconds ${seconds}`), seconds * 1000)))]);
       const result = await runUpdateScenario({ demo, stateDir, scenario, stop: ends, afterSeconds: 5, note, out }).finally(() => clearTimeout(timer));
@@ -107,6 +114,7 @@ export async function run(argv: string[]): Promise<number> {
       printer(batch);
     });
     out(`demo: connector started (${demo.securityMode}/${demo.securityPolicy}); values print as the cloud acknowledges them${seconds ? "" : "; Ctrl-C stops"}`);
+    const cloudRefusals = partner ? await partnerScenario(demo, note) : 0;
 
     let timer: NodeJS.Timeout | undefined;
     const reason = await Promise.race([stop, new Promise<string>((resolve) => (timer = seconds ? setTimeout(() => resolve(`--seconds ${seconds}`), seconds * 1000) : undefined))]);
@@ -114,6 +122,7 @@ export async function run(argv: string[]): Promise<number> {
     note(`stopping (${reason})`);
 
     const certificate = agent.renewal?.health();
+    const commands = agent.commands.health(Date.now()).commands;
     const final = await agent.stop({ drainMs: 5_000 });
     agent = null;
     note("stopped the connector");
@@ -135,6 +144,7 @@ export async function run(argv: string[]): Promise<number> {
       certificateRenewals: certificate?.renewals ?? 0,
       certificateExpiresAt: certificate?.notAfter ?? null,
       seconds: Math.round((performance.now() - started) / 100) / 10,
+      ...(partner ? { commandsAccepted: commands?.accepted ?? 0, commandsRefused: (commands?.refused ?? 0) + cloudRefusals } : {}),
     };
     process.stdout.write(JSON.stringify(summary) + "\n");
     return summary.acknowledged > 0 && summary.dropped === 0 && summary.duplicates === 0 ? 0 : 1;

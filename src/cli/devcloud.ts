@@ -5,6 +5,7 @@ import { startDevCloud } from "../devcloud/server.ts";
 import { checkInstanceName, createDevCa } from "../certs/devca.ts";
 import { writeFileAtomic } from "../certs/files.ts";
 import { EstTokens } from "../devcloud/est.ts";
+import { partnerClients, setGrant } from "../devcloud/grants.ts";
 import { createHostile } from "../devcloud/hostile.ts";
 import { createLogger } from "../log.ts";
 import { installProcessGuard } from "../process-guard.ts";
@@ -15,6 +16,7 @@ import { stopRequested } from "./stop.ts";
 const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--token-ttl S] [--cert-ttl S] [--faults RATE [--fault-seed N]] [--tuf-dir DIR] [--log-level L]
        kerf devcloud --issue-client NAME [--state-dir DIR]
        kerf devcloud --issue-token NAME [--state-dir DIR]
+       kerf devcloud --grant APP --connector ID --scope "SCOPES" [--state-dir DIR]
 
 The reference cloud in the foreground until SIGINT or SIGTERM: HTTPS ingest that demands client
 certificates from its own development CA. It prints its URL, the SPKI pin for cloud.pins and the
@@ -29,6 +31,11 @@ CA file for cloud.caFile, and the URL of its EST enrolment server for cloud.enro
   --issue-token NAME   instead of serving: a new one-time EST bootstrap token for instance NAME
                        (it also lifts a lockout), written to DIR/devcloud/tokens/NAME.token for
                        kerf enroll --token-file or cloud.enrolment.tokenFile; prints the path, exits
+  --grant APP          instead of serving: grant partner app APP (a client_id in DIR/devcloud/partners.json)
+                       the space-separated --scope on connector --connector ID (machines:read,
+                       machines:write, connector:manage, connector:update, connector:diagnostics);
+                       replaces the app's grant there, --scope "" revokes it; a running devcloud
+                       applies it from its next call; prints the grant, exits
   --cert-ttl SECONDS   lifetime of the certificates its EST server issues; default one year
   --faults RATE        a hostile cloud: this share (0..1) of ingest requests meets a fault (reset,
                        503 or 429 with Retry-After, 413, an answer lost after storing, a drip)
@@ -62,6 +69,9 @@ export async function run(argv: string[]): Promise<number> {
       faults: { type: "string" },
       "fault-seed": { type: "string" },
       "tuf-dir": { type: "string" },
+      grant: { type: "string" },
+      connector: { type: "string" },
+      scope: { type: "string" },
     },
     "devcloud",
     usage,
@@ -78,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
   const stop = stopRequested();
   const dir = path.join(prepareStateDir(stateDirOption(values["state-dir"], ".kerf")), "devcloud");
   // Issuing prints the two file paths on stdout; keep the log out of the way unless asked.
-  const issuing = values["issue-client"] !== undefined || values["issue-token"] !== undefined;
+  const issuing = values["issue-client"] !== undefined || values["issue-token"] !== undefined || values.grant !== undefined;
   const logger = createLogger({ level: values["log-level"] ?? (issuing ? "warn" : "info"), name: "devcloud" });
   installProcessGuard(logger);
 
@@ -87,6 +97,17 @@ export async function run(argv: string[]): Promise<number> {
     const ca = await createDevCa(dir, "CN=Kerf Devcloud CA");
     const identity = await ensureIdentity({ dir: path.join(dir, "clients", instance), instance, enroller: new DevCaEnroller(ca), logger });
     process.stdout.write(`certificateFile: ${identity.certFile}\nprivateKeyFile: ${identity.keyFile}\n`);
+    return 0;
+  }
+
+  if (values.grant !== undefined) {
+    if (!values.connector || values.scope === undefined) throw new UsageError("devcloud: --grant needs --connector ID and --scope \"SCOPES\"", usage);
+    checkInstanceName(values.connector);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const apps = partnerClients(dir);
+    if (!apps.has(values.grant)) throw new UsageError(`devcloud: no partner app '${values.grant}' (expected one of ${[...apps.keys()].join(", ")})`, usage);
+    const grant = setGrant(dir, values.grant, values.connector, values.scope.split(" ").filter((s) => s !== ""));
+    process.stdout.write(grant ? `granted: ${grant.clientId} on ${grant.connector}: ${grant.scopes.join(" ")}\n` : `revoked: ${values.grant} on ${values.connector}\n`);
     return 0;
   }
 
@@ -103,7 +124,7 @@ export async function run(argv: string[]): Promise<number> {
   const faults = rate > 0 ? { hostile: createHostile({ rate, seed }) } : {};
   const cloud = await startDevCloud({ dir, port, host: values.host ?? "127.0.0.1", logger, faults, tokenTtlSeconds, ...(values["tuf-dir"] !== undefined ? { tufDir: path.resolve(values["tuf-dir"]) } : {}), ...(certTtl !== undefined ? { certTtlSeconds: certTtl } : {}) });
   const hostile = rate > 0 ? `  faults:  ${rate} of ingest requests, seed ${seed}\n` : "";
-  process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  EST:     ${cloud.est.url}\n  issuer:  ${cloud.auth.issuer} (for cloud.auth.issuer; tokens live ${tokenTtlSeconds} s)\n  state:   ${dir}\n${cloud.tuf.dir ? `  TUF:     ${cloud.url}/tuf/ (${cloud.tuf.dir})\n` : ""}${hostile}`);
+  process.stdout.write(`devcloud: ${cloud.url}\n  pin:     ${cloud.pin}\n  CA:      ${cloud.ca.certFile}\n  EST:     ${cloud.est.url}\n  issuer:  ${cloud.auth.issuer} (for cloud.auth.issuer; tokens live ${tokenTtlSeconds} s)\n  partner: ${cloud.partner.url}/partner/v1 (apps in ${path.join(dir, "partners.json")}, grants: --grant)\n  command keys: ${cloud.commandKeysFile} (for commands.keys)\n  state:   ${dir}\n${cloud.tuf.dir ? `  TUF:     ${cloud.url}/tuf/ (${cloud.tuf.dir})\n` : ""}${hostile}`);
   await stop;
   await cloud.stop();
   return 0;

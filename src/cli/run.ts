@@ -39,7 +39,7 @@ export async function run(argv: string[]): Promise<number> {
   routeOpcuaLogging(logger);
   // node-opcua takes about a second to load: only once the config and the state dir are known to be good.
   const { Agent, STOP_DEADLINE_MS } = await import("../agent/agent.ts");
-  const agent = new Agent({ loaded, stateDir, logger });
+  const agent = new Agent({ loaded, stateDir, logger, requestStop });
   await agent.start();
   logger.info({ event: "started", instance: loaded.config.instance, stateDir, machines: loaded.config.machines.length }, "kerf started");
 

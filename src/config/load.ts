@@ -1,13 +1,14 @@
 import { constants } from "node:fs";
 import { access, readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { KerfError, type KerfErrorCode } from "../errors.ts";
+import { isKerfError, KerfError, type KerfErrorCode } from "../errors.ts";
 import { formatPath, found } from "./describe.ts";
 import { errorMap, flattenIssues, INLINE_SECRET_FIELDS, type Located } from "./issues.ts";
 import { ConfigSchema, MappingSchema, type Config, type Mapping } from "./schema.ts";
 import { bufferKey, FORMS as KEY_FORMS } from "./buffer-key.ts";
 import { Secret, type Secrets } from "./secrets.ts";
 import { parseYaml, type YamlSource } from "./yaml-source.ts";
+import { loadCommandKeys } from "../commands/envelope.ts";
 
 export type { Config, Mapping } from "./schema.ts";
 export { Secret, type Secrets } from "./secrets.ts";
@@ -97,10 +98,11 @@ class Report {
 }
 
 /**
- * Reads, validates and cross-checks the connector config and its mapping file.
+ * Reads, validates and cross-checks the connector config and its mapping file (or, with
+ * `mappingFile`, another mapping file in its place, shown as `mappingDisplay` in errors).
  * Throws a KerfError whose details list every problem as "FILE:LINE:COL: path: message".
  */
-export async function loadConfig(file: string): Promise<LoadedConfig> {
+export async function loadConfig(file: string, options: { mappingFile?: string; mappingDisplay?: string } = {}): Promise<LoadedConfig> {
   const configFile = path.resolve(file);
   const configDir = path.dirname(configFile);
   const cfgSource = await readSource(file);
@@ -128,8 +130,9 @@ export async function loadConfig(file: string): Promise<LoadedConfig> {
   let mapping: Mapping | undefined;
   let mappingFile = "";
   if (typeof rawConfig.mapping === "string" && rawConfig.mapping !== "") {
-    mappingFile = path.resolve(configDir, rawConfig.mapping);
-    const display = path.isAbsolute(rawConfig.mapping) ? rawConfig.mapping : path.join(path.dirname(file), rawConfig.mapping);
+    // A candidate mapping (a remote mapping.set) is checked in place of the file the config names.
+    mappingFile = options.mappingFile ?? path.resolve(configDir, rawConfig.mapping);
+    const display = options.mappingDisplay ?? (path.isAbsolute(rawConfig.mapping) ? rawConfig.mapping : path.join(path.dirname(file), rawConfig.mapping));
     mapping = await loadMapping(mappingFile, display, cfgSource, rawConfig, report);
   }
 
@@ -324,6 +327,14 @@ async function checkReferencedFiles(source: YamlSource, raw: unknown, dir: strin
       fail(["cloud", "caFile"], `cannot read the CA file (found ${found(cloud.caFile)}: ${fsReason(err)}; expected a readable PEM file)`, "config");
     }
   }
+  const commands = isRecord(raw.commands) ? raw.commands : {};
+  if (typeof commands.keys === "string" && commands.keys !== "") {
+    const keys = commands.keys;
+    await loadCommandKeys(path.resolve(dir, keys)).catch((err: unknown) => {
+      const problem = isKerfError(err) ? (err.details[0] ?? err.message) : String(err);
+      fail(["commands", "keys"], `unusable command-signing keys (found ${found(keys)}: ${problem})`, "config");
+    });
+  }
   const proxy = isRecord(cloud.proxy) ? cloud.proxy : {};
   if (typeof proxy.usernameFile === "string" && proxy.usernameFile !== "" && typeof proxy.passwordFile === "string" && proxy.passwordFile !== "") {
     const username = await secretFile(source, report, dir, ["cloud", "proxy", "usernameFile"], proxy.usernameFile, "proxy user name");
@@ -431,6 +442,7 @@ function absolutePaths(config: Config, dir: string): Config {
             ...(config.update.lock?.file === undefined ? {} : { lock: { ...config.update.lock, file: abs(config.update.lock.file) } }),
           },
         }),
+    ...(config.commands === undefined ? {} : { commands: { ...config.commands, keys: abs(config.commands.keys) } }),
     buffer: {
       ...config.buffer,
       ...(config.buffer.encryption === undefined ? {} : { encryption: { keyFile: abs(config.buffer.encryption.keyFile) } }),

@@ -80,3 +80,13 @@ export function parseNodeIdString(text: string): ParsedNodeId {
     }
   }
 }
+
+/**
+ * One text per node id as written, for comparing them: "i=85" and "ns=0;i=85" give the same,
+ * GUIDs compare without case. An nsu= form and an ns= form of one node differ here: only the
+ * server's namespace table can tell that they are the same node.
+ */
+export function nodeIdKey(text: string): string {
+  const id = parseNodeIdString(text);
+  return `${typeof id.namespace === "number" ? `ns=${id.namespace}` : `nsu=${id.namespace}`};${id.identifierType}=${id.value}`;
+}

@@ -1,7 +1,8 @@
 import { z } from "zod";
 import { found } from "./describe.ts";
 import { parseBrowsePath, parseSelectPath } from "./browse-path.ts";
-import { parseNodeIdString } from "./nodeid.ts";
+import { nodeIdKey, parseNodeIdString } from "./nodeid.ts";
+import { ACTIONS, NUMERIC_TYPES, READ_ONLY_ACTIONS, VALUE_TYPES } from "../commands/actions.ts";
 import { LISTEN_EXPECTED, parseListen } from "./listen.ts";
 import { formatSize, parseSize, SIZE_FORMAT, SIZE_PATTERN } from "./size.ts";
 
@@ -79,6 +80,14 @@ function byteSize(min: number, max: number) {
 }
 
 const filePath = z.string().min(1).refine((p) => !p.includes("\0"), bad("not a file path", "a path without NUL characters"));
+
+const nodeId = z.string().superRefine((s, ctx) => {
+  try {
+    parseNodeIdString(s);
+  } catch (err) {
+    ctx.addIssue({ code: "custom", input: s, message: (err as Error).message });
+  }
+});
 
 // ---------------------------------------------------------------------------------------------
 // Connector config (kerf.yaml)
@@ -395,6 +404,88 @@ const update = strict({
   ),
 });
 
+/** Node ids given twice in one list (by nodeIdKey of `keyOf`'s fields), each reported at its second entry. */
+function noRepeats(what: string, keyOf: (entry: unknown) => string | undefined) {
+  return (entries: unknown[], ctx: z.RefinementCtx) => {
+    const seen = new Map<string, number>();
+    list(entries).forEach((e, i) => {
+      let key: string | undefined;
+      try {
+        key = keyOf(e);
+      } catch {
+        return; // an invalid node id is reported by its own field
+      }
+      if (key === undefined) return;
+      const first = seen.get(key);
+      if (first === undefined) seen.set(key, i);
+      else ctx.addIssue({ code: "custom", path: [i], input: e, message: `duplicate ${what} (found the ${what} of [${first}] again; expected each once)` });
+    });
+  };
+}
+
+const valueType = z.enum(VALUE_TYPES);
+
+const writableNode = strict({
+  node: describe(nodeId, "A node that remote writes may change: its NodeId string, as commands name it."),
+  type: describe(valueType, "Its OPC UA data type; a written value must have it (a number in range for integers). Checked against the server at start."),
+  min: describe(z.number().optional(), "Smallest value a write may set (numeric types only). Default: the type's range."),
+  max: describe(z.number().optional(), "Largest value a write may set (numeric types only). Default: the type's range."),
+}).superRefine((w, ctx) => {
+  const type = field(w, "type");
+  const min = field(w, "min");
+  const max = field(w, "max");
+  for (const [name, v] of [["min", min], ["max", max]] as const) {
+    if (v !== undefined && typeof type === "string" && (VALUE_TYPES as readonly string[]).includes(type) && !NUMERIC_TYPES.has(type as (typeof VALUE_TYPES)[number])) {
+      ctx.addIssue({ code: "custom", path: [name], input: v, message: `${name} needs a numeric type (found type ${type}; expected a number type, or no ${name})` });
+    }
+  }
+  if (typeof min === "number" && typeof max === "number" && max < min) ctx.addIssue({ code: "custom", path: ["max"], input: max, message: `max is below min (found ${max}; expected at least ${min})` });
+}, evenWithErrors);
+
+const callableMethod = strict({
+  object: describe(nodeId, "The object the method is called on (NodeId string)."),
+  method: describe(nodeId, "The method (NodeId string)."),
+  inputs: describe(z.array(valueType).max(64).default([]), "The OPC UA types of its input arguments, in order; a call must give exactly these. Default: none."),
+});
+
+const commandMachine = strict({
+  write: describe(
+    z.array(writableNode).superRefine(noRepeats("node", (e) => nodeIdKey(String(field(e, "node")))), evenWithErrors).default([]),
+    "Nodes that remote writes may change, each with its type. Default: none.",
+  ),
+  call: describe(
+    z
+      .array(callableMethod)
+      .superRefine(noRepeats("method", (e) => `${nodeIdKey(String(field(e, "object")))} ${nodeIdKey(String(field(e, "method")))}`), evenWithErrors)
+      .default([]),
+    "Methods that remote calls may run. Default: none.",
+  ),
+});
+
+const commands = strict({
+  keys: describe(filePath, "JWK set file of the cloud's command-signing public keys (P-256 or Ed25519, each with a kid): only envelopes they signed are taken."),
+  actions: describe(
+    z
+      .array(z.enum(ACTIONS))
+      .superRefine((a, ctx) => {
+        list(a).forEach((x, i) => {
+          if (list(a).indexOf(x) !== i) ctx.addIssue({ code: "custom", path: [i], input: x, message: `duplicate action (found ${found(x)} twice; expected each once)` });
+        });
+      }, evenWithErrors)
+      .default([...READ_ONLY_ACTIONS]),
+    `Actions this connector runs, whatever the cloud allows. Default: ${READ_ONLY_ACTIONS.join(", ")} (read-only).`,
+  ),
+  machines: describe(
+    z
+      .record(machineId, commandMachine)
+      .transform((r) => Object.assign(Object.create(null) as Record<string, z.infer<typeof commandMachine>>, r))
+      .default(Object.create(null) as Record<string, z.infer<typeof commandMachine>>),
+    "Per machine id: the nodes remote writes may change and the methods remote calls may run. Default: none (writes and calls are refused).",
+  ),
+  clockSkewSeconds: describe(z.int().min(0).max(300).default(30), "Clock difference allowed between the cloud and this connector when checking iat and exp, 0..300. Default 30."),
+  maxLifetimeSeconds: describe(z.int().min(10).max(3600).default(300), "Longest lifetime (exp − iat) of a command envelope accepted, 10..3600. Default 300."),
+});
+
 const status = strict({
   listen: describe(
     z
@@ -433,8 +524,21 @@ export const ConfigSchema = strict({
   cloud,
   buffer: buffer.default({ maxBytes: 1024 ** 3, whenFull: "dropOldest" }),
   update: describe(update.optional(), "Self-update from the signed channel (TUF). Default: off, said once at start."),
+  commands: describe(
+    commands.optional(),
+    "Remote commands from partner apps, signed by the cloud and checked against this local policy. Default: off (no command is taken).",
+  ),
   status: describe(status.default({ metricsIntervalSeconds: 5 }), "The local status and metrics: a file in the state directory, and optionally a loopback or Unix socket endpoint."),
-}).meta({ title: "Kerf connector configuration", description: "kerf.yaml: see config/kerf.example.yaml for every option with its default." });
+})
+  .superRefine((c, ctx) => {
+    const ids = new Set(list(field(c, "machines")).map((m) => str(field(m, "id"))));
+    const machines = field(field(c, "commands"), "machines");
+    if (machines === null || typeof machines !== "object") return;
+    for (const id of Object.keys(machines)) {
+      if (!ids.has(id)) ctx.addIssue({ code: "custom", path: ["commands", "machines", id], input: id, message: `not a machine of this config (found ${found(id)}; expected one of the machine ids under machines)` });
+    }
+  }, evenWithErrors)
+  .meta({ title: "Kerf connector configuration", description: "kerf.yaml: see config/kerf.example.yaml for every option with its default." });
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type MachineConfig = Config["machines"][number];
@@ -443,6 +547,7 @@ export type UserConfig = MachineConfig["user"];
 export type CloudConfig = Config["cloud"];
 export type BufferConfig = Config["buffer"];
 export type UpdateConfig = NonNullable<Config["update"]>;
+export type CommandsConfig = NonNullable<Config["commands"]>;
 export type StatusConfig = Config["status"];
 
 // ---------------------------------------------------------------------------------------------
@@ -451,14 +556,6 @@ export type StatusConfig = Config["status"];
 export const DATA_POINT_KEY = /^[A-Za-z0-9_][A-Za-z0-9_.:/-]{0,199}$/;
 
 const dataPointKey = z.string().regex(DATA_POINT_KEY, bad("not a valid data point key", "1-200 letters, digits, '_', '.', ':', '/' or '-', not starting with '.', ':', '/' or '-'"));
-
-const nodeId = z.string().superRefine((s, ctx) => {
-  try {
-    parseNodeIdString(s);
-  } catch (err) {
-    ctx.addIssue({ code: "custom", input: s, message: (err as Error).message });
-  }
-});
 
 const samplingInterval = z
   .int()

@@ -9,7 +9,9 @@ import type { Logger } from "../log.ts";
 import { openClientPki } from "../opcua/trust/pki.ts";
 import type { SecurityModeName, SecurityPolicyName } from "../opcua/types.ts";
 import { startSimulator, type Simulator } from "../simulator/server.ts";
-import { loadNodeId, simulatorMapping } from "../simulator/nodes.ts";
+import { loadNodeId, SIM_NODES, simulatorMapping } from "../simulator/nodes.ts";
+import { SCOPES } from "../commands/actions.ts";
+import { SERVICE_APP, setGrant } from "../devcloud/grants.ts";
 
 export const DEMO_INSTANCE = "kerf-demo";
 export const DEMO_MACHINE = "demo-saw";
@@ -33,6 +35,12 @@ export interface DemoOptions {
   certTtlSeconds?: number;
   /** Aborting it during setup stops what was started so far; setupDemo then throws the abort reason. */
   signal?: AbortSignal;
+  /**
+   * Remote commands (issue 16): the connector's config gets a commands section pinning the
+   * devcloud's command key (writes to the feed setpoint and the Acknowledge method allowed), and
+   * the devcloud's service app `partner-app` a grant of every scope on the demo connector.
+   */
+  commands?: boolean;
   /** Told each piece that stop() ended, e.g. "the simulator (opc.tcp://127.0.0.1:4840)". */
   stopped?: (what: string) => void;
 }
@@ -109,7 +117,9 @@ export async function setupDemo(options: DemoOptions): Promise<Demo> {
       enrolment: { url: devcloud.est.url, token: devcloud.est.issueBootstrapToken(DEMO_INSTANCE) },
       ...(options.load ? { load: options.load } : {}),
       ...(options.publishingInterval ? { publishingInterval: options.publishingInterval } : {}),
+      ...(options.commands ? { commandKeysFile: devcloud.commandKeysFile } : {}),
     });
+    if (options.commands) setGrant(devcloud.dir, SERVICE_APP, DEMO_INSTANCE, SCOPES);
     signal?.throwIfAborted();
     return { configFile, devcloud, simulator, units, securityMode, securityPolicy, connectorStateDir, stop };
   } catch (err) {
@@ -130,6 +140,8 @@ export async function writeDemoConfig(o: {
   securityPolicy: SecurityPolicyName;
   load?: { count: number; periodMs: number };
   publishingInterval?: number;
+  /** The devcloud's command-signing keys: adds the demo's commands section (local policy). */
+  commandKeysFile?: string;
   /** EST enrolment: the token goes to bootstrap.token (0600) beside the config. Without it the identity must be issued beforehand. */
   enrolment?: { url: string; token: string };
 }): Promise<{ configFile: string; units: Record<string, string> }> {
@@ -181,7 +193,22 @@ export async function writeDemoConfig(o: {
         ...(o.enrolment ? { enrolment: { url: o.enrolment.url, tokenFile: "./bootstrap.token" } } : {}),
       },
       buffer: { maxBytes: "256MiB" },
+      ...(o.commandKeysFile ? { commands: demoCommandPolicy(o.commandKeysFile) } : {}),
     }),
   );
   return { configFile, units };
+}
+
+/** The demo owner's local policy: reads, mapping changes, diagnostics; one writable node and one method. */
+function demoCommandPolicy(keys: string) {
+  return {
+    keys,
+    actions: ["status", "read", "browse", "mapping.get", "mapping.set", "write", "call", "identity.renew", "update.check", "diagnostics", "restart"],
+    machines: {
+      [DEMO_MACHINE]: {
+        write: [{ node: SIM_NODES.feedSetpoint, type: "Double", min: 0, max: 60 }],
+        call: [{ object: SIM_NODES.vendorObject, method: SIM_NODES.acknowledge, inputs: ["String"] }],
+      },
+    },
+  };
 }

@@ -9,6 +9,7 @@
  * The ingest side checks the tokens with `verifier()` (docs/protocol.md, "Access tokens").
  */
 import { generateKeyPairSync, randomBytes, X509Certificate } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
 import { isIP } from "node:net";
@@ -16,9 +17,12 @@ import type { TLSSocket } from "node:tls";
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK } from "jose";
 import Provider, { errors, type Adapter, type AdapterPayload, type Configuration, type KoaContextWithOIDC } from "oidc-provider";
 import type { CertAuthority } from "../certs/devca.ts";
+import { SCOPES } from "../commands/actions.ts";
 import type { Logger } from "../log.ts";
 
 export const INGEST_SCOPE = "ingest";
+/** Partner apps (issue 16) get tokens for the partner API with these scopes (src/commands/actions.ts). */
+export const PARTNER_SCOPE_LIST: readonly string[] = SCOPES;
 const instancePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export interface AuthServerOptions {
@@ -32,6 +36,10 @@ export interface AuthServerOptions {
   audience: string;
   /** Lifetime of an access token. Default 300 s. */
   tokenTtlSeconds?: number;
+  /** The partner API's base URL: the audience of partner apps' tokens. */
+  partnerAudience?: string;
+  /** Partner apps registered beforehand (partner.ts keeps them in the devcloud's directory). */
+  partners?: () => ReadonlyMap<string, PartnerClient>;
   /** An instance's certificate (PEM) when `ca` has issued it none in this process, e.g. one kept on disk. */
   clientCertFor?: (instance: string) => string | undefined;
   logger: Logger;
@@ -45,9 +53,24 @@ export interface AuthServer {
   /** Refused token requests, newest last (at most 100): the OAuth error and the server's detail, which the client is not told. */
   refusals: { error: string; detail: string }[];
   tokenTtlSeconds: number;
+  /** Checks a partner app's access token for the partner API (not bound to a certificate). */
+  verifyPartner(token: string): Promise<{ clientId: string; sub?: string; scopes: string[] }>;
   /** Checks an access token for a request over a connection with this client certificate. */
   verify(token: string, clientCertRaw: Buffer): Promise<{ clientId: string }>;
   stop(): Promise<void>;
+}
+
+/**
+ * A partner app: a service app authenticates with its secret (client_secret_basic) and uses
+ * client credentials; a user app is a public client using authorization code with PKCE.
+ */
+export interface PartnerClient {
+  clientId: string;
+  kind: "service" | "user";
+  /** Service apps only. */
+  secret?: string;
+  /** User apps only. */
+  redirectUris?: string[];
 }
 
 /** Why an ingest request's token was refused: an RFC 6750 error code and a description. */
@@ -81,14 +104,18 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
   const issuer = `https://${isIP(options.host) === 6 ? `[${options.host}]` : options.host}:${port}`;
 
   const configuration: Configuration = {
-    adapter: adapterFor((id) => ca.issuedClientCerts.get(id) ?? options.clientCertFor?.(id)),
+    adapter: adapterFor((id) => ca.issuedClientCerts.get(id) ?? options.clientCertFor?.(id), (id) => options.partners?.().get(id)),
     clients: [],
     jwks: { keys: [privateJwk as never] },
-    clientAuthMethods: ["tls_client_auth", "private_key_jwt"],
+    clientAuthMethods: ["tls_client_auth", "private_key_jwt", "client_secret_basic", "none"],
     enabledJWA: { clientAuthSigningAlgValues: ["ES256", "RS256", "PS256"] },
-    scopes: [INGEST_SCOPE],
+    scopes: [INGEST_SCOPE, ...PARTNER_SCOPE_LIST],
     cookies: { keys: [randomBytes(32).toString("hex")] },
-    ttl: { ClientCredentials: () => ttl },
+    ttl: { ClientCredentials: () => ttl, AccessToken: () => ttl, AuthorizationCode: () => 60, Interaction: () => 600, Session: () => 3600, Grant: () => 3600 },
+    // Partner user apps: the user is whoever login_hint names (a development login without a form,
+    // so tests and the demo run headless); a real cloud puts its login and consent pages here.
+    findAccount: (_ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -107,10 +134,14 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
       },
       resourceIndicators: {
         enabled: true,
-        defaultResource: () => options.audience,
+        defaultResource: (_ctx, client) => (client && options.partners?.().has(client.clientId) && options.partnerAudience ? options.partnerAudience : options.audience),
         useGrantedResource: () => true,
-        getResourceServerInfo: (_ctx, resource) => {
-          if (resource !== options.audience) throw new errors.InvalidTarget(`unknown resource; this server issues tokens for ${options.audience}`);
+        getResourceServerInfo: (_ctx, resource, client) => {
+          const partner = options.partners?.().has(client.clientId) === true;
+          if (partner && resource === options.partnerAudience) {
+            return { scope: PARTNER_SCOPE_LIST.join(" "), audience: resource, accessTokenTTL: ttl, accessTokenFormat: "jwt", jwt: { sign: { alg: "ES256" } } };
+          }
+          if (partner || resource !== options.audience) throw new errors.InvalidTarget(`unknown resource; this server issues tokens for ${partner ? options.partnerAudience : options.audience}`);
           return { scope: INGEST_SCOPE, audience: options.audience, accessTokenTTL: ttl, accessTokenFormat: "jwt", jwt: { sign: { alg: "ES256" } } };
         },
       },
@@ -128,6 +159,14 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
   const callback = provider.callback();
   server.on("request", (req, res) => {
     if (req.url?.startsWith("/token")) counts.tokenRequests++;
+    if (req.url?.startsWith("/interaction/")) {
+      devLogin(provider, options.partnerAudience, req, res).catch((err: unknown) => {
+        log.info({ err: (err as Error).message }, "devcloud auth: development login refused");
+        if (!res.headersSent) res.writeHead(400, { "content-type": "text/plain" });
+        res.end(`login refused: ${(err as Error).message}`);
+      });
+      return;
+    }
     callback(req, res);
   });
   log.info({ issuer, tokenTtlSeconds: ttl }, "devcloud authorization server listening");
@@ -139,6 +178,17 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
     counts,
     refusals,
     tokenTtlSeconds: ttl,
+    async verifyPartner(token) {
+      let payload;
+      try {
+        ({ payload } = await jwtVerify(token, keySet, { issuer, audience: options.partnerAudience ?? "-", algorithms: ["ES256"], typ: "at+jwt", requiredClaims: ["exp", "client_id"] }));
+      } catch (err) {
+        throw new TokenRefused("invalid_token", `the access token is not valid: ${(err as Error).message}`);
+      }
+      const scopes = typeof payload.scope === "string" ? payload.scope.split(" ") : [];
+      const sub = typeof payload.sub === "string" && payload.sub !== payload.client_id ? payload.sub : undefined;
+      return { clientId: String(payload.client_id), scopes, ...(sub ? { sub } : {}) };
+    },
     async verify(token, clientCertRaw) {
       let payload;
       try {
@@ -164,6 +214,31 @@ export async function startAuthServer(options: AuthServerOptions): Promise<AuthS
   };
 }
 
+const userPattern = /^[a-z][a-z0-9._-]{0,63}$/;
+
+/**
+ * The development login and consent of the user app: the user named by login_hint is logged in
+ * and consents to the partner scopes asked for, without a page. Development only.
+ */
+async function devLogin(provider: Provider, partnerAudience: string | undefined, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const details = await provider.interactionDetails(req, res);
+  const hint = details.params.login_hint;
+  if (details.prompt.name === "login") {
+    if (typeof hint !== "string" || !userPattern.test(hint)) throw new Error("the development login needs login_hint=<user name>");
+    await provider.interactionFinished(req, res, { login: { accountId: hint } }, { mergeWithLastSubmission: false });
+    return;
+  }
+  const accountId = details.session?.accountId;
+  if (details.prompt.name !== "consent" || !accountId || !partnerAudience) throw new Error(`unexpected prompt ${details.prompt.name}`);
+  const grant = details.grantId ? await provider.Grant.find(details.grantId) : new provider.Grant({ accountId, clientId: String(details.params.client_id) });
+  if (!grant) throw new Error("the grant of this interaction is gone");
+  const missing = (details.prompt.details.missingResourceScopes ?? {}) as Record<string, string[]>;
+  for (const [resource, scopes] of Object.entries(missing)) if (resource === partnerAudience) grant.addResourceScope(resource, scopes.join(" "));
+  const scopes = details.prompt.details.missingOIDCScope as string[] | undefined;
+  if (scopes) grant.addOIDCScope(scopes.join(" "));
+  await provider.interactionFinished(req, res, { consent: { grantId: await grant.save() } }, { mergeWithLastSubmission: true });
+}
+
 function peerCertificate(socket: TLSSocket): X509Certificate | undefined {
   const raw = socket.getPeerCertificate?.()?.raw;
   return raw ? new X509Certificate(raw) : undefined;
@@ -181,7 +256,7 @@ function sanUris(cert: X509Certificate | undefined): string[] {
  * request (a client_assertion means private_key_jwt), since an instance may use either. Other
  * models (assertion jti replay records) live in memory with their expiry.
  */
-function adapterFor(certFor: (instance: string) => string | undefined): (name: string) => Adapter {
+function adapterFor(certFor: (instance: string) => string | undefined, partnerFor: (id: string) => PartnerClient | undefined): (name: string) => Adapter {
   const store = new Map<string, { payload: AdapterPayload; expiresAt: number }>();
   return (name) => {
     const key = (id: string) => `${name}:${id}`;
@@ -199,10 +274,14 @@ function adapterFor(certFor: (instance: string) => string | undefined): (name: s
         store.set(key(id), { payload, expiresAt: expiresIn ? Date.now() + expiresIn * 1000 : Number.POSITIVE_INFINITY });
       },
       async find(id) {
-        if (name === "Client") return clientMetadata(certFor, id);
+        if (name === "Client") {
+          const partner = partnerFor(id);
+          return partner ? partnerMetadata(partner) : clientMetadata(certFor, id);
+        }
         return get(id);
       },
-      async findByUid() {
+      async findByUid(uid) {
+        for (const [k, entry] of store) if (k.startsWith(`${name}:`) && entry.payload.uid === uid && entry.expiresAt > Date.now()) return entry.payload;
         return undefined;
       },
       async findByUserCode() {
@@ -238,4 +317,10 @@ function clientMetadata(certFor: (instance: string) => string | undefined, id: s
   if (!certPem) return undefined;
   const jwk = new X509Certificate(certPem).publicKey.export({ format: "jwk" });
   return { ...common, token_endpoint_auth_method: "private_key_jwt", jwks: { keys: [jwk as never] } };
+}
+
+function partnerMetadata(p: PartnerClient): AdapterPayload {
+  const common = { client_id: p.clientId, scope: PARTNER_SCOPE_LIST.join(" "), id_token_signed_response_alg: "ES256" as const };
+  if (p.kind === "service") return { ...common, client_secret: p.secret!, grant_types: ["client_credentials"], response_types: [], redirect_uris: [], token_endpoint_auth_method: "client_secret_basic" };
+  return { ...common, grant_types: ["authorization_code"], response_types: ["code"], redirect_uris: p.redirectUris ?? [], token_endpoint_auth_method: "none" };
 }

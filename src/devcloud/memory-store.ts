@@ -21,6 +21,7 @@ export class MemoryStore {
   readonly #items = new Map<string, (StoredItem & { ms: number })[]>();
   readonly #seen = new Set<string>();
   readonly #latest = new Map<string, Map<string, StoredItem & { ms: number }>>();
+  readonly #sentBy = new Set<string>();
   readonly #events = new Map<string, Message[]>();
   readonly #listeners = new Set<BatchListener>();
   readonly #counts: CloudCounts = { requests: 0, batches: 0, duplicateBatches: 0, items: 0, duplicateItems: 0 };
@@ -44,6 +45,7 @@ export class MemoryStore {
           this.#events.set(m.machine, [...(this.#events.get(m.machine) ?? []), m]);
           continue;
         }
+        this.#sentBy.add(`${connector}\u0000${m.machine}`);
         let latest = this.#latest.get(m.machine);
         if (!latest) this.#latest.set(m.machine, (latest = new Map()));
         // items of one batch mostly share their timestamp: parse each one once
@@ -79,6 +81,10 @@ export class MemoryStore {
 
   items(machine: string, key: string): StoredItem[] {
     return [...(this.#items.get(`${machine}\u0000${key}`) ?? [])].sort((a, b) => a.ms - b.ms).map(({ v, q, t }) => ({ v, q, t }));
+  }
+
+  sentBy(connector: string, machine: string): boolean {
+    return this.#sentBy.has(`${connector}\u0000${machine}`);
   }
 
   latest(machine: string): Record<string, StoredItem> {

@@ -18,6 +18,10 @@ import { spkiPin } from "../certs/pins.ts";
 import type { Logger } from "../log.ts";
 import { itemCount } from "../message.ts";
 import { startAuthServer, TokenRefused, type AuthServer } from "./auth.ts";
+import { openCommandSigner, type CommandSigner } from "./command-signer.ts";
+import { CommandHub } from "./commands.ts";
+import { partnerClients } from "./grants.ts";
+import { startPartnerServer, type PartnerServer } from "./partner.ts";
 import { parseEnvelope, type Envelope } from "./envelope.ts";
 import { startEstServer, type EstServer } from "./est.ts";
 import type { Hostile } from "./hostile.ts";
@@ -34,6 +38,8 @@ export interface DevCloudFaults {
   failNext?: number;
   /** Decides an answer for a valid ingest request before it is stored; undefined = normal handling. */
   status?: (req: IncomingMessage, envelope: Envelope) => FaultAnswer;
+  /** Answer 503 to the next N command results (POST /v1/commands/<jti>/result), counted down. */
+  failCommandResults?: number;
   /** Seeded random faults (hostile.ts), after `failNext` and `status`. */
   hostile?: Hostile;
   /** Answers a request for the TUF repository itself (returns true) instead of serving the file: an attacker's server. */
@@ -65,10 +71,14 @@ export interface DevCloudOptions {
   estPort?: number;
   /** A TUF repository directory (metadata/, targets/; see src/release/repo.ts) served at /tuf/. */
   tufDir?: string;
+  /** Port of the partner API (0 = any); a restart that keeps `port` keeps this too. */
+  partnerPort?: number;
 }
 
 export interface DevCloud {
   url: string;
+  /** Its state directory (CA, keys, data, partners.json, grants.json). */
+  dir: string;
   port: number;
   host: string;
   ca: DevCa;
@@ -92,6 +102,13 @@ export interface DevCloud {
   est: EstServer;
   /** The TUF repository served at /tuf/metadata/ and /tuf/targets/ (live: a test may point it elsewhere). */
   tuf: { dir: string | undefined };
+  /** Remote commands (issue 16): the queue and states, and the audit rows connectors sent. */
+  commands: CommandHub;
+  /** Signs accepted commands; its public JWK set is in `commandKeysFile` (for a connector's commands.keys). */
+  commandSigner: CommandSigner;
+  commandKeysFile: string;
+  /** The partner API for OAuth2-authorized partner apps (own port, no client certificates). */
+  partner: PartnerServer;
   stop(): Promise<void>;
 }
 
@@ -110,6 +127,10 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
   const baseUrl = (port: number) => `https://${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
   const refusedClientSerials = new Set<string>();
   const tuf = { dir: options.tufDir };
+  const commands = new CommandHub(log);
+  const commandSigner = openCommandSigner(options.dir);
+  // the demo partner apps exist from the start, so their partners.json can be read at once
+  partnerClients(options.dir);
 
   const https: Server = createServer(
     {
@@ -153,6 +174,7 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
       if (tokens.required && !(await authorized(req, res, cn))) return;
       return ingest(req, res, cn);
     }
+    if (url.pathname === "/v1/commands" || url.pathname === "/v1/audit" || url.pathname.startsWith("/v1/commands/")) return connectorCommands(req, res, url, cn);
     const t = /^\/tuf\/(metadata|targets)\/([^/]+)$/.exec(url.pathname);
     if (t && req.method === "GET") return serveTuf(req, res, t[1] as "metadata" | "targets", decodeURIComponent(t[2]!));
     const m = /^\/v1\/machines\/([^/]+)\/(latest|items)$/.exec(url.pathname);
@@ -164,6 +186,39 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
       return send(res, 200, { machine, key, items: store.items(machine, key) });
     }
     return send(res, 404, { error: `no route ${req.method} ${url.pathname}` });
+  }
+
+  /** The connector's side of remote commands: the long poll, results, audit rows; with its bearer token as for ingest. */
+  async function connectorCommands(req: IncomingMessage, res: ServerResponse, url: URL, cn: string): Promise<void> {
+    if (tokens.required && !(await authorized(req, res, cn))) return;
+    if (url.pathname === "/v1/commands" && req.method === "GET") return commands.poll(res, cn, url);
+    const m = /^\/v1\/commands\/([^/]+)\/result$/.exec(url.pathname);
+    if ((m || url.pathname === "/v1/audit") && req.method === "POST") {
+      const raw = await readBody(req, maxBodyBytes);
+      if (raw === "aborted") return;
+      if (raw === "too_large") return sendAndClose(req, res, 413, { error: `body exceeds ${maxBodyBytes} bytes` });
+      let body: unknown;
+      try {
+        body = JSON.parse(raw.toString("utf8"));
+      } catch (err) {
+        return send(res, 400, { error: `body is not valid JSON: ${(err as Error).message}` });
+      }
+      if (!m) {
+        const answer = commands.receiveAudit(cn, body);
+        return send(res, answer.status, answer.body);
+      }
+      if (faults.failCommandResults && faults.failCommandResults > 0) {
+        faults.failCommandResults--;
+        return send(res, 503, { error: "injected fault" });
+      }
+      const answer = commands.result(cn, decodeURIComponent(m[1]!), body);
+      if (answer.status === 204) {
+        res.writeHead(204);
+        return void res.end();
+      }
+      return send(res, answer.status, { error: answer.error });
+    }
+    return send(res, 405, { error: `no route ${req.method} ${url.pathname}` });
   }
 
   /** A file of the TUF repository, as it is on disk: the client verifies everything, the server nothing. */
@@ -281,7 +336,22 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     await new Promise<void>((resolve) => https.close(() => resolve()));
     throw err;
   });
+  let authServer: AuthServer | undefined;
+  const partner = await startPartnerServer({
+    dir: options.dir,
+    host,
+    ...(options.partnerPort !== undefined ? { port: options.partnerPort } : {}),
+    certPem: server.certPem,
+    keyPem: server.keyPem,
+    auth: () => authServer!,
+    signer: commandSigner,
+    hub: commands,
+    latest: (connector, machine) => (store.sentBy(connector, machine) ? store.latest(machine) : undefined),
+    logger: log,
+  });
   const auth = await startAuthServer({
+    partnerAudience: partner.audience,
+    partners: () => partnerClients(options.dir),
     ca,
     certPem: server.certPem,
     keyPem: server.keyPem,
@@ -296,15 +366,18 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     logger: log,
     ...(options.tokenTtlSeconds !== undefined ? { tokenTtlSeconds: options.tokenTtlSeconds } : {}),
   }).catch(async (err: unknown) => {
+    await partner.stop();
     await est.stop();
     await new Promise<void>((resolve) => https.close(() => resolve()));
     throw err;
   });
-  log.info({ url, est: est.url, pin: server.pin, issuer: auth.issuer, tokensRequired: tokens.required }, "devcloud listening");
+  authServer = auth;
+  log.info({ url, est: est.url, pin: server.pin, issuer: auth.issuer, tokensRequired: tokens.required, partner: partner.url }, "devcloud listening");
 
   let stopped = false;
   return {
     url,
+    dir: options.dir,
     port,
     host,
     ca,
@@ -319,9 +392,14 @@ export async function startDevCloud(options: DevCloudOptions): Promise<DevCloud>
     refusedClientSerials,
     est,
     tuf,
+    commands,
+    commandSigner,
+    commandKeysFile: commandSigner.keysFile,
+    partner,
     async stop() {
       if (stopped) return;
       stopped = true;
+      await partner.stop();
       await auth.stop();
       await est.stop();
       const closed = new Promise<void>((resolve) => https.close(() => resolve()));

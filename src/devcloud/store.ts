@@ -155,6 +155,11 @@ export class CloudStore {
     return out;
   }
 
+  /** Whether `connector` has sent data of `machine` (the partner API shows a machine only to apps granted on its connector). */
+  sentBy(connector: string, machine: string): boolean {
+    return this.#db.prepare("SELECT 1 FROM items WHERE machine = ? AND connector = ? LIMIT 1").get(machine, connector) !== undefined;
+  }
+
   /** Events and status messages of a machine, in arrival order. */
   events(machine: string): Message[] {
     return this.#s.events.all(machine).map((r) => JSON.parse(r.body as string) as Message);

@@ -64,6 +64,11 @@ export const SIM_NODES = {
   dustAirflowOk: sim("DustExtraction.AirflowOk"),
   dustAlarm: sim("DustExtraction.Alarm"),
   loadFolder: sim("Load"),
+  /** Writable (Double, m/min): the only node a remote write can change. */
+  feedSetpoint: sim("Feed.Setpoint"),
+  /** The object of the Acknowledge method (String note in, UInt32 count out). */
+  vendorObject: machine("ManufacturerSpecific"),
+  acknowledge: sim("Machine.Acknowledge"),
   /** The standard Server object: every alarm of the simulator is notified through it. */
   server: "i=2253",
 } as const;

@@ -84,6 +84,8 @@ export interface Simulator {
   trustUserCertificate(der: Buffer): Promise<void>;
   /** Logins refused for a wrong user name or password since start (what locks an account on a real machine). */
   readonly loginsRefused: number;
+  /** The current value of a variable in its address space (`nsu=` or `ns=` form), e.g. after a remote write. */
+  valueOf(nodeId: string): unknown;
   stop(): Promise<void>;
 }
 
@@ -222,6 +224,13 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     trustUserCertificate: (der) => pki.userCertificateManager.trustCertificate(der),
     get loginsRefused() {
       return loginsRefused;
+    },
+    valueOf: (nodeId) => {
+      const space = running.engine.addressSpace!;
+      const m = /^nsu=([^;]+);(.*)$/.exec(nodeId);
+      const id = m ? `ns=${space.getNamespaceIndex(m[1]!)};${m[2]}` : nodeId;
+      const node = space.findNode(id) as { readValue?: () => { value: { value: unknown } } } | null;
+      return node?.readValue?.().value.value;
     },
     stop: () => {
       stopping ??= (async () => {

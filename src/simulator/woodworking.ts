@@ -1,6 +1,7 @@
-import type { AddressSpace, Namespace, UAObject, UAVariable } from "node-opcua-address-space";
+import type { AddressSpace, ISessionContext, Namespace, UAObject, UAVariable } from "node-opcua-address-space";
 import { makeEUInformation, standardUnits } from "node-opcua-data-access";
-import { DataType, VariantArrayType, type VariantOptions } from "node-opcua-variant";
+import { StatusCodes } from "node-opcua-status-code";
+import { DataType, VariantArrayType, type Variant, type VariantOptions } from "node-opcua-variant";
 import type { Logger } from "../log.ts";
 import { createDustAlarm } from "./alarms.ts";
 import { MACHINE_NAME, MACHINERY_NAMESPACE_URI, WOODWORKING_NAMESPACE_URI, WW_STATE } from "./nodes.ts";
@@ -168,6 +169,8 @@ export function buildMachine(addressSpace: AddressSpace, ns: Namespace, logger: 
     value: { dataType: DataType.Boolean, value: true },
   });
 
+  addRemoteTargets(ns, vendor as UAObject);
+
   const simulation = new MachineSimulation({ alarmPeriodMs: options.alarmPeriodMs, seed: options.seed });
   createDustAlarm(ns, { machine, input: dustAirflowOk, airflow: dustAirflow });
 
@@ -227,6 +230,33 @@ export function buildMachine(addressSpace: AddressSpace, ns: Namespace, logger: 
     simulation,
     stop: () => clearInterval(timer),
   };
+}
+
+/**
+ * What remote commands may change (issue 16): a writable feed setpoint (Double, 0..60 m/min) and
+ * a method that acknowledges a message and counts the acknowledgements. Nothing else in the
+ * simulator is writable.
+ */
+function addRemoteTargets(ns: Namespace, vendor: UAObject): void {
+  ns.addVariable({
+    nodeId: "s=Feed.Setpoint",
+    browseName: "FeedSetpoint",
+    componentOf: vendor,
+    dataType: "Double",
+    accessLevel: "CurrentRead | CurrentWrite",
+    userAccessLevel: "CurrentRead | CurrentWrite",
+    minimumSamplingInterval: PROCESS_SAMPLING_MS,
+    value: { dataType: DataType.Double, value: 10 },
+  });
+  let acknowledged = 0;
+  const method = ns.addMethod(vendor, {
+    nodeId: "s=Machine.Acknowledge",
+    browseName: "Acknowledge",
+    inputArguments: [{ name: "note", dataType: DataType.String, description: { text: "why" } }],
+    outputArguments: [{ name: "count", dataType: DataType.UInt32, description: { text: "acknowledgements so far" } }],
+  });
+  // two parameters: node-opcua tells an async method from a callback one by its arity
+  method.bindMethod(async (_inputs: Variant[], _context: ISessionContext) => ({ statusCode: StatusCodes.Good, outputArguments: [{ dataType: DataType.UInt32, value: ++acknowledged }] }));
 }
 
 /** node-opcua carries UInt64 as [high, low] 32-bit words. */

@@ -23,6 +23,21 @@ describe("kerf status: the summary of a health report", () => {
     expect(text).toContain("buffer    120 values, 8192 bytes, oldest 30 s old; dropped 5 (buffer_full 5)\n");
     expect(text).toContain("identity  inst-7f3a, certificate expires");
     expect(text).toContain("last install: 1.4.0 committed\n");
+    expect(text).toContain("commands  off\n");
+    const withCommands = statusSummary(
+      report({
+        commands: {
+          polling: { lastPollAt: NOW - 20_000, lastError: "poll answered 503", lastErrorCode: "UPLINK_HTTP", consecutiveFailures: 2, received: 4 },
+          accepted: 3,
+          refused: 1,
+          lastCommand: { jti: "c-1", action: "read", state: "succeeded", at: new Date(NOW - 60_000).toISOString() },
+          lastRefusal: null,
+        },
+      }),
+      NOW,
+    );
+    expect(withCommands.commands).toEqual({ lastPollAgeS: 20, consecutiveFailures: 2, lastError: "poll answered 503", accepted: 3, refused: 1, lastCommand: `read succeeded at ${new Date(NOW - 60_000).toISOString()}` });
+    expect(formatStatus(withCommands)).toContain(`commands  last poll 20 s ago, 2 failures in a row (poll answered 503); 3 accepted, 1 refused; last: read succeeded at ${new Date(NOW - 60_000).toISOString()}\n`);
     expect(text).toContain(`tokens    9 renewed, current expires ${new Date(NOW + 300_000).toISOString()}, next renewal not scheduled\n`);
   });
 

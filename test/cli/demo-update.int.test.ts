@@ -31,6 +31,6 @@ describe("kerf demo --scenario", () => {
   it("refuses an unknown scenario", async () => {
     const r = await kerf(["demo", "--scenario", "upgrade"]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/--scenario must be values, update or bad-update, got 'upgrade'/);
+    expect(r.stderr).toMatch(/--scenario must be values, update, bad-update or partner, got 'upgrade'/);
   });
 });

@@ -40,6 +40,7 @@ describe("config/ examples", () => {
       .replace("    #   passwordFile: /run/secrets/opcua-password", "    #   passwordFile: /run/secrets/opcua-password")
       .replace("    #   # passwordEnv: KERF_OPCUA_PASSWORD", "      passwordEnv: KERF_EXAMPLE_PASSWORD")
       .replace("mapping: ./mapping.example.yaml", `mapping: ${path.join(CONFIG_DIR, "mapping.example.yaml")}`)
+      .replace("keys: ./command-keys.example.json", `keys: ${path.join(CONFIG_DIR, "command-keys.example.json")}`)
       .replace("  # caFile: ./cloud-ca.pem", "  caFile: ./cloud-ca.pem")
       // Identity files provisioned by hand instead of enrolment: the two exclude each other.
       .replace(/ {2}enrolment:\n(?: {4}.*\n)+/, "")
@@ -151,7 +152,7 @@ function documentedLists(text: string): { lists: DocumentedList[]; blocks: { key
     if (key) {
       blocks.push({ key, comments: comments.map((c) => c.text) });
       for (const c of comments) {
-        const list = /^(?:([A-Za-z]\w*): )?(\w+(?: \| \w+)+)(?![\w|])/.exec(c.text);
+        const list = /^(?:([A-Za-z]\w*): )?(\w+(?:\.\w+)*(?: \| \w+(?:\.\w+)*)+)(?![\w|])/.exec(c.text);
         if (list) lists.push({ line: c.line, prefix: list[1], key, values: list[2]!.split(" | ") });
       }
     }
@@ -220,7 +221,9 @@ describe("options with a fixed set of values", () => {
   });
 
   it("mode best takes no policy, and says why a policy would not do", async () => {
-    const text = (await readFile(EXAMPLE, "utf8")).replace("mapping: ./mapping.example.yaml", `mapping: ${path.join(CONFIG_DIR, "mapping.example.yaml")}`);
+    const text = (await readFile(EXAMPLE, "utf8"))
+      .replace("mapping: ./mapping.example.yaml", `mapping: ${path.join(CONFIG_DIR, "mapping.example.yaml")}`)
+      .replace("keys: ./command-keys.example.json", `keys: ${path.join(CONFIG_DIR, "command-keys.example.json")}`);
     const best = await t.write("kerf.yaml", text.replace("      mode: SignAndEncrypt\n", "      mode: best\n").replace("      policy: Basic256Sha256\n", ""));
     expect((await loadConfig(best)).config.machines[0]!.security.mode).toBe("best");
     const withPolicy = await t.write("kerf.yaml", text.replace("      mode: SignAndEncrypt\n", "      mode: best\n"));

@@ -118,8 +118,8 @@ describe("kerf validate", () => {
     expect(r.code).toBe(1);
     const out = r.stderr.trimEnd().split("\n");
     expect(out).toHaveLength(52);
-    expect(out[0]).toBe(`${file}:9:1: unknown0: unknown field unknown0 (expected one of: instance, log, mapping, machines, cloud, buffer, update, status)`);
-    expect(out[49]).toBe(`${file}:58:1: unknown49: unknown field unknown49 (expected one of: instance, log, mapping, machines, cloud, buffer, update, status)`);
+    expect(out[0]).toBe(`${file}:9:1: unknown0: unknown field unknown0 (expected one of: instance, log, mapping, machines, cloud, buffer, update, commands, status)`);
+    expect(out[49]).toBe(`${file}:58:1: unknown49: unknown field unknown49 (expected one of: instance, log, mapping, machines, cloud, buffer, update, commands, status)`);
     expect(out[50]).toBe("… and 199950 more errors");
     expect(out[51]).toBe(`kerf: ${file}: 200000 errors`);
   });

@@ -19,6 +19,8 @@ export interface ConnectProxy {
   readonly bytesUp: number;
   /** Answer the next CONNECTs with this status instead of opening the tunnel (undefined: tunnel). */
   refuseWith: number | undefined;
+  /** Closes every open tunnel, as a proxy that cuts idle connections does; new CONNECTs still work. */
+  cut(): void;
   close(): Promise<void>;
 }
 
@@ -44,6 +46,9 @@ export async function startConnectProxy(options: { username?: string; password?:
       return state.bytesUp;
     },
     refuseWith: undefined,
+    cut: () => {
+      for (const s of sockets) s.destroy();
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

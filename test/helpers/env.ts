@@ -26,10 +26,11 @@ export async function waitFor<T>(what: string, check: () => T | undefined | fals
 }
 
 /** Simulator, devcloud and an in-process connector, as `kerf demo` runs them. */
-export async function startEnvironment(options: Omit<DemoOptions, "stateDir" | "logger"> & { startAgent?: boolean } = {}) {
+export async function startEnvironment(options: Omit<DemoOptions, "stateDir" | "logger"> & { startAgent?: boolean; editConfig?: (file: string) => void } = {}) {
   const tmp = await tempDir();
   const logger = silentLogger();
   const demo: Demo = await setupDemo({ ...options, stateDir: tmp.dir, logger });
+  options.editConfig?.(demo.configFile);
   const loaded = await loadConfig(demo.configFile);
   // The agent enrols over the devcloud's EST with the demo's bootstrap token on its first start.
   const agent = new Agent({ loaded, stateDir: demo.connectorStateDir, logger });

@@ -168,6 +168,17 @@ export class MachineSession extends EventEmitter {
     }
   }
 
+  /**
+   * Runs `fn` (a remote command's read, write, call or browse) on the live session: commands use
+   * the session this owner keeps, never a second one. Null when not connected (the caller answers
+   * "busy"); the call is bounded by the connect timeout.
+   */
+  async operate<T>(fn: (session: ClientSession, namespaceArray: readonly string[]) => Promise<T>): Promise<T | null> {
+    const session = this.#session;
+    if (!session || this.#state !== "connected") return null;
+    return withTimeout(fn(session, this.#namespaceArray), this.#spec.connectTimeoutMs, "remote command", endpointContext(this.#spec));
+  }
+
   start(): void {
     if (this.#loop) return;
     this.#pki.own.register(this.machine);
@@ -328,6 +339,7 @@ export class MachineSession extends EventEmitter {
     this.#watchRepair(client, session, sessionId, settle);
 
     const namespaceArray = await session.readNamespaceArray();
+    this.#namespaceArray = namespaceArray;
     const maxPerCall = await readMaxMonitoredItemsPerCall(session);
     // After node-opcua had to make a new session (the server restarted), it recreates our monitored
     // items with their old numeric node ids, which may now name other nodes; nothing from them may
@@ -548,6 +560,7 @@ export class MachineSession extends EventEmitter {
   /** Ends this connection's publish-pipeline watch (its timer and listener hold the client). */
   #stopPipeline: () => void = () => undefined;
   #settle: ((reason: string) => void) | null = null;
+  #namespaceArray: readonly string[] = [];
   #abortReason: string | undefined;
 
   async #teardown(): Promise<void> {
