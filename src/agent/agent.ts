@@ -201,6 +201,7 @@ export class Agent {
       certificateNotAfter: h.identity ? Date.parse(h.identity.notAfter) : null,
       tokenRenewals: h.tokens?.renewals ?? null,
       update: h.update && { state: h.update.state, consecutiveFailures: h.update.consecutiveFailures },
+      commands: h.commands && { accepted: h.commands.accepted, refused: h.commands.refused, consecutiveFailures: h.commands.polling.consecutiveFailures },
       problems: h.problems.length,
     };
   }

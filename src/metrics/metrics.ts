@@ -19,6 +19,8 @@ export interface MetricsSnapshot {
   /** Access tokens fetched since start (with cloud.auth). */
   tokenRenewals: number | null;
   update: { state: string; consecutiveFailures: number } | null;
+  /** The command channel (with a commands section): commands taken and refused since start, polls failed in a row. */
+  commands: { accepted: number; refused: number; consecutiveFailures: number } | null;
   /** Problems health reports now (0: healthy). */
   problems: number;
 }
@@ -70,6 +72,8 @@ export class Metrics {
       tokens: counter("kerf_token_renewals_total", "Access tokens fetched since start."),
       update: gauge("kerf_update_state", "1 for the update loop's current state.", ["state"]),
       updateFailures: gauge("kerf_update_check_failures", "Update checks failed in a row."),
+      commands: counter("kerf_commands_total", "Remote commands since start, by outcome: accepted (ran through the gate) or refused.", ["outcome"]),
+      commandPollFailures: gauge("kerf_command_poll_failures", "Command polls failed in a row."),
       problems: gauge("kerf_health_problems", "Problems the health verdict reports; 0 while healthy."),
     };
   }
@@ -114,6 +118,12 @@ export class Metrics {
     if (s.update) {
       for (const state of UPDATE_STATES) m.update.set({ state }, s.update.state === state ? 1 : 0);
       m.updateFailures.set(s.update.consecutiveFailures);
+    }
+    m.commands.reset();
+    if (this.#present(m.commandPollFailures, s.commands !== null)) {
+      m.commands.inc({ outcome: "accepted" }, s.commands!.accepted);
+      m.commands.inc({ outcome: "refused" }, s.commands!.refused);
+      m.commandPollFailures.set(s.commands!.consecutiveFailures);
     }
     m.problems.set(s.problems);
   }

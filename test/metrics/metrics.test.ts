@@ -18,6 +18,7 @@ function snapshot(over: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
     certificateNotAfter: NOW + 10.5 * 86_400_000,
     tokenRenewals: 6,
     update: { state: "held", consecutiveFailures: 0 },
+    commands: { accepted: 4, refused: 2, consecutiveFailures: 1 },
     problems: 1,
     ...over,
   };
@@ -48,12 +49,15 @@ describe("Prometheus metrics", () => {
     expect(sample(text, 'kerf_update_state{state="held"}')).toBe(1);
     expect(sample(text, 'kerf_update_state{state="idle"}')).toBe(0);
     expect(sample(text, "kerf_health_problems")).toBe(1);
+    expect(sample(text, 'kerf_commands_total{outcome="accepted"}')).toBe(4);
+    expect(sample(text, 'kerf_commands_total{outcome="refused"}')).toBe(2);
+    expect(sample(text, "kerf_command_poll_failures")).toBe(1);
   });
 
   it("follows the sources from one refresh to the next, also when a counter starts over", async () => {
     const m = new Metrics();
     await m.text(snapshot(), NOW);
-    const text = await m.text(snapshot({ received: 5, machines: [{ machine: "saw-1", state: "connected", connects: 1 }], update: null, certificateNotAfter: null, tokenRenewals: null, buffer: { ...snapshot().buffer, oldestCreatedAt: null } }), NOW);
+    const text = await m.text(snapshot({ received: 5, machines: [{ machine: "saw-1", state: "connected", connects: 1 }], update: null, commands: null, certificateNotAfter: null, tokenRenewals: null, buffer: { ...snapshot().buffer, oldestCreatedAt: null } }), NOW);
     expect(sample(text, "kerf_values_received_total")).toBe(5);
     expect(sample(text, 'kerf_machine_reconnects_total{machine="saw-1"}')).toBe(0);
     // a machine removed from the config is no longer exported; neither is an update loop that is off
@@ -61,6 +65,7 @@ describe("Prometheus metrics", () => {
     expect(text).not.toMatch(/^kerf_update_state\{/m);
     expect(text).not.toMatch(/^kerf_certificate_expiry_days /m);
     expect(text).not.toMatch(/^kerf_token_renewals_total /m);
+    expect(text).not.toMatch(/^kerf_command/m);
     expect(sample(text, "kerf_buffer_oldest_age_seconds")).toBe(0);
   });
 
