@@ -3,7 +3,7 @@ import { AuditLog, auditFile, type AuditRow } from "../commands/audit.ts";
 import { intOption, noPositionals, parseCli } from "./args.ts";
 import { stateDirOption } from "./state-dir.ts";
 
-const usage = `usage: kerf audit [--state-dir DIR] [--json] [--verify] [--last N]
+export const usage = `usage: kerf audit [--state-dir DIR] [--json] [--verify] [--last N]
 
 Prints the local audit log of remote commands: every command accepted or refused, and each
 result, with its time, app, user, action, the digest of its arguments and the reason of a refusal.

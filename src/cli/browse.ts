@@ -11,7 +11,7 @@ import { intOption, parseCli, UsageError } from "./args.ts";
 import { endpointUrlArg, openToolPki } from "./endpoints.ts";
 import { configOption } from "./state-dir.ts";
 
-const usage = `usage: kerf browse URL [options]
+export const usage = `usage: kerf browse URL [options]
 
 Browses the variables below a node and prints a mapping-file skeleton (YAML) on stdout:
 one group per child of the root, one node per variable (and object property) with its nsu=

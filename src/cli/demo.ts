@@ -14,7 +14,7 @@ import { prepareStateDir } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 import { partnerScenario } from "../demo/partner.ts";
 
-const usage = `usage: kerf demo [--scenario S] [--seconds N] [--token-ttl S] [--cert-ttl S] [--state-dir DIR] [--log-level L] [--quiet]
+export const usage = `usage: kerf demo [--scenario S] [--seconds N] [--token-ttl S] [--cert-ttl S] [--state-dir DIR] [--log-level L] [--quiet]
 
 Starts a simulated woodworking machine, the reference cloud and the connector on loopback, and
 prints values as the cloud acknowledges them. Ctrl-C (or SIGTERM) stops everything it started and

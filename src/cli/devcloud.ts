@@ -13,7 +13,7 @@ import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { prepareStateDir, stateDirOption } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--token-ttl S] [--cert-ttl S] [--faults RATE [--fault-seed N]] [--tuf-dir DIR] [--log-level L]
+export const usage = `usage: kerf devcloud [--port N] [--host H] [--state-dir DIR] [--token-ttl S] [--cert-ttl S] [--faults RATE [--fault-seed N]] [--tuf-dir DIR] [--log-level L]
        kerf devcloud --issue-client NAME [--state-dir DIR]
        kerf devcloud --issue-token NAME [--state-dir DIR]
        kerf devcloud --grant APP --connector ID --scope "SCOPES" [--state-dir DIR]

@@ -16,7 +16,7 @@ import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { connectorCertificateFile, ensureConnectorPki } from "./connector-pki.ts";
 import { configOption } from "./state-dir.ts";
 
-const usage = `usage: kerf endpoints URL [--state-dir DIR [--config FILE]] [--timeout MS] [--json]
+export const usage = `usage: kerf endpoints URL [--state-dir DIR [--config FILE]] [--timeout MS] [--json]
 
 Lists the endpoints an OPC UA server offers (GetEndpoints on an unsecured discovery channel):
 security mode, policy, user token types with their policies, and the server certificate's

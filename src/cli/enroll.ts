@@ -8,7 +8,7 @@ import { createLogger } from "../log.ts";
 import { noPositionals, parseCli, UsageError } from "./args.ts";
 import { configOption, prepareStateDir, stateDirOption } from "./state-dir.ts";
 
-const usage = `usage: kerf enroll --token-file FILE [--config FILE] [--state-dir DIR]
+export const usage = `usage: kerf enroll --token-file FILE [--config FILE] [--state-dir DIR]
 
 Enrols this instance with the cloud over EST (RFC 7030) at installation time: creates the
 instance key in <state-dir>/identity (mode 0600; it never leaves that directory), sends a

@@ -2,7 +2,7 @@ import { judgeHealth } from "../agent/health.ts";
 import { noPositionals, parseCli } from "./args.ts";
 import { stateDirOption } from "./state-dir.ts";
 
-const usage = `usage: kerf health [--state-dir DIR]
+export const usage = `usage: kerf health [--state-dir DIR]
 
 Reads the health report that the running connector rewrites in its state directory and exits 0
 while its loops make progress, 1 when they do not (the container image's HEALTHCHECK): each

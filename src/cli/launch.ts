@@ -10,7 +10,7 @@ import { noPositionals, parseCli } from "./args.ts";
 import { configOption, prepareStateDir, stateDirOption } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-const usage = `usage: kerf launch [--config FILE] [--state-dir DIR]
+export const usage = `usage: kerf launch [--config FILE] [--state-dir DIR]
 
 The container's entry point: runs the active app version's \`kerf run\` as a child, installs the
 updates the connector has downloaded and verified (<state-dir>/app/request.json), gates a new

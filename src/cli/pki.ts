@@ -7,7 +7,7 @@ import { parseCli, UsageError } from "./args.ts";
 import { ensureConnectorPki } from "./connector-pki.ts";
 import { configOption, stateDirOption } from "./state-dir.ts";
 
-const usage = `usage: kerf pki <command> [--state-dir DIR] [--config FILE]
+export const usage = `usage: kerf pki <command> [--state-dir DIR] [--config FILE]
 
 The connector's own OPC UA application certificate (what machines must trust), in
 <state-dir>/pki/own (default state dir /var/lib/kerf, or $KERF_STATE_DIR).

@@ -5,7 +5,7 @@ import { publishBundle } from "../release/publish.ts";
 import { initRepo, metadataDir, removeTarget, renewTimestamp, rotateKeys } from "../release/repo.ts";
 import { intOption, parseCli, UsageError } from "./args.ts";
 
-const usage = `usage: kerf release <command> [options]
+export const usage = `usage: kerf release <command> [options]
 
 The signed update channel (The Update Framework): build app bundles and publish them to a TUF
 repository directory, which the cloud serves at /tuf/ (kerf devcloud --tuf-dir DIR).

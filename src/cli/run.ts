@@ -7,7 +7,7 @@ import { noPositionals, parseCli } from "./args.ts";
 import { configOption, prepareStateDir, stateDirOption } from "./state-dir.ts";
 import { requestStop, stopRequested } from "./stop.ts";
 
-const usage = `usage: kerf run [--config FILE] [--state-dir DIR]
+export const usage = `usage: kerf run [--config FILE] [--state-dir DIR]
 
 Runs the connector in the foreground until SIGTERM or SIGINT. SIGHUP re-reads log.level from
 the config and applies it at once.

@@ -9,7 +9,7 @@ import { intOption, noPositionals, parseCli, UsageError } from "./args.ts";
 import { prepareStateDir, stateDirOption } from "./state-dir.ts";
 import { stopRequested } from "./stop.ts";
 
-const usage = `usage: kerf simulate [options]
+export const usage = `usage: kerf simulate [options]
 
 The simulated woodworking machine (an OPC UA server) in the foreground until SIGINT or SIGTERM.
 It prints its endpoint and its certificate, which a client must trust; client certificates are

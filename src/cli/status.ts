@@ -3,7 +3,7 @@ import { formatStatus, statusSummary } from "../agent/status.ts";
 import { noPositionals, parseCli } from "./args.ts";
 import { stateDirOption } from "./state-dir.ts";
 
-const usage = `usage: kerf status [--json] [--state-dir DIR]
+export const usage = `usage: kerf status [--json] [--state-dir DIR]
 
 A summary of the running connector, read from the health report in its state directory (no
 port): the verdict, each machine (state, security, items, age of the last value), the uplink, the

@@ -8,7 +8,7 @@ import { parseCli, UsageError } from "./args.ts";
 import { ensureConnectorPki } from "./connector-pki.ts";
 import { configOption, stateDirOption } from "./state-dir.ts";
 
-const usage = `usage: kerf trust <command> [--state-dir DIR] [--config FILE]
+export const usage = `usage: kerf trust <command> [--state-dir DIR] [--config FILE]
 
 commands:
   list [--json]                   trusted, rejected and issuer certificates, and CRLs

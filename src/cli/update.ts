@@ -17,7 +17,7 @@ import { Transport } from "../uplink/transport.ts";
 import { UsageError, parseCli } from "./args.ts";
 import { configOption, stateDirOption } from "./state-dir.ts";
 
-const usage = `usage: kerf update status [--state-dir DIR] [--json]
+export const usage = `usage: kerf update status [--state-dir DIR] [--json]
        kerf update check [--config FILE] [--state-dir DIR] [--json]
        kerf update apply [--config FILE] [--state-dir DIR] [--force] [--json]
 

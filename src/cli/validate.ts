@@ -2,7 +2,7 @@ import { isKerfError, KerfError } from "../errors.ts";
 import { formatConfigErrors, loadConfig } from "../config/load.ts";
 import { noPositionals, parseCli, UsageError } from "./args.ts";
 
-const usage = `usage: kerf validate --config FILE
+export const usage = `usage: kerf validate --config FILE
 
 Checks the config, its mapping file and the secrets they name, and prints every problem as
 FILE:LINE:COL: field: message. Exit 0 when the files are usable, 1 when not, 2 for a usage error.
