@@ -172,7 +172,7 @@ const anonymousUser = strict({ type: z.literal("anonymous") });
 
 const usernameUser = strict({
   type: z.literal("username"),
-  username: z.string().min(1).max(256),
+  username: describe(z.string().min(1).max(256), "The user name the server knows, 1-256 characters."),
   passwordFile: describe(filePath.optional(), "File holding the password (a trailing newline is ignored)."),
   // The value is not echoed on error: someone may have pasted the password here by mistake.
   passwordEnv: describe(
@@ -191,8 +191,8 @@ const usernameUser = strict({
 
 const certificateUser = strict({
   type: z.literal("certificate"),
-  certificateFile: filePath,
-  privateKeyFile: filePath,
+  certificateFile: describe(filePath, "PEM user certificate (RSA: OPC UA has no ECC user certificates)."),
+  privateKeyFile: describe(filePath, "PEM private key of that certificate."),
 });
 
 const user = z.discriminatedUnion("type", [anonymousUser, usernameUser, certificateUser]);
@@ -200,10 +200,10 @@ const user = z.discriminatedUnion("type", [anonymousUser, usernameUser, certific
 const machine = strict({
   id: describe(machineId, "The machine's id in the cloud; unique within this config."),
   endpoint: describe(endpoint, "OPC UA endpoint URL, opc.tcp://host:port[/path]."),
-  security: security.default({ mode: "SignAndEncrypt", policy: "Basic256Sha256", allowDeprecated: false }),
+  security: describe(security.default({ mode: "SignAndEncrypt", policy: "Basic256Sha256", allowDeprecated: false }), "How the channel to the server is secured. Default SignAndEncrypt with Basic256Sha256."),
   user: describe(user.default({ type: "anonymous" }), "How the connector identifies itself to the server. Default anonymous."),
-  connectTimeoutMs: millis(100, 600_000).default(10_000),
-  sessionTimeoutMs: millis(1_000, 3_600_000).default(60_000),
+  connectTimeoutMs: describe(millis(100, 600_000).default(10_000), "Milliseconds to wait for the connection, 100..600000. Default 10000."),
+  sessionTimeoutMs: describe(millis(1_000, 3_600_000).default(60_000), "OPC UA session timeout in milliseconds, 1000..3600000. Default 60000."),
   trustOnFirstUse: describe(
     z.boolean().default(false),
     "Commissioning only: trust the first server certificate this endpoint presents, with a WARN log line; a different one later is refused. Default false: trust it with kerf trust accept.",
@@ -294,7 +294,7 @@ const cloud = strict({
   ),
   caFile: describe(filePath.optional(), "PEM trust anchors for the cloud's chain; default: the system CAs."),
   identity: describe(
-    strict({ certificateFile: filePath, privateKeyFile: filePath }).optional(),
+    strict({ certificateFile: describe(filePath, "PEM client certificate."), privateKeyFile: describe(filePath, "PEM private key of that certificate.") }).optional(),
     "The connector's client certificate and key; default: files in <state-dir>/identity/.",
   ),
   auth: describe(
@@ -308,10 +308,10 @@ const cloud = strict({
   ),
   enrolment: describe(enrolment.optional(), "Enrolment and renewal of the instance certificate over EST; not together with identity."),
   concurrency: describe(z.int().min(1).max(16).default(2), "POST requests in flight, 1..16. Default 2."),
-  requestTimeoutMs: millis(100, 600_000).default(30_000),
-  retry: strict({
-    initialDelayMs: millis(1, 600_000).default(500),
-    maxDelayMs: millis(1, 3_600_000).default(30_000),
+  requestTimeoutMs: describe(millis(100, 600_000).default(30_000), "Longest time for one request in milliseconds, 100..600000; below it the deadline follows the cloud's recent response times. Default 30000."),
+  retry: describe(strict({
+    initialDelayMs: describe(millis(1, 600_000).default(500), "First backoff delay in milliseconds, 1..600000. Default 500."),
+    maxDelayMs: describe(millis(1, 3_600_000).default(30_000), "Largest backoff delay in milliseconds, 1..3600000, at least initialDelayMs. Default 30000."),
   })
     .superRefine((r, ctx) => {
       const initial = field(r, "initialDelayMs");
@@ -320,10 +320,10 @@ const cloud = strict({
         ctx.addIssue({ code: "custom", path: ["maxDelayMs"], input: max, message: `maxDelayMs is below initialDelayMs (found ${max}; expected at least ${initial})` });
       }
     }, evenWithErrors)
-    .default({ initialDelayMs: 500, maxDelayMs: 30_000 }),
+    .default({ initialDelayMs: 500, maxDelayMs: 30_000 }), "Backoff between failed requests, with full jitter: from initialDelayMs, doubling up to maxDelayMs."),
   batch: describe(
     strict({
-      maxItems: z.int().min(1).max(1_000_000).default(5000),
+      maxItems: describe(z.int().min(1).max(1_000_000).default(5000), "Items per POST, 1..1000000. Default 5000."),
       maxBytes: describe(byteSize(1024, 64 * 1024 ** 2).prefault("1MiB"), `Bytes per POST: ${SIZE_FORMAT}. Default 1MiB.`),
     }).default({ maxItems: 5000, maxBytes: 1024 ** 2 }),
     "Limits of one POST.",
@@ -391,7 +391,7 @@ const update = strict({
         z
           .array(
             strict({
-              machine: machineId,
+              machine: describe(machineId, "A machine id of this config."),
               key: describe(z.string().min(1), "A data-point key of the mapping."),
               equals: describe(z.array(z.union([z.string(), z.number(), z.boolean()])).min(1), "While the key's latest value is one of these, no update is installed."),
             }),
@@ -506,9 +506,9 @@ const status = strict({
 
 export const ConfigSchema = strict({
   instance: describe(instance, "This connector's id."),
-  log: strict({ level: z.enum(LOG_LEVELS).default("info") }).default({ level: "info" }),
+  log: describe(strict({ level: describe(z.enum(LOG_LEVELS).default("info"), "fatal, error, warn, info, debug or trace; SIGHUP re-reads it from this file. Default info.") }).default({ level: "info" }), "Logging (JSON lines on stdout)."),
   mapping: describe(filePath, "The node-id mapping file, relative to this file's directory."),
-  machines: z
+  machines: describe(z
     .array(machine)
     .min(1)
     .superRefine((machines, ctx) => {
@@ -520,9 +520,9 @@ export const ConfigSchema = strict({
         if (first === undefined) seen.set(id, i);
         else ctx.addIssue({ code: "custom", path: [i, "id"], input: id, message: `duplicate machine id (found ${found(id)}, already used by machines[${first}]; expected each id once)` });
       });
-    }, evenWithErrors),
-  cloud,
-  buffer: buffer.default({ maxBytes: 1024 ** 3, whenFull: "dropOldest" }),
+    }, evenWithErrors), "The OPC UA servers (machines) this connector reads; at least one, each id once."),
+  cloud: describe(cloud, "Where and how data leaves: the ingest URL and its pins, the instance identity, tokens, proxy and request limits."),
+  buffer: describe(buffer.default({ maxBytes: 1024 ** 3, whenFull: "dropOldest" }), "The durable local buffer in the state directory (SQLite)."),
   update: describe(update.optional(), "Self-update from the signed channel (TUF). Default: off, said once at start."),
   commands: describe(
     commands.optional(),
@@ -672,7 +672,7 @@ function compactNode<T extends object>(o: T): T {
 }
 
 const group = strict({
-  name: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, bad("not a valid group name", "1-64 letters, digits, '_', '.' or '-'")),
+  name: describe(z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/, bad("not a valid group name", "1-64 letters, digits, '_', '.' or '-'")), "The group's name, unique per machine: 1-64 letters, digits, '_', '.' or '-'."),
   publishingInterval: describe(z.int().min(10).max(3_600_000).default(1000), "Milliseconds between publish responses (one subscription per group). Default 1000, minimum 10."),
   samplingInterval: describe(samplingInterval.optional(), "Milliseconds; 0 = as fast as the server can. Default: the publishingInterval."),
   queueSize: describe(queueSize.default(10), "Values the server queues per node between publishes, 1..10000. Default 10."),
@@ -720,7 +720,7 @@ const group = strict({
   });
 
 const machineMapping = strict({
-  groups: z.array(group).min(1),
+  groups: describe(z.array(group).min(1), "At least one group; each group is one OPC UA subscription (groups share one when the server allows no more)."),
 }).superRefine((m, ctx) => {
   const groups = new Map<string, number>();
   const keys = new Map<string, string>();

@@ -53,7 +53,10 @@ function rows(s: Json, at: string, required: boolean, out: Row[], note = ""): vo
   }
   // A record keyed by the user's names (machine ids): its values' fields under `<id>`.
   const extra = s.additionalProperties;
-  if (extra && typeof extra === "object") rows(extra as Json, `${at}.<${at.endsWith("machines") ? "machine id" : "name"}>`, false, out);
+  if (extra && typeof extra === "object") {
+    const value = { description: "One entry per machine id of the config.", ...(extra as Json) };
+    rows(value, `${at}.<${at.endsWith("machines") ? "machine id" : "name"}>`, false, out);
+  }
   if (s.type === "array" && s.items && typeof s.items === "object") {
     const items = s.items as Json;
     if (items.properties || items.oneOf) for (const [key, child] of Object.entries((items.properties ?? {}) as Record<string, Json>)) rows(child, `${at}[].${key}`, ((items.required as string[] | undefined) ?? []).includes(key), out);
