@@ -18,6 +18,13 @@ describe("generated references", () => {
     expect(doc).toContain("| `machines.<machine id>.groups[].nodes[].key` |");
   });
 
+  it("docs/config.md describes every field", () => {
+    const rows = generateConfigDoc().split("\n").filter((l) => l.startsWith("| `"));
+    expect(rows.length).toBeGreaterThan(100);
+    const blank = rows.filter((l) => l.split(" | ").at(-1)!.replace(/\|\s*$/, "").trim() === "").map((l) => l.split(" | ")[0]);
+    expect(blank).toEqual([]);
+  });
+
   it("docs/cli.md is what `npm run docs` generates from the commands' usage now", async () => {
     expect(await cliDocIsCurrent(), "run npm run docs").toBe(true);
   });
