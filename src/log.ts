@@ -23,16 +23,52 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       name: options.name ?? "kerf",
       level: options.level ?? process.env.KERF_LOG_LEVEL ?? "info",
       redact: {
-        paths: ["password", "*.password", "key", "*.key", "privateKey", "*.privateKey", "token", "*.token", "authorization", "*.authorization"],
+        paths: SECRET_FIELDS.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]),
         censor: "[redacted]",
       },
-      hooks: { logMethod: repeatLimiter(options.repeatWindowMs ?? 10_000), streamWrite: remember },
+      hooks: { logMethod: repeatLimiter(options.repeatWindowMs ?? 10_000), streamWrite: (line) => remember(scrub(line)) },
     },
     typeof destination === "number" ? terminalOrJson(destination) : destination,
   );
 }
 
-// The last lines written (after pino's redaction), for the remote `diagnostics` action.
+/**
+ * Field names under which a secret may travel, at any of the first three levels: pino replaces
+ * their values. A secret inside a message text (an error that quotes a header, a URL with
+ * credentials, a PEM block) is masked by `scrub` on every line written.
+ */
+const SECRET_FIELDS = [
+  "password",
+  "passphrase",
+  "key",
+  "privateKey",
+  "secret",
+  "clientSecret",
+  "client_secret",
+  "token",
+  "accessToken",
+  "access_token",
+  "refreshToken",
+  "refresh_token",
+  "idToken",
+  "bootstrapToken",
+  "assertion",
+  "client_assertion",
+  "authorization",
+  "proxyAuthorization",
+  "proxy-authorization",
+  "cookie",
+] as const;
+
+/** Masks bearer tokens, Basic credentials, PEM blocks and user:password@ in URLs within a written line. */
+export function scrub(line: string): string {
+  return line
+    .replace(/(Bearer|Basic) [A-Za-z0-9._~+/-]+=*/g, "$1 [redacted]")
+    .replace(/-----BEGIN [^-]+-----[\s\S]*?-----END [^-]+-----/g, "[redacted PEM]")
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s"]+@/gi, "$1***@");
+}
+
+// The last lines written (after redaction), for the remote `diagnostics` action.
 const RECENT_MAX = 2_000;
 const recent: string[] = [];
 
@@ -42,9 +78,9 @@ function remember(line: string): string {
   return line;
 }
 
-/** The newest `n` log lines of this process (JSON), bearer tokens and PEM blocks masked beyond pino's redaction. */
+/** The newest `n` log lines of this process (JSON), as written: redacted and scrubbed. */
 export function recentLogLines(n: number): string[] {
-  return recent.slice(-n).map((l) => l.replace(/Bearer [A-Za-z0-9._~+/-]+=*/g, "Bearer [redacted]").replace(/-----BEGIN [^-]+-----[^-]*-----END [^-]+-----/g, "[redacted PEM]").trimEnd());
+  return recent.slice(-n).map((l) => l.trimEnd());
 }
 
 /** A logger that writes nowhere, for library use in tests. */

@@ -113,3 +113,17 @@ it("keeps the newest lines for diagnostics, with secrets redacted", () => {
   for (const secret of ["tok-secret-1", "pw-secret-2", "secret3", "secret4"]) expect(text).not.toContain(secret);
   expect(text).toContain("Bearer [redacted]");
 });
+
+// Issue 17: secrets never appear in a log line, whatever field or text carries them.
+it("redacts secrets in nested fields and in message texts on every line written", () => {
+  const written: string[] = [];
+  const logger = createLogger({ level: "info", destination: { write: (l: string) => void written.push(l) } });
+  logger.info({ cloud: { proxy: { password: "pw-nested-1" } }, bootstrapToken: "boot-2", auth: { client_secret: "cs-3" }, headers: { "proxy-authorization": "Basic cHJveHk6c2VjcmV0NA==" } }, "configured");
+  logger.warn("proxy https://alice:pw-url-5@proxy.plant.example:3128 refused Basic dXNlcjpzZWNyZXQ2 and Bearer tok.en7");
+  logger.error("key -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEsecret8-----\n-----END EC PRIVATE KEY----- was refused");
+  const text = written.join("");
+  expect(written).toHaveLength(3);
+  for (const secret of ["pw-nested-1", "boot-2", "cs-3", "cHJveHk6c2VjcmV0NA", "pw-url-5", "dXNlcjpzZWNyZXQ2", "tok.en7", "secret8"]) expect(text, secret).not.toContain(secret);
+  expect(text).toContain("https://***@proxy.plant.example:3128");
+  expect(text).toContain("configured");
+});
