@@ -84,6 +84,8 @@ export interface Simulator {
   trustUserCertificate(der: Buffer): Promise<void>;
   /** Logins refused for a wrong user name or password since start (what locks an account on a real machine). */
   readonly loginsRefused: number;
+  /** In load mode, the value every load counter holds now (see load.ts); undefined without load. */
+  readonly loadValue: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -222,6 +224,9 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
     trustUserCertificate: (der) => pki.userCertificateManager.trustCertificate(der),
     get loginsRefused() {
       return loginsRefused;
+    },
+    get loadValue() {
+      return load?.value;
     },
     stop: () => {
       stopping ??= (async () => {

@@ -1,0 +1,286 @@
+/**
+ * The chaos run: `kerf run` as a child process against the simulator's load counters and a
+ * devcloud, through an uplink proxy the run controls, while it kills the connector with SIGKILL,
+ * cuts, hangs, slows and resets the uplink, restarts the simulator, steps the connector's wall
+ * clock and fills its buffer to the cap. Then it accounts for every value (tally.ts).
+ *
+ * The devcloud and the simulator run in this process (the simulator's counter value is read
+ * directly; the cloud's store reports each stored batch), the connector in its own.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { parse, stringify } from "yaml";
+import { DurableBuffer } from "../buffer/buffer.ts";
+import { writeDemoConfig, DEMO_INSTANCE, DEMO_MACHINE } from "../demo/setup.ts";
+import { startDevCloud, type DevCloud } from "../devcloud/index.ts";
+import { silentLogger } from "../log.ts";
+import { openClientPki } from "../opcua/trust/pki.ts";
+import { startSimulator, type Simulator } from "../simulator/server.ts";
+import { seededRandom } from "../simulator/simulation.ts";
+import { killAndConfirm, startChaosConnector, stopGracefully, type ChaosConnector } from "./connector.ts";
+import { Deliveries, tally, type Tally, type Window } from "./tally.ts";
+import { startUplinkProxy, type UplinkProxy } from "./uplink-proxy.ts";
+
+export interface ChaosOptions {
+  counters: number;
+  periodMs: number;
+  /** SIGKILLs of the connector, at least. */
+  kills: number;
+  /** How many times each other fault (cut, black hole, slow, reset, simulator restart, clock step) happens. */
+  faultsEach: number;
+  /** Fill the buffer to its cap once (a long cut). */
+  fillBuffer: boolean;
+  bufferMaxBytes: string;
+  seed: number;
+  /** See TallyInput.slackMs. */
+  slackMs: number;
+  /** Progress lines (the suite's own, not the connector's). */
+  say: (line: string) => void;
+  /** Called with the deliveries before the tally: lets a test remove a value and see the tally fail. */
+  tamper?: (d: Deliveries) => void;
+}
+
+export const PRESETS = {
+  full: { counters: 1000, periodMs: 100, kills: 20, faultsEach: 2, fillBuffer: true },
+  quick: { counters: 200, periodMs: 100, kills: 6, faultsEach: 1, fillBuffer: true },
+  test: { counters: 50, periodMs: 100, kills: 3, faultsEach: 1, fillBuffer: false },
+} as const;
+
+export interface ChaosResult extends Tally {
+  /** What made the run fail besides the tally: kills that did not happen, a connector that died by itself, a stop that was not clean. */
+  failures: string[];
+  faults: Record<string, number>;
+  seconds: number;
+}
+
+type Fault = "kill" | "cut" | "black-hole" | "slow" | "reset" | "simulator" | "clock";
+
+export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
+  const started = Date.now();
+  const random = seededRandom(o.seed);
+  const between = (lo: number, hi: number) => lo + random() * (hi - lo);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const dir = await mkdtemp(path.join(os.tmpdir(), "kerf-chaos-"));
+  const logger = silentLogger();
+  const failures: string[] = [];
+  const faults: Record<string, number> = {};
+  const blind: Window[] = [];
+  const openBlind: { from: number; why: string }[] = [];
+  const dropWindows: Window[] = [];
+  const restartValues = new Set<number>();
+  const deliveries = new Deliveries(o.counters);
+  const clockFile = path.join(dir, "clock-shift-ms");
+  writeFileSync(clockFile, "0");
+  let devcloud: DevCloud | undefined;
+  let sim: Simulator | undefined;
+  let proxy: UplinkProxy | undefined;
+  let connector: ChaosConnector | undefined;
+  let kills = 0;
+
+  const closeBlind = (at: number) => {
+    for (const w of openBlind.splice(0)) blind.push({ from: w.from, to: at, why: w.why });
+  };
+  const start = () => {
+    connector = startChaosConnector({ configFile, stateDir, clockFile, onSubscribed: closeBlind });
+    return connector;
+  };
+  // The newest value the cloud has of every counter (slowest counter).
+  const cloudLow = () => {
+    let low = Number.POSITIVE_INFINITY;
+    for (let c = 0; c < o.counters; c++) low = Math.min(low, deliveries.range(c)?.last ?? -1);
+    return low;
+  };
+  const waitUntil = async (what: string, check: () => boolean, timeoutMs: number) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`chaos: timed out after ${timeoutMs} ms waiting for ${what}; the connector's warnings:\n${connector?.errors.join("\n")}`);
+      if (connector && (connector.child.exitCode !== null || connector.child.signalCode !== null)) {
+        throw new Error(`chaos: the connector exited by itself (code ${connector.child.exitCode}) while waiting for ${what}\n${connector.stderr()}${connector.errors.join("\n")}`);
+      }
+      await sleep(100);
+    }
+  };
+
+  let configFile = "";
+  const stateDir = path.join(dir, "connector");
+  const simOptions = (startAt: number, port: number) => ({
+    pkiDir: path.join(dir, "simulator-pki"),
+    port,
+    logger,
+    load: { count: o.counters, periodMs: o.periodMs, start: startAt },
+  });
+  try {
+    devcloud = await startDevCloud({ dir: path.join(dir, "devcloud"), logger, storage: "memory", keep: () => false });
+    devcloud.store.onBatch((b) => {
+      if (b.duplicate) return;
+      for (const m of b.messages) {
+        if (m.kind !== "data" || m.machine !== DEMO_MACHINE) continue;
+        for (const item of m.items) {
+          if (!item.key.startsWith("load.")) continue;
+          if (item.hb) deliveries.heartbeats++;
+          else deliveries.add(Number(item.key.slice(5)), Number(item.v), Date.parse(item.t));
+        }
+      }
+    });
+    proxy = await startUplinkProxy(devcloud.port);
+    sim = await startSimulator(simOptions(0, 0));
+    const simPort = sim.port;
+
+    // Trust both ways, as setupDemo does.
+    const pki = await openClientPki({ dir: path.join(stateDir, "pki"), instance: DEMO_INSTANCE, logger });
+    await pki.certificateManager.trustCertificate(sim.certificateDer);
+    await sim.trustClientCertificate(pki.certificateDer);
+    await pki.certificateManager.dispose();
+    ({ configFile } = await writeDemoConfig({
+      dir: path.join(dir, "config"),
+      endpointUrl: sim.endpointUrl,
+      // The uplink goes through the proxy; tokens and enrolment go straight to the devcloud.
+      devcloud: { ...devcloud, url: `https://127.0.0.1:${proxy.port}` },
+      securityMode: "SignAndEncrypt",
+      securityPolicy: "Aes256_Sha256_RsaPss",
+      enrolment: { url: devcloud.est.url, token: devcloud.est.issueBootstrapToken(DEMO_INSTANCE) },
+      load: { count: o.counters, periodMs: o.periodMs },
+    }));
+    // Only the load counters: every item in the buffer is then a value the tally can name.
+    const mappingFile = path.join(path.dirname(configFile), "mapping.yaml");
+    const mapping = parse(readFileSync(mappingFile, "utf8")) as { machines: Record<string, { groups: { name: string }[] }> };
+    const machine = mapping.machines[DEMO_MACHINE]!;
+    machine.groups = machine.groups.filter((g) => g.name === "load");
+    writeFileSync(mappingFile, stringify(mapping));
+    const config = parse(readFileSync(configFile, "utf8")) as Record<string, any>;
+    config.log = { level: "info" };
+    // The tokens' audience stays the devcloud's own URL, which the proxy stands in front of.
+    config.cloud.auth.resource = devcloud.url;
+    config.buffer = { maxBytes: o.bufferMaxBytes };
+    writeFileSync(configFile, stringify(config));
+
+    o.say(`chaos: ${o.counters} counters every ${o.periodMs} ms (${Math.round((o.counters * 1000) / o.periodMs)} changes/s), ≥ ${o.kills} kills, seed ${o.seed}, in ${dir}`);
+    start();
+    await waitUntil("the first connector subscribed", () => connector!.subscribedAt !== undefined, 90_000);
+    await waitUntil("the first values at the cloud", () => cloudLow() >= 0, 60_000);
+
+    // Every fault at least faultsEach times, kills as asked, in a seeded random order.
+    const plan: Fault[] = [];
+    for (let i = 0; i < o.kills; i++) plan.push("kill");
+    for (const f of ["cut", "black-hole", "slow", "reset", "simulator", "clock"] as const) for (let i = 0; i < o.faultsEach; i++) plan.push(f);
+    for (let i = plan.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [plan[i], plan[j]] = [plan[j]!, plan[i]!];
+    }
+    const fillAt = o.fillBuffer ? Math.floor(plan.length / 2) : -1;
+    let shift = 0;
+
+    for (const [i, fault] of plan.entries()) {
+      if (i === fillAt) await fillBuffer();
+      faults[fault] = (faults[fault] ?? 0) + 1;
+      await sleep(between(500, 2500));
+      switch (fault) {
+        case "kill": {
+          const victim = connector!;
+          const at = Date.now();
+          const confirmed = await killAndConfirm(victim);
+          if (!confirmed.ok) failures.push(`kill ${kills + 1}: ${confirmed.reason}`);
+          else kills++;
+          openBlind.push({ from: at, why: `kill ${kills}` });
+          o.say(`chaos: kill ${kills} (pid ${victim.child.pid}${victim.subscribedAt ? ", running" : ", while starting"})`);
+          await sleep(between(0, 1500));
+          start();
+          // Half the time the next kill may catch it starting; otherwise let it subscribe first.
+          if (random() < 0.5) await waitUntil("the connector subscribed after a kill", () => connector!.subscribedAt !== undefined, 90_000);
+          break;
+        }
+        case "cut":
+        case "black-hole": {
+          const from = Date.now();
+          proxy.setMode(fault);
+          await sleep(between(2000, 6000));
+          proxy.setMode("forward");
+          dropWindows.push({ from: from - 60_000, to: Date.now(), why: fault });
+          o.say(`chaos: uplink ${fault} for ${Date.now() - from} ms`);
+          break;
+        }
+        case "slow": {
+          const from = Date.now();
+          proxy.setRate(16 * 1024);
+          await sleep(between(3000, 6000));
+          proxy.setRate(0);
+          dropWindows.push({ from: from - 60_000, to: Date.now(), why: "slow" });
+          o.say(`chaos: uplink at 16 KiB/s for ${Date.now() - from} ms`);
+          break;
+        }
+        case "reset":
+          o.say(`chaos: uplink reset (${proxy.reset()} connections)`);
+          break;
+        case "simulator": {
+          const from = Date.now();
+          await sim.stop();
+          const value = sim.loadValue!;
+          openBlind.push({ from, why: "simulator restart" });
+          await sleep(between(200, 2000));
+          sim = await startSimulator(simOptions(value, simPort));
+          restartValues.add(value);
+          o.say(`chaos: simulator restarted at value ${value} (down ${Date.now() - from} ms)`);
+          break;
+        }
+        case "clock": {
+          // A step forward (up to an hour) or a few seconds back, as an NTP step would make; a
+          // step from a shifted clock goes back to the true time. Not further back: the
+          // simulator's certificate, made when the run started, would not be valid yet on the
+          // connector's clock (and is refused, rightly: OPCUA_UNTRUSTED_CERT "not valid now").
+          shift = shift !== 0 ? 0 : random() < 0.7 ? Math.round(between(60_000, 3_600_000)) : -Math.round(between(5_000, 20_000));
+          writeFileSync(clockFile, String(shift));
+          o.say(`chaos: connector's wall clock now ${shift >= 0 ? "+" : ""}${Math.round(shift / 1000)} s`);
+          break;
+        }
+      }
+    }
+    writeFileSync(clockFile, "0");
+
+    // The end mark: every value up to the simulator's value now must be accounted for.
+    if (!connector!.subscribedAt) await waitUntil("the last connector subscribed", () => connector!.subscribedAt !== undefined, 90_000);
+    const endValue = sim.loadValue!;
+    o.say(`chaos: end mark at value ${endValue}; waiting for the backlog`);
+    await waitUntil(`every counter at the cloud up to ${endValue}`, () => cloudLow() >= endValue, 180_000);
+    const stop = await stopGracefully(connector!);
+    if (stop.code !== 0 || stop.killed) failures.push(`the final stop was not clean: code ${stop.code}, signal ${stop.signal}, killed after 10 s: ${stop.killed}`);
+    for (const w of openBlind) failures.push(`a blind window (${w.why}) never closed`);
+
+    const buffer = DurableBuffer.open({ path: path.join(stateDir, "buffer.db"), maxBytes: 1024 ** 3, logger });
+    const stats = buffer.stats();
+    buffer.close();
+    o.tamper?.(deliveries);
+    const result = tally({ deliveries, endValue, blind, dropWindows, droppedByBuffer: stats.droppedItems, restartValues, kills, slackMs: o.slackMs });
+    if (kills < o.kills) failures.push(`only ${kills} of ${o.kills} kills happened`);
+    return { ...result, failures, faults, seconds: Math.round((Date.now() - started) / 1000) };
+  } finally {
+    if (connector && connector.child.exitCode === null && connector.child.signalCode === null) {
+      connector.child.kill("SIGKILL");
+      await connector.exited;
+    }
+    await sim?.stop().catch(() => undefined);
+    await proxy?.close();
+    await devcloud?.stop().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Cut the uplink until the buffer evicts, then a few seconds more: dropOldest at work. First
+   * the backlog drains, so that the oldest batches hold load values only.
+   */
+  async function fillBuffer(): Promise<void> {
+    await waitUntil("the connector subscribed before the buffer fill", () => connector!.subscribedAt !== undefined, 90_000);
+    const mark = sim!.loadValue!;
+    await waitUntil("the backlog drained before the buffer fill", () => cloudLow() >= mark, 120_000);
+    const from = Date.now();
+    proxy!.setMode("cut");
+    const victim = connector!;
+    await waitUntil("the buffer full (a buffer_full line)", () => victim.evictions.length > 0, 600_000);
+    await sleep(3000);
+    proxy!.setMode("forward");
+    dropWindows.push({ from, to: Date.now(), why: "buffer fill" });
+    faults.fill = 1;
+    o.say(`chaos: buffer filled: uplink cut for ${Math.round((Date.now() - from) / 1000)} s, evicting since ${Math.round((victim.evictions[0]! - from) / 1000)} s`);
+  }
+}
