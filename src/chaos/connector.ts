@@ -71,7 +71,7 @@ export function startChaosConnector(o: { configFile: string; stateDir: string; c
  * and its pid is gone after. A process that had already exited by itself is a failed kill
  * (and a failed connector), not a kill.
  */
-export async function killAndConfirm(c: ChaosConnector, timeoutMs = 10_000): Promise<{ ok: true } | { ok: false; reason: string }> {
+export async function killAndConfirm(c: Pick<ChaosConnector, "child" | "exited">, timeoutMs = 10_000): Promise<{ ok: true } | { ok: false; reason: string }> {
   const pid = c.child.pid;
   if (pid === undefined) return { ok: false, reason: "the process never started" };
   if (c.child.exitCode !== null || c.child.signalCode !== null) {

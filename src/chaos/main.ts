@@ -20,6 +20,7 @@ const { values } = parseArgs({
     "slack-ms": { type: "string" },
     "buffer-max-bytes": { type: "string" },
     "no-fill": { type: "boolean" },
+    verbose: { type: "boolean" },
   },
   strict: true,
 });
@@ -46,12 +47,13 @@ const result = await runChaos({
   bufferMaxBytes: values["buffer-max-bytes"] ?? "1MiB",
   seed,
   slackMs: int(values["slack-ms"], "slack-ms", 2000),
-  say: (line) => process.stdout.write(line + "\n"),
+  say: (line) => process.stdout.write(`${new Date().toISOString().slice(11, 23)} ${line}\n`),
 });
 process.stdout.write(formatTally(result) + "\n");
 process.stdout.write(`faults        ${JSON.stringify(result.faults)} in ${result.seconds} s, seed ${seed}\n`);
+if (values.verbose) for (const w of result.warnings) process.stdout.write(`connector: ${w}\n`);
 for (const f of result.failures) process.stdout.write(`FAILED: ${f}\n`);
 const ok = passed(result) && result.failures.length === 0;
-const { kills, values: n, delivered, dropped, lost, duplicates, notRead, reannounced, droppedOther } = result;
-process.stdout.write(JSON.stringify({ kills, values: n, delivered, dropped, lost, duplicates, notRead, reannounced, droppedOther, ok }) + "\n");
+const { kills, values: n, delivered, dropped, lost, duplicates, notRead, buffered, reannounced, droppedOther } = result;
+process.stdout.write(JSON.stringify({ kills, values: n, delivered, dropped, lost, duplicates, notRead, buffered, reannounced, droppedOther, ok }) + "\n");
 process.exit(ok ? 0 : 1);

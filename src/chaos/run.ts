@@ -20,7 +20,7 @@ import { openClientPki } from "../opcua/trust/pki.ts";
 import { startSimulator, type Simulator } from "../simulator/server.ts";
 import { seededRandom } from "../simulator/simulation.ts";
 import { killAndConfirm, startChaosConnector, stopGracefully, type ChaosConnector } from "./connector.ts";
-import { Deliveries, tally, type Tally, type Window } from "./tally.ts";
+import { Deliveries, tally, type Tally, type TallyInput, type Window } from "./tally.ts";
 import { startUplinkProxy, type UplinkProxy } from "./uplink-proxy.ts";
 
 export interface ChaosOptions {
@@ -38,8 +38,6 @@ export interface ChaosOptions {
   slackMs: number;
   /** Progress lines (the suite's own, not the connector's). */
   say: (line: string) => void;
-  /** Called with the deliveries before the tally: lets a test remove a value and see the tally fail. */
-  tamper?: (d: Deliveries) => void;
 }
 
 export const PRESETS = {
@@ -53,6 +51,10 @@ export interface ChaosResult extends Tally {
   failures: string[];
   faults: Record<string, number>;
   seconds: number;
+  /** The connectors' WARN and ERROR lines (the first 20 of each process). */
+  warnings: string[];
+  /** What the tally was computed from: a test can change it and tally again, to see a check fail. */
+  input: TallyInput;
 }
 
 type Fault = "kill" | "cut" | "black-hole" | "slow" | "reset" | "simulator" | "clock";
@@ -82,8 +84,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const closeBlind = (at: number) => {
     for (const w of openBlind.splice(0)) blind.push({ from: w.from, to: at, why: w.why });
   };
+  const connectors: ChaosConnector[] = [];
+  const warnings: string[] = [];
   const start = () => {
     connector = startChaosConnector({ configFile, stateDir, clockFile, onSubscribed: closeBlind });
+    connectors.push(connector);
     return connector;
   };
   // The newest value the cloud has of every counter (slowest counter).
@@ -243,17 +248,28 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const endValue = sim.loadValue!;
     o.say(`chaos: end mark at value ${endValue}; waiting for the backlog`);
     await waitUntil(`every counter at the cloud up to ${endValue}`, () => cloudLow() >= endValue, 180_000);
+    // Batches are retried apart from each other: an older one may still be in its backoff. Wait
+    // (within reason) until the tally finds nothing missing; what is then left must be in the buffer.
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && tally({ deliveries, endValue, blind, dropWindows, droppedByBuffer: Number.MAX_SAFE_INTEGER, restartValues, kills, slackMs: o.slackMs }).lost > 0) await sleep(1000);
     const stop = await stopGracefully(connector!);
     if (stop.code !== 0 || stop.killed) failures.push(`the final stop was not clean: code ${stop.code}, signal ${stop.signal}, killed after 10 s: ${stop.killed}`);
     for (const w of openBlind) failures.push(`a blind window (${w.why}) never closed`);
 
     const buffer = DurableBuffer.open({ path: path.join(stateDir, "buffer.db"), maxBytes: 1024 ** 3, logger });
     const stats = buffer.stats();
+    const buffered = new Deliveries(o.counters);
+    for (const batch of buffer.next(Number.MAX_SAFE_INTEGER)) {
+      for (const m of batch.messages) {
+        if (m.kind !== "data" || m.machine !== DEMO_MACHINE) continue;
+        for (const item of m.items) if (item.key.startsWith("load.") && !item.hb) buffered.add(Number(item.key.slice(5)), Number(item.v), Date.parse(item.t));
+      }
+    }
     buffer.close();
-    o.tamper?.(deliveries);
-    const result = tally({ deliveries, endValue, blind, dropWindows, droppedByBuffer: stats.droppedItems, restartValues, kills, slackMs: o.slackMs });
+    for (const c of connectors) warnings.push(...c.errors.map((e) => `pid ${c.child.pid}: ${e}`));
+    const input: TallyInput = { deliveries, buffered, endValue, blind, dropWindows, droppedByBuffer: stats.droppedItems, restartValues, kills, slackMs: o.slackMs };
     if (kills < o.kills) failures.push(`only ${kills} of ${o.kills} kills happened`);
-    return { ...result, failures, faults, seconds: Math.round((Date.now() - started) / 1000) };
+    return { ...tally(input), failures, faults, seconds: Math.round((Date.now() - started) / 1000), warnings, input };
   } finally {
     if (connector && connector.child.exitCode === null && connector.child.signalCode === null) {
       connector.child.kill("SIGKILL");

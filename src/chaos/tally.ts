@@ -11,7 +11,9 @@
  *   simulator, to the moment the next connector process said "connected and subscribed" (the
  *   moment the suite received the line, on its own clock). The gap may start `slackMs` before
  *   the kill: values the killed process had received but not yet committed to its buffer were
- *   never the connector's (the durable buffer owns a value from its commit on);
+ *   never the connector's (the durable buffer owns a value from its commit on). The value after
+ *   the gap must be one the new subscription found, from before that line;
+ * - still buffered: in the connector's buffer file after its final stop (not yet acknowledged);
  * - dropped: a gap inside an uplink fault during which the buffer evicted (buffer_full), up to
  *   the number of items the buffer counted as dropped, by reason, in its own file;
  * - lost: anything else. One lost value fails the run.
@@ -91,6 +93,8 @@ export class Deliveries {
 
 export interface TallyInput {
   deliveries: Deliveries;
+  /** Load values in the connector's buffer file after its final stop. */
+  buffered?: Deliveries;
   /** The simulator's counter value at the end mark: the last value that must be accounted for. */
   endValue: number;
   /** When no connector was reading (see above). */
@@ -124,6 +128,7 @@ export interface Tally {
   lost: number;
   duplicates: number;
   notRead: number;
+  buffered: number;
   reannounced: number;
   /** Items the buffer counted as dropped that are no load value in a gap (e.g. status messages). */
   droppedOther: number;
@@ -152,10 +157,13 @@ export function tally(input: TallyInput): Tally {
   const { deliveries: d, endValue, slackMs } = input;
   const blind = mergeWindows(input.blind, slackMs);
   const drops = mergeWindows(input.dropWindows, slackMs);
-  const inside = (ws: Window[], after: number, before: number) => ws.find((w) => after >= w.from - slackMs && before <= w.to + slackMs);
+  // The slack goes before a window only. After it, the first value of a new subscription is the
+  // server's value when the item was created, which is before the "subscribed" line arrived.
+  const inside = (ws: Window[], after: number, before: number) => ws.find((w) => after >= w.from - slackMs && before <= w.to);
   let values = 0;
   let delivered = 0;
   let notRead = 0;
+  let buffered = 0;
   let dropCandidates = 0;
   let maxLeadMs = 0;
   const gaps: Gap[] = [];
@@ -168,10 +176,16 @@ export function tally(input: TallyInput): Tally {
         delivered++;
         continue;
       }
+      if (input.buffered?.has(c, v)) {
+        buffered++;
+        continue;
+      }
+      const missing = (x: number) => !d.has(c, x) && !input.buffered?.has(c, x);
       let to = v;
-      while (to + 1 <= endValue && !d.has(c, to + 1)) to++;
-      const after = d.time(c, v - 1);
-      const before = to + 1 <= endValue ? d.time(c, to + 1) : Number.NaN;
+      while (to + 1 <= endValue && missing(to + 1)) to++;
+      const time = (x: number) => (d.has(c, x) ? d.time(c, x) : input.buffered!.time(c, x));
+      const after = time(v - 1);
+      const before = to + 1 <= endValue ? time(to + 1) : Number.NaN;
       const n = to - v + 1;
       let as: Gap["as"] = "lost";
       const w = Number.isNaN(before) ? undefined : inside(blind, after, before);
@@ -209,6 +223,7 @@ export function tally(input: TallyInput): Tally {
     lost,
     duplicates: duplicateSamples.length,
     notRead,
+    buffered,
     reannounced,
     droppedOther: Math.max(0, input.droppedByBuffer - dropCandidates),
     heartbeats: d.heartbeats,
@@ -224,6 +239,7 @@ export function formatTally(t: Tally): string {
     `values        ${t.values}  (load counters, first value the cloud saw .. the simulator's value at the end)`,
     `delivered     ${t.delivered}  exactly once`,
     `not read      ${t.notRead}  (published while no connector was reading: after a kill or a simulator stop)`,
+    `buffered      ${t.buffered}  (still in the connector's buffer after its final stop)`,
     `dropped       ${t.dropped}  (buffer full, counted by the buffer)`,
     `lost          ${t.lost}`,
     `duplicates    ${t.duplicates}`,
@@ -233,8 +249,8 @@ export function formatTally(t: Tally): string {
     `kills         ${t.kills}`,
     `longest lead  ${t.maxLeadMs} ms from the last value stored to a kill or stop`,
   ];
-  const sum = t.delivered + t.notRead + t.dropped + t.lost;
-  if (sum !== t.values) lines.push(`UNACCOUNTED   ${t.values - sum} (delivered + not read + dropped + lost ≠ values)`);
+  const sum = t.delivered + t.buffered + t.notRead + t.dropped + t.lost;
+  if (sum !== t.values) lines.push(`UNACCOUNTED   ${t.values - sum} (delivered + buffered + not read + dropped + lost ≠ values)`);
   for (const g of t.lostGaps) lines.push(`  lost: counter ${g.counter} values ${g.from}..${g.to} (after ${iso(g.after)}, before ${iso(g.before)})`);
   for (const r of t.duplicateSamples) lines.push(`  duplicate: counter ${r.counter} value ${r.v} at ${iso(r.t)}`);
   return lines.join("\n");
@@ -244,5 +260,5 @@ const iso = (ms: number) => (Number.isFinite(ms) ? new Date(ms).toISOString() : 
 
 /** Whether the run passes: nothing lost, nothing twice, nothing unaccounted for. */
 export function passed(t: Tally): boolean {
-  return t.lost === 0 && t.duplicates === 0 && t.delivered + t.notRead + t.dropped + t.lost === t.values;
+  return t.lost === 0 && t.duplicates === 0 && t.delivered + t.buffered + t.notRead + t.dropped + t.lost === t.values;
 }
