@@ -7,6 +7,7 @@
  * The devcloud and the simulator run in this process (the simulator's counter value is read
  * directly; the cloud's store reports each stored batch), the connector in its own.
  */
+import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
@@ -15,6 +16,7 @@ import { parse, stringify } from "yaml";
 import { DurableBuffer } from "../buffer/buffer.ts";
 import { writeDemoConfig, DEMO_INSTANCE, DEMO_MACHINE } from "../demo/setup.ts";
 import { startDevCloud, type DevCloud } from "../devcloud/index.ts";
+import { parseSize } from "../config/size.ts";
 import { silentLogger } from "../log.ts";
 import { openClientPki } from "../opcua/trust/pki.ts";
 import { startSimulator, type Simulator } from "../simulator/server.ts";
@@ -43,7 +45,7 @@ export interface ChaosOptions {
 export const PRESETS = {
   full: { counters: 1000, periodMs: 100, kills: 20, faultsEach: 2, fillBuffer: true },
   quick: { counters: 200, periodMs: 100, kills: 6, faultsEach: 1, fillBuffer: true },
-  test: { counters: 50, periodMs: 100, kills: 3, faultsEach: 1, fillBuffer: false },
+  test: { counters: 50, periodMs: 100, kills: 3, faultsEach: 1, fillBuffer: true },
 } as const;
 
 export interface ChaosResult extends Tally {
@@ -56,6 +58,9 @@ export interface ChaosResult extends Tally {
   /** What the tally was computed from: a test can change it and tally again, to see a check fail. */
   input: TallyInput;
 }
+
+/** The reason of the filler status messages (see fillBuffer). */
+const FILLER = "chaos filler ";
 
 type Fault = "kill" | "cut" | "black-hole" | "slow" | "reset" | "simulator" | "clock";
 
@@ -73,6 +78,23 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   const dropWindows: Window[] = [];
   const restartValues = new Set<number>();
   const deliveries = new Deliveries(o.counters);
+  // When each value was published: sampled here every 20 ms (a little late, never early); the
+  // source time any counter's copy at the cloud carries replaces the sample where there is one.
+  const sampled = new Map<number, number>();
+  const sampler = setInterval(() => {
+    const v = sim?.loadValue;
+    if (v !== undefined && !sampled.has(v)) sampled.set(v, Date.now());
+  }, 20);
+  const tickCache = new Map<number, number | undefined>();
+  const tickTime = (v: number): number | undefined => {
+    if (tickCache.has(v)) return tickCache.get(v);
+    let t: number | undefined;
+    for (let c = 0; c < o.counters && t === undefined; c++) if (deliveries.has(c, v)) t = deliveries.time(c, v);
+    // a value the sampler missed (a busy event loop): the next sample is no earlier than it
+    for (let next = v; t === undefined && next < v + 1000; next++) t = sampled.get(next);
+    tickCache.set(v, t);
+    return t;
+  };
   const clockFile = path.join(dir, "clock-shift-ms");
   writeFileSync(clockFile, "0");
   let devcloud: DevCloud | undefined;
@@ -80,6 +102,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   let proxy: UplinkProxy | undefined;
   let connector: ChaosConnector | undefined;
   let kills = 0;
+  const filler = { appended: 0, delivered: 0, buffered: 0 };
+  const bufferMaxBytes = parseSize(o.bufferMaxBytes) ?? Number.NaN;
+  if (!(bufferMaxBytes > 0)) throw new Error(`chaos: buffer size ${o.bufferMaxBytes} is not a size (e.g. 1MiB)`);
 
   const closeBlind = (at: number) => {
     for (const w of openBlind.splice(0)) blind.push({ from: w.from, to: at, why: w.why });
@@ -121,6 +146,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     devcloud.store.onBatch((b) => {
       if (b.duplicate) return;
       for (const m of b.messages) {
+        if (m.kind === "status" && m.reason?.startsWith(FILLER)) filler.delivered++;
         if (m.kind !== "data" || m.machine !== DEMO_MACHINE) continue;
         for (const item of m.items) {
           if (!item.key.startsWith("load.")) continue;
@@ -251,7 +277,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     // Batches are retried apart from each other: an older one may still be in its backoff. Wait
     // (within reason) until the tally finds nothing missing; what is then left must be in the buffer.
     const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && tally({ deliveries, endValue, blind, dropWindows, droppedByBuffer: Number.MAX_SAFE_INTEGER, restartValues, kills, slackMs: o.slackMs }).lost > 0) await sleep(1000);
+    while (Date.now() < deadline && tally({ deliveries, endValue, blind, dropWindows, droppedByBuffer: Number.MAX_SAFE_INTEGER, restartValues, kills, slackMs: o.slackMs, tickTime: (v) => sampled.get(v), periodMs: o.periodMs }).lost > 0) {
+      await sleep(1000);
+    }
     const stop = await stopGracefully(connector!);
     if (stop.code !== 0 || stop.killed) failures.push(`the final stop was not clean: code ${stop.code}, signal ${stop.signal}, killed after 10 s: ${stop.killed}`);
     for (const w of openBlind) failures.push(`a blind window (${w.why}) never closed`);
@@ -261,16 +289,18 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const buffered = new Deliveries(o.counters);
     for (const batch of buffer.next(Number.MAX_SAFE_INTEGER)) {
       for (const m of batch.messages) {
+        if (m.kind === "status" && m.reason?.startsWith(FILLER)) filler.buffered++;
         if (m.kind !== "data" || m.machine !== DEMO_MACHINE) continue;
         for (const item of m.items) if (item.key.startsWith("load.") && !item.hb) buffered.add(Number(item.key.slice(5)), Number(item.v), Date.parse(item.t));
       }
     }
     buffer.close();
     for (const c of connectors) warnings.push(...c.errors.map((e) => `pid ${c.child.pid}: ${e}`));
-    const input: TallyInput = { deliveries, buffered, endValue, blind, dropWindows, droppedByBuffer: stats.droppedItems, restartValues, kills, slackMs: o.slackMs };
+    const input: TallyInput = { deliveries, buffered, endValue, blind, dropWindows, droppedByBuffer: stats.droppedItems - (filler.appended - filler.delivered - filler.buffered), restartValues, kills, slackMs: o.slackMs, tickTime, periodMs: o.periodMs };
     if (kills < o.kills) failures.push(`only ${kills} of ${o.kills} kills happened`);
     return { ...tally(input), failures, faults, seconds: Math.round((Date.now() - started) / 1000), warnings, input };
   } finally {
+    clearInterval(sampler);
     if (connector && connector.child.exitCode === null && connector.child.signalCode === null) {
       connector.child.kill("SIGKILL");
       await connector.exited;
@@ -282,8 +312,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
   }
 
   /**
-   * Cut the uplink until the buffer evicts, then a few seconds more: dropOldest at work. First
-   * the backlog drains, so that the oldest batches hold load values only.
+   * The buffer at its cap, and dropOldest at work on real values. At 1 byte per compressed load
+   * value a 1 MiB buffer would take minutes of cut uplink to fill, so the run tops it up: the
+   * uplink is cut, the connector buffers load values for a few seconds, is killed (a kill like
+   * the others), and while it is dead the run appends filler (status messages with random
+   * reasons, which do not compress) to the cap. The next connector, still cut off, must evict:
+   * first the oldest batches, the load values buffered before the kill, then filler. Filler is
+   * told apart from load values in the tally: what the cloud or the buffer still has of it was
+   * not dropped, the rest of it was.
    */
   async function fillBuffer(): Promise<void> {
     await waitUntil("the connector subscribed before the buffer fill", () => connector!.subscribedAt !== undefined, 90_000);
@@ -291,12 +327,32 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     await waitUntil("the backlog drained before the buffer fill", () => cloudLow() >= mark, 120_000);
     const from = Date.now();
     proxy!.setMode("cut");
-    const victim = connector!;
-    await waitUntil("the buffer full (a buffer_full line)", () => victim.evictions.length > 0, 600_000);
+    await sleep(3000);
+    const at = Date.now();
+    const confirmed = await killAndConfirm(connector!);
+    if (!confirmed.ok) failures.push(`kill before the buffer fill: ${confirmed.reason}`);
+    else kills++;
+    openBlind.push({ from: at, why: `kill ${kills} (buffer fill)` });
+    const buffer = DurableBuffer.open({ path: path.join(stateDir, "buffer.db"), maxBytes: bufferMaxBytes, logger });
+    const dropsBefore = buffer.stats().droppedItems;
+    try {
+      // Up to about 2 KiB below the cap, in smaller steps near it: the filling itself must not evict.
+      for (let room = bufferMaxBytes - buffer.stats().bytes; room > 2048; room = bufferMaxBytes - buffer.stats().bytes) {
+        const n = room > 64 * 1024 ? 20 : 1;
+        const t = new Date().toISOString();
+        buffer.append(Array.from({ length: n }, () => ({ kind: "status" as const, machine: DEMO_MACHINE, state: "online" as const, reason: FILLER + randomBytes(512).toString("base64"), t })));
+        filler.appended += n;
+      }
+      if (buffer.stats().droppedItems !== dropsBefore) failures.push("the buffer fill itself evicted");
+    } finally {
+      buffer.close();
+    }
+    const victim = start();
+    await waitUntil("the buffer full (a buffer_full line)", () => victim.evictions.length > 0, 120_000);
     await sleep(3000);
     proxy!.setMode("forward");
     dropWindows.push({ from, to: Date.now(), why: "buffer fill" });
     faults.fill = 1;
-    o.say(`chaos: buffer filled: uplink cut for ${Math.round((Date.now() - from) / 1000)} s, evicting since ${Math.round((victim.evictions[0]! - from) / 1000)} s`);
+    o.say(`chaos: buffer filled to its cap (${filler.appended} filler items): kill ${kills}, uplink cut for ${Math.round((Date.now() - from) / 1000)} s`);
   }
 }

@@ -101,6 +101,9 @@ export interface TallyInput {
   blind: Window[];
   /** Uplink faults during which the buffer said it evicted. */
   dropWindows: Window[];
+  /** When the simulator published value v (the same for every counter), as far as known. */
+  tickTime: (v: number) => number | undefined;
+  periodMs: number;
   /** Items the buffer counted as dropped, all reasons, from its own file. */
   droppedByBuffer: number;
   /** Values at which a restarted simulator went on counting. */
@@ -114,7 +117,7 @@ export interface Gap {
   counter: number;
   from: number;
   to: number;
-  /** Source times of the values around the gap (the last before, the first after; NaN at the end). */
+  /** Source time of the value before the gap (NaN if none), and when the gap's first value was published. */
   after: number;
   before: number;
   as: "notRead" | "dropped" | "lost";
@@ -140,12 +143,12 @@ export interface Tally {
 }
 
 /** Merges overlapping windows, so that a gap spanning two of them (a kill during a simulator restart) is inside one. */
-export function mergeWindows(windows: readonly Window[], slackMs: number): Window[] {
+export function mergeWindows(windows: readonly Window[]): Window[] {
   const sorted = [...windows].sort((a, b) => a.from - b.from);
   const out: Window[] = [];
   for (const w of sorted) {
     const last = out.at(-1);
-    if (last && w.from - slackMs <= last.to + slackMs) {
+    if (last && w.from <= last.to) {
       last.to = Math.max(last.to, w.to);
       last.why += ` + ${w.why}`;
     } else out.push({ ...w });
@@ -155,54 +158,58 @@ export function mergeWindows(windows: readonly Window[], slackMs: number): Windo
 
 export function tally(input: TallyInput): Tally {
   const { deliveries: d, endValue, slackMs } = input;
-  const blind = mergeWindows(input.blind, slackMs);
-  const drops = mergeWindows(input.dropWindows, slackMs);
-  // The slack goes before a window only. After it, the first value of a new subscription is the
-  // server's value when the item was created, which is before the "subscribed" line arrived.
-  const inside = (ws: Window[], after: number, before: number) => ws.find((w) => after >= w.from - slackMs && before <= w.to);
+  const blind = mergeWindows(input.blind);
+  const drops = mergeWindows(input.dropWindows);
   let values = 0;
   let delivered = 0;
   let notRead = 0;
   let buffered = 0;
   let dropCandidates = 0;
+  // Not read only through the slack before a kill, and inside a drop window: evicted, as far as the buffer's count goes.
+  let slackInDrop = 0;
   let maxLeadMs = 0;
   const gaps: Gap[] = [];
+  // Each missing value by the time the server published it: a blind window (with the slack
+  // before it) makes it not read, else a drop window a drop candidate, else it is lost.
+  const classify = (t: number): Gap["as"] => {
+    const w = blind.find((b) => t >= b.from - slackMs && t <= b.to + input.periodMs);
+    if (w) return "notRead";
+    return drops.some((b) => t >= b.from - slackMs && t <= b.to + input.periodMs) ? "dropped" : "lost";
+  };
   for (let c = 0; c < d.counters; c++) {
     const r = d.range(c);
     if (!r || r.first > endValue) continue;
     values += endValue - r.first + 1;
+    let run: Gap | undefined;
     for (let v = r.first; v <= endValue; v++) {
       if (d.has(c, v)) {
         delivered++;
+        run = undefined;
         continue;
       }
       if (input.buffered?.has(c, v)) {
         buffered++;
+        run = undefined;
         continue;
       }
-      const missing = (x: number) => !d.has(c, x) && !input.buffered?.has(c, x);
-      let to = v;
-      while (to + 1 <= endValue && missing(to + 1)) to++;
-      const time = (x: number) => (d.has(c, x) ? d.time(c, x) : input.buffered!.time(c, x));
-      const after = time(v - 1);
-      const before = to + 1 <= endValue ? time(to + 1) : Number.NaN;
-      const n = to - v + 1;
-      let as: Gap["as"] = "lost";
-      const w = Number.isNaN(before) ? undefined : inside(blind, after, before);
-      if (w) {
-        as = "notRead";
-        notRead += n;
-        maxLeadMs = Math.max(maxLeadMs, w.from - after);
-      } else if (!Number.isNaN(before) && inside(drops, after, before)) {
-        as = "dropped";
-        dropCandidates += n;
-      }
-      gaps.push({ counter: c, from: v, to, after, before, as });
-      v = to;
+      const t = input.tickTime(v);
+      const as = t === undefined ? "lost" : classify(t);
+      if (as === "notRead") {
+        notRead++;
+        if (!blind.some((b) => t! >= b.from && t! <= b.to + input.periodMs) && drops.some((b) => t! >= b.from - slackMs && t! <= b.to + input.periodMs)) slackInDrop++;
+        // how long before the kill or stop the last value the connector kept was published
+        const w = blind.find((b) => t! >= b.from - slackMs && t! <= b.to + input.periodMs)!;
+        if (d.has(c, v - 1)) maxLeadMs = Math.max(maxLeadMs, w.from - d.time(c, v - 1));
+      } else if (as === "dropped") dropCandidates++;
+      if (run && run.as === as && run.to === v - 1) run.to = v;
+      else gaps.push((run = { counter: c, from: v, to: v, after: d.has(c, v - 1) ? d.time(c, v - 1) : Number.NaN, before: t ?? Number.NaN, as }));
     }
   }
   // The buffer's count bounds the drops: more missing values in drop windows than it counted are lost.
-  const dropped = Math.min(dropCandidates, input.droppedByBuffer);
+  let dropped = Math.min(dropCandidates, input.droppedByBuffer);
+  const evictedBeforeKill = Math.min(slackInDrop, Math.max(0, input.droppedByBuffer - dropCandidates));
+  dropped += evictedBeforeKill;
+  notRead -= evictedBeforeKill;
   let lost = gaps.filter((g) => g.as === "lost").reduce((n, g) => n + g.to - g.from + 1, 0);
   if (dropCandidates > dropped) {
     lost += dropCandidates - dropped;
@@ -225,7 +232,7 @@ export function tally(input: TallyInput): Tally {
     notRead,
     buffered,
     reannounced,
-    droppedOther: Math.max(0, input.droppedByBuffer - dropCandidates),
+    droppedOther: Math.max(0, input.droppedByBuffer - dropped),
     heartbeats: d.heartbeats,
     maxLeadMs: Math.round(maxLeadMs),
     lostGaps: gaps.filter((g) => g.as === "lost").slice(0, 20),
@@ -251,7 +258,7 @@ export function formatTally(t: Tally): string {
   ];
   const sum = t.delivered + t.buffered + t.notRead + t.dropped + t.lost;
   if (sum !== t.values) lines.push(`UNACCOUNTED   ${t.values - sum} (delivered + buffered + not read + dropped + lost ≠ values)`);
-  for (const g of t.lostGaps) lines.push(`  lost: counter ${g.counter} values ${g.from}..${g.to} (after ${iso(g.after)}, before ${iso(g.before)})`);
+  for (const g of t.lostGaps) lines.push(`  lost: counter ${g.counter} values ${g.from}..${g.to} (published from ${iso(g.before)}; the value before it at ${iso(g.after)})`);
   for (const r of t.duplicateSamples) lines.push(`  duplicate: counter ${r.counter} value ${r.v} at ${iso(r.t)}`);
   return lines.join("\n");
 }

@@ -9,19 +9,21 @@ import { PRESETS, runChaos } from "../../src/chaos/run.ts";
 import { formatTally, passed, tally } from "../../src/chaos/tally.ts";
 
 describe("chaos, short", () => {
-  it("accounts for every value through kills, uplink faults, a simulator restart and a clock step", { timeout: 300_000 }, async () => {
+  it("accounts for every value through kills, uplink faults, a simulator restart, a clock step and a full buffer", { timeout: 300_000 }, async () => {
     const lines: string[] = [];
     const result = await runChaos({ ...PRESETS.test, bufferMaxBytes: "1MiB", seed: 17, slackMs: 2000, say: (l) => lines.push(l) });
     const report = [...lines, formatTally(result), ...result.failures, ...result.warnings].join("\n");
     expect(result.failures, report).toEqual([]);
     expect(passed(result), report).toBe(true);
-    expect(result.kills).toBe(PRESETS.test.kills);
+    // the planned kills and the one before the buffer fill
+    expect(result.kills).toBe(PRESETS.test.kills + 1);
+    expect(result.dropped, report).toBeGreaterThan(0);
     expect(result.lost, report).toBe(0);
     expect(result.duplicates, report).toBe(0);
     // the run did deliver, and its kills left values unread
     expect(result.delivered).toBeGreaterThan(PRESETS.test.counters * 100);
     expect(result.notRead).toBeGreaterThan(0);
-    expect(Object.keys(result.faults).sort()).toEqual(["black-hole", "clock", "cut", "kill", "reset", "simulator", "slow"]);
+    expect(Object.keys(result.faults).sort()).toEqual(["black-hole", "clock", "cut", "fill", "kill", "reset", "simulator", "slow"]);
 
     // One value the cloud stored, removed from the record: the tally must now fail.
     const { deliveries, endValue } = result.input;

@@ -9,7 +9,7 @@ const at = (v: number) => T0 + v * PERIOD;
 function input(skip: (counter: number, v: number) => boolean = () => false, extra: Partial<TallyInput> = {}): TallyInput {
   const d = new Deliveries(2);
   for (let c = 0; c < 2; c++) for (let v = 0; v <= 99; v++) if (!skip(c, v)) d.add(c, v, at(v));
-  return { deliveries: d, endValue: 99, blind: [], dropWindows: [], droppedByBuffer: 0, restartValues: new Set(), kills: 0, slackMs: 500, ...extra };
+  return { deliveries: d, endValue: 99, blind: [], dropWindows: [], droppedByBuffer: 0, restartValues: new Set(), kills: 0, slackMs: 500, tickTime: at, periodMs: PERIOD, ...extra };
 }
 
 describe("the chaos tally", () => {
@@ -39,13 +39,16 @@ describe("the chaos tally", () => {
     const inside = tally(input(gap, { blind: [{ from: at(40), to: at(60), why: "kill" }], kills: 1 }));
     expect(inside).toMatchObject({ notRead: 40, lost: 0, delivered: 160 });
     expect(passed(inside)).toBe(true);
-    // the same gap, but the kill came 1.5 s (more than the slack) after the values stopped arriving
+    // the kill came 1.5 s after the values stopped arriving: those more than the slack (0.5 s)
+    // before it were lost, the rest were not read
     const before = tally(input(gap, { blind: [{ from: at(55), to: at(60), why: "kill" }], kills: 1 }));
-    expect(before).toMatchObject({ notRead: 0, lost: 40 });
+    expect(before).toMatchObject({ notRead: 2 * 10, lost: 2 * 10 });
+    expect(before.lostGaps).toMatchObject([{ counter: 0, from: 40, to: 49 }, { counter: 1, from: 40, to: 49 }]);
     expect(passed(before)).toBe(false);
-    // or the connector subscribed long before the values came again
+    // or the connector subscribed at value 45 and the values came only from 60 on: lost from the
+    // period after its subscription
     const after = tally(input(gap, { blind: [{ from: at(40), to: at(45), why: "kill" }], kills: 1 }));
-    expect(after.lost).toBe(40);
+    expect(after).toMatchObject({ notRead: 2 * 7, lost: 2 * 13 });
   });
 
   it("counts a gap in a drop window as dropped only as far as the buffer counted drops", () => {
@@ -71,5 +74,23 @@ describe("the chaos tally", () => {
     // the same source time again is a resend, restart or not
     restart.deliveries.add(1, 30, at(30));
     expect(tally(restart).duplicates).toBe(1);
+  });
+
+  it("splits one gap into values evicted during a cut and values not read after the kill that followed", () => {
+    // cut at value 10, killed at 20, subscribed again at 30: 10..19 evicted, 20..29 never read
+    const gap = (_c: number, v: number) => v >= 10 && v <= 29;
+    const windows = { dropWindows: [{ from: at(10), to: at(40), why: "fill" }], blind: [{ from: at(20), to: at(30), why: "kill" }], slackMs: 0 };
+    expect(tally(input(gap, { ...windows, droppedByBuffer: 20 }))).toMatchObject({ dropped: 20, notRead: 20, lost: 0 });
+    // the buffer counted only 15 of the 20 evictions
+    expect(tally(input(gap, { ...windows, droppedByBuffer: 15 }))).toMatchObject({ dropped: 15, notRead: 20, lost: 5 });
+  });
+
+  it("counts values still in the buffer after the final stop as buffered", () => {
+    const i = input((c, v) => c === 0 && v >= 90);
+    i.buffered = new Deliveries(2);
+    for (let v = 90; v <= 99; v++) i.buffered.add(0, v, at(v));
+    expect(tally(i)).toMatchObject({ buffered: 10, lost: 0 });
+    i.buffered.forget(0, 95);
+    expect(tally(i)).toMatchObject({ buffered: 9, lost: 1 });
   });
 });
