@@ -297,6 +297,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     buffer.close();
     for (const c of connectors) warnings.push(...c.errors.map((e) => `pid ${c.child.pid}: ${e}`));
     const input: TallyInput = { deliveries, buffered, endValue, blind, dropWindows, droppedByBuffer: stats.droppedItems - (filler.appended - filler.delivered - filler.buffered), restartValues, kills, slackMs: o.slackMs, tickTime, periodMs: o.periodMs };
+    o.say(`chaos: the buffer counted ${stats.droppedItems} items dropped (${JSON.stringify(stats.dropped)}); filler appended ${filler.appended}, delivered ${filler.delivered}, still buffered ${filler.buffered}`);
     if (kills < o.kills) failures.push(`only ${kills} of ${o.kills} kills happened`);
     return { ...tally(input), failures, faults, seconds: Math.round((Date.now() - started) / 1000), warnings, input };
   } finally {
@@ -323,8 +324,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
    */
   async function fillBuffer(): Promise<void> {
     await waitUntil("the connector subscribed before the buffer fill", () => connector!.subscribedAt !== undefined, 90_000);
-    const mark = sim!.loadValue!;
-    await waitUntil("the backlog drained before the buffer fill", () => cloudLow() >= mark, 120_000);
+    // Values flowing right now (the backlog drained, and a second of fresh ones at the cloud), so
+    // that the connector buffers load values during the cut; after a clock step its OPC UA
+    // channel may still be renewing.
+    const mark = sim!.loadValue! + Math.ceil(1000 / o.periodMs);
+    await waitUntil("fresh values at the cloud before the buffer fill", () => cloudLow() >= mark, 120_000);
     const from = Date.now();
     proxy!.setMode("cut");
     await sleep(3000);

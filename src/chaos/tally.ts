@@ -133,7 +133,7 @@ export interface Tally {
   notRead: number;
   buffered: number;
   reannounced: number;
-  /** Items the buffer counted as dropped that are no load value in a gap (e.g. status messages). */
+  /** Items the buffer counted as dropped and matched to no missing value in a drop window (status messages; evicted values published at a kill, counted as not read). */
   droppedOther: number;
   heartbeats: number;
   /** The longest time from the last value stored before a kill or stop to that kill or stop (measured in-flight window). */
@@ -251,7 +251,7 @@ export function formatTally(t: Tally): string {
     `lost          ${t.lost}`,
     `duplicates    ${t.duplicates}`,
     `reannounced   ${t.reannounced}  (a restarted simulator's current value, new source time)`,
-    `other drops   ${t.droppedOther}  (counted by the buffer, not load values: status messages)`,
+    `other drops   ${t.droppedOther}  (counted by the buffer, matched to no value missing in a drop window: status messages, values evicted that were published at a kill and counted as not read)`,
     `heartbeats    ${t.heartbeats}`,
     `kills         ${t.kills}`,
     `longest lead  ${t.maxLeadMs} ms from the last value stored to a kill or stop`,
