@@ -32,7 +32,9 @@ export interface ChaosOptions {
   kills: number;
   /** How many times each other fault (cut, black hole, slow, reset, simulator restart, clock step) happens. */
   faultsEach: number;
-  /** Fill the buffer to its cap once (a long cut). */
+  /** Random pause before each fault, milliseconds [least, most]. */
+  pauseMs: readonly [number, number];
+  /** Fill the buffer to its cap once (see fillBuffer). */
   fillBuffer: boolean;
   bufferMaxBytes: string;
   seed: number;
@@ -43,9 +45,9 @@ export interface ChaosOptions {
 }
 
 export const PRESETS = {
-  full: { counters: 1000, periodMs: 100, kills: 20, faultsEach: 2, fillBuffer: true },
-  quick: { counters: 200, periodMs: 100, kills: 6, faultsEach: 1, fillBuffer: true },
-  test: { counters: 50, periodMs: 100, kills: 3, faultsEach: 1, fillBuffer: true },
+  full: { counters: 1000, periodMs: 100, kills: 20, faultsEach: 2, fillBuffer: true, pauseMs: [500, 2500] },
+  quick: { counters: 200, periodMs: 100, kills: 6, faultsEach: 1, fillBuffer: true, pauseMs: [500, 2500] },
+  test: { counters: 50, periodMs: 100, kills: 3, faultsEach: 1, fillBuffer: true, pauseMs: [300, 1200] },
 } as const;
 
 export interface ChaosResult extends Tally {
@@ -85,14 +87,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     const v = sim?.loadValue;
     if (v !== undefined && !sampled.has(v)) sampled.set(v, Date.now());
   }, 20);
-  const tickCache = new Map<number, number | undefined>();
+  const tickCache = new Map<number, number>();
   const tickTime = (v: number): number | undefined => {
     if (tickCache.has(v)) return tickCache.get(v);
     let t: number | undefined;
     for (let c = 0; c < o.counters && t === undefined; c++) if (deliveries.has(c, v)) t = deliveries.time(c, v);
     // a value the sampler missed (a busy event loop): the next sample is no earlier than it
     for (let next = v; t === undefined && next < v + 1000; next++) t = sampled.get(next);
-    tickCache.set(v, t);
+    if (t !== undefined) tickCache.set(v, t);
     return t;
   };
   const clockFile = path.join(dir, "clock-shift-ms");
@@ -206,7 +208,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     for (const [i, fault] of plan.entries()) {
       if (i === fillAt) await fillBuffer();
       faults[fault] = (faults[fault] ?? 0) + 1;
-      await sleep(between(500, 2500));
+      await sleep(between(...o.pauseMs));
       switch (fault) {
         case "kill": {
           const victim = connector!;
@@ -277,7 +279,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     // Batches are retried apart from each other: an older one may still be in its backoff. Wait
     // (within reason) until the tally finds nothing missing; what is then left must be in the buffer.
     const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && tally({ deliveries, endValue, blind, dropWindows, droppedByBuffer: Number.MAX_SAFE_INTEGER, restartValues, kills, slackMs: o.slackMs, tickTime: (v) => sampled.get(v), periodMs: o.periodMs }).lost > 0) {
+    while (Date.now() < deadline && tally({ deliveries, endValue, blind, dropWindows, droppedByBuffer: Number.MAX_SAFE_INTEGER, restartValues, kills, slackMs: o.slackMs, tickTime, periodMs: o.periodMs }).lost > 0) {
       await sleep(1000);
     }
     const stop = await stopGracefully(connector!);

@@ -11,7 +11,7 @@ import { formatTally, passed, tally } from "../../src/chaos/tally.ts";
 describe("chaos, short", () => {
   it("accounts for every value through kills, uplink faults, a simulator restart, a clock step and a full buffer", { timeout: 300_000 }, async () => {
     const lines: string[] = [];
-    const result = await runChaos({ ...PRESETS.test, bufferMaxBytes: "1MiB", seed: 17, slackMs: 2000, say: (l) => lines.push(l) });
+    const result = await runChaos({ ...PRESETS.test, bufferMaxBytes: "1MiB", seed: 17, slackMs: 2000, say: (l) => lines.push(`${new Date().toISOString().slice(11, 23)} ${l}`) });
     const report = [...lines, formatTally(result), ...result.failures, ...result.warnings].join("\n");
     expect(result.failures, report).toEqual([]);
     expect(passed(result), report).toBe(true);
