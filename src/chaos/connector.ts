@@ -14,10 +14,12 @@ const preload = path.join(repo, "src/chaos/clock-preload.ts");
 export interface ChaosConnector {
   child: ChildProcess;
   startedAt: number;
-  /** When the suite received its "connected and subscribed" line (the suite's clock). */
+  /** When the suite last received its "connected and subscribed" or "channel repaired" line (the suite's clock). */
   subscribedAt: number | undefined;
   /** When the suite received each buffer_full eviction line. */
   evictions: number[];
+  /** The first 200 log messages at INFO and above, with the suite's time of arrival. */
+  messages: string[];
   /** WARN, ERROR and FATAL lines (the first 20), for the report. */
   errors: string[];
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -37,6 +39,7 @@ export function startChaosConnector(o: { configFile: string; stateDir: string; c
     subscribedAt: undefined,
     evictions: [],
     errors: [],
+    messages: [],
     exited: new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal }))),
     stderr: () => err,
   };
@@ -51,10 +54,13 @@ export function startChaosConnector(o: { configFile: string; stateDir: string; c
       } catch {
         continue;
       }
-      if (line.msg === "connected and subscribed") {
+      // Reading again: a new session subscribed, or node-opcua repaired the channel and kept the
+      // session's subscriptions (after a server restart too, when it recreated the session itself).
+      if (line.msg === "connected and subscribed" || line.msg === "channel repaired; session and subscriptions kept") {
         c.subscribedAt = Date.now();
         o.onSubscribed?.(c.subscribedAt);
       }
+      if ((line.level ?? 0) >= 30 && c.messages.length < 200) c.messages.push(`${new Date().toISOString().slice(11, 23)} ${line.msg}`);
       if (line.event === "buffer_full") c.evictions.push(Date.now());
       if ((line.level ?? 0) >= 40 && line.event !== "buffer_full" && c.errors.length < 20) c.errors.push(p.slice(0, 500));
     }

@@ -298,8 +298,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosResult> {
     }
     buffer.close();
     for (const c of connectors) warnings.push(...c.errors.map((e) => `pid ${c.child.pid}: ${e}`));
+    if (process.env.KERF_CHAOS_MESSAGES) for (const c of connectors) warnings.push(...c.messages.map((e) => `pid ${c.child.pid}: ${e}`));
     const input: TallyInput = { deliveries, buffered, endValue, blind, dropWindows, droppedByBuffer: stats.droppedItems - (filler.appended - filler.delivered - filler.buffered), restartValues, kills, slackMs: o.slackMs, tickTime, periodMs: o.periodMs };
     o.say(`chaos: the buffer counted ${stats.droppedItems} items dropped (${JSON.stringify(stats.dropped)}); filler appended ${filler.appended}, delivered ${filler.delivered}, still buffered ${filler.buffered}`);
+    const hms = (ms: number) => new Date(ms).toISOString().slice(11, 23);
+    for (const w of blind) o.say(`chaos: blind ${hms(w.from)}..${hms(w.to)} ${w.why}`);
+    for (const w of dropWindows) o.say(`chaos: drop window ${hms(w.from)}..${hms(w.to)} ${w.why}`);
+    const blindMs = blind.reduce((n, w) => n + w.to - w.from, 0);
+    o.say(`chaos: ${blind.length} blind windows (kill or simulator stop until reading again), ${Math.round(blindMs / 1000)} s in all, the longest ${Math.round(Math.max(0, ...blind.map((w) => w.to - w.from)) / 1000)} s`);
     if (kills < o.kills) failures.push(`only ${kills} of ${o.kills} kills happened`);
     return { ...tally(input), failures, faults, seconds: Math.round((Date.now() - started) / 1000), warnings, input };
   } finally {
