@@ -86,6 +86,8 @@ export interface Simulator {
   readonly loginsRefused: number;
   /** The current value of a variable in its address space (`nsu=` or `ns=` form), e.g. after a remote write. */
   valueOf(nodeId: string): unknown;
+  /** In load mode, the value every load counter holds now (see load.ts); undefined without load. */
+  readonly loadValue: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -231,6 +233,9 @@ export async function startSimulator(options: SimulatorOptions): Promise<Simulat
       const id = m ? `ns=${space.getNamespaceIndex(m[1]!)};${m[2]}` : nodeId;
       const node = space.findNode(id) as { readValue?: () => { value: { value: unknown } } } | null;
       return node?.readValue?.().value.value;
+    },
+    get loadValue() {
+      return load?.value;
     },
     stop: () => {
       stopping ??= (async () => {
