@@ -7,7 +7,7 @@ import { KerfError } from "../errors.ts";
  * its nodesets, and the image also leaves out their sources (.dockerignore). The connector
  * and the commissioning commands never import them (test/cli/production.test.ts checks it).
  */
-export const DEVELOPMENT_SOURCES = ["simulator", "devcloud", "demo", "bench"] as const;
+export const DEVELOPMENT_SOURCES = ["simulator", "devcloud", "demo", "bench", "chaos"] as const;
 
 /** Throws one clear line when `command` cannot run here, before anything of it is loaded. */
 export function requireDevelopmentInstall(command: string): void {

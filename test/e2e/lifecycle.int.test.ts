@@ -32,7 +32,7 @@ describe("certificate and token renewal mid-stream", () => {
       const r = JSON.parse(readFileSync(path.join(demo.connectorStateDir, "health.json"), "utf8")) as { tokens?: { renewals: number; expiresAt: string | null; lastError: string | null } };
       return (r.tokens?.renewals ?? 0) >= 1 && r.tokens;
     });
-    expect(report).toEqual({ renewals: expect.any(Number), expiresAt: expect.stringMatching(/^\d{4}-/), lastError: null });
+    expect(report).toEqual({ renewals: expect.any(Number), expiresAt: expect.stringMatching(/^\d{4}-/), nextRenewalAt: expect.stringMatching(/^\d{4}-/), lastError: null });
 
     const final = await agent.stop({ drainMs: 10_000 });
     expect(final.buffer.items).toBe(0);
