@@ -19,7 +19,8 @@ export interface LauncherOptions {
   healthTimeoutMs: number;
   /** Starts of one version on trial (the launcher itself restarted during it) before it is rolled back. */
   maxTrialStarts?: number;
-  /** How long a child has between SIGTERM and SIGKILL. */
+  /** How long a child has between SIGTERM and SIGKILL. Default 9 s: the launcher, PID 1 of a
+   * container, must have exited before the runtime's SIGKILL 10 s after its SIGTERM. */
   stopTimeoutMs?: number;
   logger: Logger;
   writer?: StagingWriter;
@@ -225,7 +226,7 @@ export class Launcher {
     if (child.exitCode !== null || child.signalCode !== null) return child.exitCode ?? 1;
     const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? 1)));
     child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), this.#o.stopTimeoutMs ?? 10_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), this.#o.stopTimeoutMs ?? 9_000);
     const code = await exited;
     clearTimeout(timer);
     // the exit event was also posted; it belongs to this stop
