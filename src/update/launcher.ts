@@ -57,6 +57,8 @@ export class Launcher {
   stop(reason: string): void {
     this.#stopping = true;
     this.#wakeSleep?.();
+    // The child's time to stop counts from now, whatever the loop is busy with (staging a bundle).
+    if (this.#child) void this.#stopChild(this.#child);
     this.#post({ kind: "stop", reason });
   }
 
@@ -221,8 +223,16 @@ export class Launcher {
     return { cancel: () => clearInterval(timer) };
   }
 
-  /** SIGTERM (the connector drains and flushes its buffer), SIGKILL after the stop timeout. */
-  async #stopChild(child: ChildProcess): Promise<number> {
+  readonly #stops = new WeakMap<ChildProcess, Promise<number>>();
+
+  /** SIGTERM (the connector drains and flushes its buffer), SIGKILL after the stop timeout; once per child. */
+  #stopChild(child: ChildProcess): Promise<number> {
+    let stop = this.#stops.get(child);
+    if (!stop) this.#stops.set(child, (stop = this.#terminate(child)));
+    return stop;
+  }
+
+  async #terminate(child: ChildProcess): Promise<number> {
     if (child.exitCode !== null || child.signalCode !== null) return child.exitCode ?? 1;
     const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? 1)));
     child.kill("SIGTERM");
