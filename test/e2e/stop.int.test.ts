@@ -28,8 +28,8 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
 });
 
-async function demoEnv(): Promise<{ demo: Demo; dir: string; stateDir: string }> {
-  const env = await demoForKerfRun({ load: { count: COUNTERS, periodMs: 100 } });
+async function demoEnv(options: { commands?: boolean } = {}): Promise<{ demo: Demo; dir: string; stateDir: string }> {
+  const env = await demoForKerfRun({ load: { count: COUNTERS, periodMs: 100 }, ...options });
   cleanups.push(() => env.stop());
   editConfig(env.demo.configFile, (c) => (c.log = { level: "info" }));
   return { demo: env.demo, dir: env.dir, stateDir: env.demo.connectorStateDir };
@@ -73,6 +73,16 @@ describe("SIGTERM: kerf run exits with 0 before the SIGKILL, losing nothing", ()
     const { demo, stateDir } = await demoEnv();
     const c = run(demo.configFile, stateDir);
     await waitFor("values at the cloud", flowing(demo.devcloud.store, DEMO_MACHINE, 10), 60_000);
+
+    expect(await stopLikeAContainer(c)).toEqual({ code: 0, signal: null, killed: false });
+    expectNothingLost((m, k) => demo.devcloud.store.items(m, k), stateDir, [DEMO_MACHINE]);
+  });
+
+  it("while the command channel's long poll is open", { timeout: 120_000 }, async () => {
+    const { demo, stateDir } = await demoEnv({ commands: true });
+    const c = run(demo.configFile, stateDir);
+    await waitFor("values at the cloud", flowing(demo.devcloud.store, DEMO_MACHINE, 10), 60_000);
+    await waitFor("a command poll", () => demo.devcloud.commands.seen(DEMO_INSTANCE).lastPollAt !== null, 60_000);
 
     expect(await stopLikeAContainer(c)).toEqual({ code: 0, signal: null, killed: false });
     expectNothingLost((m, k) => demo.devcloud.store.items(m, k), stateDir, [DEMO_MACHINE]);
