@@ -165,4 +165,19 @@ describe("launcher", () => {
     expect(readJournal(s.stateDir).map((l) => l.step), "the child was stopped only after the copy").toEqual(["staging"]);
     await s.done;
   });
+
+  it("a stop while a new version is on trial stops it and exits; the trial goes on at the next start", async () => {
+    const s = await setup(60_000);
+    const first = s.child().pid;
+    // the IDLE stub as an ES module, as the bundle's package.json says
+    s.launcher.install(makeBundle(path.join(s.dir, "v2"), "2.0.0", { entry: `import { createRequire } from "node:module";\nconst require = createRequire(import.meta.url);\n${IDLE}` }));
+    const trial = await waitFor("v2's child on trial", () => readPointer(s.stateDir, "1.0.0").trial !== null && s.child().pid !== first && s.child().pid, 30_000);
+    s.launcher.stop("SIGTERM");
+    await s.done;
+    expect(alive(trial)).toBe(false);
+    const p = readPointer(s.stateDir, "1.0.0");
+    expect(p.active.version).toBe("2.0.0");
+    expect(p.trial).not.toBeNull();
+    expect(p.lastOutcome).toBeNull();
+  });
 });
