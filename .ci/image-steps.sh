@@ -17,6 +17,13 @@ grep -q '^USER ' "$df" && ! grep -q '^USER root' "$df"
 grep -q '^HEALTHCHECK ' "$df"
 grep -q '^VOLUME \["/var/lib/kerf"\]' "$df"
 ! grep -q '^EXPOSE' "$df"
+# Read-only root filesystem: the temporary files (tuf-js downloads, Node's compile cache) go to
+# TMPDIR=/tmp, the tmpfs the documented runs mount; the launcher is PID 1 and stops on SIGTERM.
+grep -q '^ *TMPDIR=/tmp$' "$df" || { echo "Dockerfile: ENV TMPDIR=/tmp is missing"; exit 1; }
+grep -q '^STOPSIGNAL SIGTERM$' "$df"
+for f in "$repo/deploy/compose.yaml" "$repo/deploy/kubernetes/statefulset.yaml" "$repo/README.md"; do
+  grep -q '/tmp' "$f" || { echo "$f mounts no writable /tmp for the read-only root filesystem"; exit 1; }
+done
 # The launcher is the entry point; CMD only adds its options. The final stage has the lock file
 # (the launcher compares an update's dependencies with it) and trust/ (the TUF root.json).
 grep -q '^CMD \["--config", "/etc/kerf/kerf.yaml", "--state-dir", "/var/lib/kerf"\]$' "$df"

@@ -40,6 +40,8 @@ export const LOG_EVENTS = {
   update_requested: "the agent asked the launcher to install an update",
   update_outcome_reported: "the launcher's last update outcome went upstream",
 
+  progress: "a long operation (subscribing, draining a backlog, downloading an update): percent and time left, then its end",
+
   status_endpoint: "the local status and metrics endpoint listens (status.listen)",
   metrics_write_failed: "<state>/metrics.prom could not be written",
 } as const;

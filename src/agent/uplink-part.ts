@@ -9,6 +9,7 @@ import type { LoadedConfig } from "../config/load.ts";
 import type { Logger } from "../log.ts";
 import type { BatchStore } from "../message.ts";
 import { KerfError } from "../errors.ts";
+import { BacklogProgress } from "../progress.ts";
 import { describeProxy, resolveProxy } from "../uplink/proxy.ts";
 import { Transport } from "../uplink/transport.ts";
 import { Sender, type SenderHealth } from "../uplink/sender.ts";
@@ -18,6 +19,8 @@ import { STOP_GRACE_MS, within, type Part, type PartHealth, type Problem, type S
 
 /** Without an acknowledgement for this many expected intervals while values wait, the uplink makes no progress. */
 export const ACK_INTERVALS = 3;
+/** A backlog of this many values or more shows its progress while it goes out. */
+export const BACKLOG_PROGRESS_MIN = 100_000;
 
 export interface UplinkPartOptions {
   loaded: LoadedConfig;
@@ -57,6 +60,8 @@ export class UplinkPart implements Part<UplinkPartHealth> {
   #startedAt = Date.now();
   /** When the backlog was last seen empty: no acknowledgement is due before values wait. */
   #emptyAt = Date.now();
+  #backlogProgress: BacklogProgress | null = null;
+  #backlogCheckedAt = 0;
 
   constructor(options: UplinkPartOptions) {
     this.#o = options;
@@ -158,6 +163,7 @@ export class UplinkPart implements Part<UplinkPartHealth> {
       logger: log.child({ component: "uplink" }),
     });
     this.#startedAt = this.#emptyAt = Date.now();
+    this.#sender.on("acked", () => this.#onAcked());
     this.#sender.start();
   }
 
@@ -172,12 +178,22 @@ export class UplinkPart implements Part<UplinkPartHealth> {
     return new Transport({ certPem: identity.certPem, keyPem: identity.keyPem, caPem, pins: [], unpinned: true, logger: this.#o.logger.child({ component: "update-mirror" }), connections: 1, proxy });
   }
 
+  /** A large backlog going out (after an outage): its progress, checked at most once a second. */
+  #onAcked(): void {
+    const now = Date.now();
+    if (now - this.#backlogCheckedAt < 1_000) return;
+    this.#backlogCheckedAt = now;
+    this.#backlogProgress ??= new BacklogProgress({ label: "uplink: sending the backlog", unit: "values", min: BACKLOG_PROGRESS_MIN, logger: this.#o.logger.child({ component: "uplink" }) });
+    this.#backlogProgress.observe(this.#o.backlog());
+  }
+
   async stop(budget: StopBudget): Promise<void> {
     const { left } = budget;
     this.#renewal?.stop();
     if (this.#sender) {
       // Waiting for the backlog only helps while the cloud answers.
       await drain(this.#sender, Math.min(budget.drainMs, left(2 * STOP_GRACE_MS)));
+      this.#backlogProgress?.stop("stopped");
       await within(this.#sender.stop(Math.min(STOP_GRACE_MS, left(STOP_GRACE_MS))), left(STOP_GRACE_MS / 2));
     }
     this.#tokens?.close();

@@ -40,8 +40,12 @@ export async function run(argv: string[]): Promise<number> {
   // node-opcua takes about a second to load: only once the config and the state dir are known to be good.
   const { Agent, STOP_DEADLINE_MS } = await import("../agent/agent.ts");
   const agent = new Agent({ loaded, stateDir, logger, requestStop });
-  await agent.start();
-  logger.info({ event: "started", instance: loaded.config.instance, stateDir, machines: loaded.config.machines.length }, "kerf started");
+  // A stop may come while a part still starts (an enrolment or a first token hanging on a silent
+  // server): the stop goes ahead and stops what has started, the start is left behind.
+  const starting = agent.start();
+  const stoppedEarly = await Promise.race([starting.then(() => undefined), stop]);
+  if (stoppedEarly === undefined) logger.info({ event: "started", instance: loaded.config.instance, stateDir, machines: loaded.config.machines.length }, "kerf started");
+  else starting.catch(() => undefined);
 
   logger.info({ event: "stopping", reason: await stop }, "stopping");
   // The agent stops within STOP_DEADLINE_MS; this is the last resort before the runtime's SIGKILL.

@@ -99,7 +99,7 @@ async function check(o: UpdateClientOptions): Promise<UpdateCheck> {
   const before = readRootKeys(trusted);
   // Not re-seeded from the shipped root: that would forget the root rotations followed since.
   if (typeof before === "string") return { outcome: "refused", reason: `the trusted root ${trusted} is damaged: ${before}` };
-  const fetcher = new TransportFetcher(o.transport, o.requestTimeoutMs, vetMetadata, o.checkTimeoutMs ?? 15 * 60_000);
+  const fetcher = new TransportFetcher(o.transport, o.requestTimeoutMs, vetMetadata, o.checkTimeoutMs ?? 15 * 60_000, o.logger);
   let updater: Updater;
   try {
     updater = await refreshed(o, dirs, fetcher);

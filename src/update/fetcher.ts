@@ -5,9 +5,12 @@
  * on overrun it only stops reading: the response is aborted here, or an endless answer would
  * keep its connection open.
  */
+import path from "node:path";
 import { Readable } from "node:stream";
 import { BaseFetcher } from "tuf-js";
 import { request, type Dispatcher } from "undici";
+import type { Logger } from "../log.ts";
+import { Progress } from "../progress.ts";
 import { DownloadHTTPError } from "./tuf-errors.ts";
 
 export class TransportFetcher extends BaseFetcher {
@@ -15,6 +18,10 @@ export class TransportFetcher extends BaseFetcher {
   readonly #timeoutMs: number;
   readonly #vet: ((url: string, bytes: Buffer) => void) | undefined;
   readonly #bodies = new Map<string, Readable>();
+  readonly #logger: Logger | undefined;
+  /** The target file being downloaded, when it is large enough to show its progress. */
+  #download: { url: string; progress: Progress } | null = null;
+  #metadata = false;
 
   readonly #deadline: number;
   readonly #totalMs: number;
@@ -24,8 +31,9 @@ export class TransportFetcher extends BaseFetcher {
    * lacks). All requests of this fetcher end within `totalMs` from its creation: a server that
    * drips bytes just fast enough for the idle timeout cannot hold the check for ever.
    */
-  constructor(dispatcher: Dispatcher, timeoutMs = 30_000, vet?: (url: string, bytes: Buffer) => void, totalMs = 15 * 60_000) {
+  constructor(dispatcher: Dispatcher, timeoutMs = 30_000, vet?: (url: string, bytes: Buffer) => void, totalMs = 15 * 60_000, logger?: Logger) {
     super();
+    this.#logger = logger;
     this.#dispatcher = dispatcher;
     this.#timeoutMs = timeoutMs;
     this.#vet = vet;
@@ -63,13 +71,24 @@ export class TransportFetcher extends BaseFetcher {
     this.#failed = false;
     res.body.once("error", () => (this.#failed = true));
     this.#bodies.set(url, res.body);
+    const download = this.#download?.url === url ? this.#download.progress : null;
+    if (download) res.body.on("data", (chunk: Buffer) => download.add(chunk.length));
     return Readable.toWeb(res.body) as ReadableStream<Uint8Array<ArrayBuffer>>;
   }
 
   override async downloadFile<T>(url: string, maxLength: number, handler: (file: string) => Promise<T>): Promise<T> {
+    // A target file (an update bundle), asked for with its exact length from the signed targets
+    // metadata; tuf-js reads metadata through downloadBytes, which comes here too.
+    const progress = this.#logger && !this.#metadata ? new Progress({ label: `update: downloading ${path.basename(new URL(url).pathname)}`, total: maxLength, unit: "bytes", logger: this.#logger }) : null;
+    if (progress) this.#download = { url, progress };
+    let outcome = "failed";
     try {
-      return await super.downloadFile(url, maxLength, handler);
+      const result = await super.downloadFile(url, maxLength, handler);
+      outcome = "done";
+      return result;
     } finally {
+      progress?.end(outcome);
+      this.#download = null;
       // A body read to its end is closed already; one abandoned at the length limit is aborted.
       this.#bodies.get(url)?.destroy();
       this.#bodies.delete(url);
@@ -77,7 +96,8 @@ export class TransportFetcher extends BaseFetcher {
   }
 
   override async downloadBytes(url: string, maxLength: number): Promise<Buffer> {
-    const bytes = await super.downloadBytes(url, maxLength);
+    this.#metadata = true;
+    const bytes = await super.downloadBytes(url, maxLength).finally(() => (this.#metadata = false));
     this.#vet?.(url, bytes);
     return bytes;
   }

@@ -19,7 +19,8 @@ export interface LauncherOptions {
   healthTimeoutMs: number;
   /** Starts of one version on trial (the launcher itself restarted during it) before it is rolled back. */
   maxTrialStarts?: number;
-  /** How long a child has between SIGTERM and SIGKILL. */
+  /** How long a child has between SIGTERM and SIGKILL. Default 9 s: the launcher, PID 1 of a
+   * container, must have exited before the runtime's SIGKILL 10 s after its SIGTERM. */
   stopTimeoutMs?: number;
   logger: Logger;
   writer?: StagingWriter;
@@ -56,6 +57,8 @@ export class Launcher {
   stop(reason: string): void {
     this.#stopping = true;
     this.#wakeSleep?.();
+    // The child's time to stop counts from now, whatever the loop is busy with (staging a bundle).
+    if (this.#child) void this.#stopChild(this.#child);
     this.#post({ kind: "stop", reason });
   }
 
@@ -220,12 +223,20 @@ export class Launcher {
     return { cancel: () => clearInterval(timer) };
   }
 
-  /** SIGTERM (the connector drains and flushes its buffer), SIGKILL after the stop timeout. */
-  async #stopChild(child: ChildProcess): Promise<number> {
+  readonly #stops = new WeakMap<ChildProcess, Promise<number>>();
+
+  /** SIGTERM (the connector drains and flushes its buffer), SIGKILL after the stop timeout; once per child. */
+  #stopChild(child: ChildProcess): Promise<number> {
+    let stop = this.#stops.get(child);
+    if (!stop) this.#stops.set(child, (stop = this.#terminate(child)));
+    return stop;
+  }
+
+  async #terminate(child: ChildProcess): Promise<number> {
     if (child.exitCode !== null || child.signalCode !== null) return child.exitCode ?? 1;
     const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? 1)));
     child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), this.#o.stopTimeoutMs ?? 10_000);
+    const timer = setTimeout(() => child.kill("SIGKILL"), this.#o.stopTimeoutMs ?? 9_000);
     const code = await exited;
     clearTimeout(timer);
     // the exit event was also posted; it belongs to this stop

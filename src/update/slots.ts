@@ -79,6 +79,9 @@ export async function stageBundle(stateDir: string, slot: "a" | "b", bundle: Ver
       else if (entry.isDirectory()) await copyTree(src, dst);
       else if (entry.isFile()) {
         writer.copyFile(src, dst);
+        // the copy is synchronous: let signals and timers in between files (a SIGTERM while
+        // staging on a slow disk stops the running connector at once)
+        await new Promise((resolve) => setImmediate(resolve));
         if (first) {
           first = false;
           await options.onFirstFile?.();

@@ -21,7 +21,7 @@ const kerfBin = path.join(repo, "bin/kerf.js");
  * Simulator and devcloud for `kerf run` children: the child enrols over the devcloud's EST with
  * the bootstrap token the demo config names. `stop` ends both and removes the folder.
  */
-export async function demoForKerfRun(options: Pick<DemoOptions, "load"> = {}): Promise<{ demo: Demo; dir: string; stop(): Promise<void> }> {
+export async function demoForKerfRun(options: Pick<DemoOptions, "load" | "commands"> = {}): Promise<{ demo: Demo; dir: string; stop(): Promise<void> }> {
   const tmp = await tempDir();
   const demo = await setupDemo({ stateDir: tmp.dir, logger: silentLogger(), ...options });
   return {

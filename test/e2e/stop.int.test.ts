@@ -28,8 +28,8 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
 });
 
-async function demoEnv(): Promise<{ demo: Demo; dir: string; stateDir: string }> {
-  const env = await demoForKerfRun({ load: { count: COUNTERS, periodMs: 100 } });
+async function demoEnv(options: { commands?: boolean } = {}): Promise<{ demo: Demo; dir: string; stateDir: string }> {
+  const env = await demoForKerfRun({ load: { count: COUNTERS, periodMs: 100 }, ...options });
   cleanups.push(() => env.stop());
   editConfig(env.demo.configFile, (c) => (c.log = { level: "info" }));
   return { demo: env.demo, dir: env.dir, stateDir: env.demo.connectorStateDir };
@@ -57,7 +57,61 @@ function expectNothingLost(cloudItems: (machine: string, key: string) => StoredI
 
 const flowing = (store: { latest(machine: string): Record<string, StoredItem> }, machine: string, atLeast: number) => () => Number(store.latest(machine)[loadKey(0)]?.v) >= atLeast;
 
+/** The devcloud reached through a TCP proxy that a test can cut; the tokens stay for the devcloud's own URL. */
+async function cloudBehindProxy(demo: Demo): Promise<Awaited<ReturnType<typeof switchableProxy>>> {
+  const cloud = await switchableProxy(demo.devcloud.port);
+  cleanups.push(() => cloud.close());
+  editConfig(demo.configFile, (c) => {
+    c.cloud.url = `https://127.0.0.1:${cloud.port}`;
+    c.cloud.auth.resource = demo.devcloud.url;
+  });
+  return cloud;
+}
+
 describe("SIGTERM: kerf run exits with 0 before the SIGKILL, losing nothing", () => {
+  it("while streaming", { timeout: 120_000 }, async () => {
+    const { demo, stateDir } = await demoEnv();
+    const c = run(demo.configFile, stateDir);
+    await waitFor("values at the cloud", flowing(demo.devcloud.store, DEMO_MACHINE, 10), 60_000);
+
+    expect(await stopLikeAContainer(c)).toEqual({ code: 0, signal: null, killed: false });
+    expectNothingLost((m, k) => demo.devcloud.store.items(m, k), stateDir, [DEMO_MACHINE]);
+  });
+
+  it("while the command channel's long poll is open", { timeout: 120_000 }, async () => {
+    const { demo, stateDir } = await demoEnv({ commands: true });
+    const c = run(demo.configFile, stateDir);
+    await waitFor("values at the cloud", flowing(demo.devcloud.store, DEMO_MACHINE, 10), 60_000);
+    await waitFor("a command poll", () => demo.devcloud.commands.seen(DEMO_INSTANCE).lastPollAt !== null, 60_000);
+
+    expect(await stopLikeAContainer(c)).toEqual({ code: 0, signal: null, killed: false });
+    expectNothingLost((m, k) => demo.devcloud.store.items(m, k), stateDir, [DEMO_MACHINE]);
+  });
+
+  it("while enrolling: the EST server accepts the connection and never answers", { timeout: 120_000 }, async () => {
+    const { demo, stateDir } = await demoEnv();
+    const hole = await blackHole();
+    cleanups.push(() => hole.close());
+    editConfig(demo.configFile, (c) => (c.cloud.enrolment.url = `https://127.0.0.1:${hole.port}/.well-known/est`));
+    const c = run(demo.configFile, stateDir);
+    await waitFor("an enrolment hanging at the silent EST server", () => hole.accepted() >= 1, 60_000);
+
+    expect(await stopLikeAContainer(c)).toEqual({ code: 0, signal: null, killed: false });
+  });
+
+  it("during an outage, with a backlog in the buffer and requests refused", { timeout: 120_000 }, async () => {
+    const { demo, stateDir } = await demoEnv();
+    const cloud = await cloudBehindProxy(demo);
+    const c = run(demo.configFile, stateDir);
+    await waitFor("values at the cloud", flowing(demo.devcloud.store, DEMO_MACHINE, 10), 60_000);
+    cloud.mode("refuse");
+    await waitFor("the uplink down, and values waiting", () => c.lines.some((l) => l.event === "uplink_down") && cloud.accepted() >= 2, 60_000);
+
+    expect(await stopLikeAContainer(c)).toEqual({ code: 0, signal: null, killed: false });
+    expect(readBuffer(stateDir, DEMO_MACHINE).stats.items).toBeGreaterThan(0);
+    expectNothingLost((m, k) => demo.devcloud.store.items(m, k), stateDir, [DEMO_MACHINE]);
+  });
+
   it("right after its OPC UA server went away", { timeout: 120_000 }, async () => {
     const { demo, stateDir } = await demoEnv();
     const c = run(demo.configFile, stateDir);
@@ -71,13 +125,7 @@ describe("SIGTERM: kerf run exits with 0 before the SIGKILL, losing nothing", ()
   it("while the cloud accepts connections and never answers (requests in flight stay buffered)", { timeout: 120_000 }, async () => {
     const { demo, stateDir } = await demoEnv();
     // The cloud behind a TCP proxy that can turn into a peer that accepts and never answers.
-    const cloud = await switchableProxy(demo.devcloud.port);
-    cleanups.push(() => cloud.close());
-    // Reached through the proxy; the tokens are still for the devcloud's own URL.
-    editConfig(demo.configFile, (c) => {
-      c.cloud.url = `https://127.0.0.1:${cloud.port}`;
-      c.cloud.auth.resource = demo.devcloud.url;
-    });
+    const cloud = await cloudBehindProxy(demo);
     const c = run(demo.configFile, stateDir);
     await waitFor("values at the cloud", flowing(demo.devcloud.store, DEMO_MACHINE, 10), 60_000);
     cloud.mode("black-hole");

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { startDevCloud } from "../../src/devcloud/server.ts";
-import { silentLogger } from "../../src/log.ts";
+import { createLogger, silentLogger, type Logger } from "../../src/log.ts";
 import { packBundle } from "../../src/release/bundle.ts";
 import { publishBundle } from "../../src/release/publish.ts";
 import { initRepo, loadRepo, metadataDir, removeTarget } from "../../src/release/repo.ts";
@@ -32,8 +32,8 @@ async function setup() {
     return publishBundle({ repoDir, keysDir, bundle });
   };
   const stateDir = path.join(dir, "state");
-  const check = (runningVersion: string) =>
-    checkForUpdate({ stateDir, trustedRoot: path.join(metadataDir(repoDir), "1.root.json"), baseUrl: cloud.url, transport, runningVersion, logger: silentLogger() });
+  const check = (runningVersion: string, logger: Logger = silentLogger()) =>
+    checkForUpdate({ stateDir, trustedRoot: path.join(metadataDir(repoDir), "1.root.json"), baseUrl: cloud.url, transport, runningVersion, logger });
   return { dir, repoDir, keysDir, cloud, publish, check, stateDir };
 }
 
@@ -41,11 +41,15 @@ describe("the signed update channel", () => {
   it("offers a newer signed release and downloads it with its hash checked", { timeout: 60_000 }, async () => {
     const s = await setup();
     await s.publish("1.1.0");
-    const result = await s.check("1.0.0");
+    const lines: Record<string, unknown>[] = [];
+    const result = await s.check("1.0.0", createLogger({ level: "info", destination: { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) } }));
     expect(result.outcome).toBe("available");
     if (result.outcome !== "available") return;
     expect(result.release.version).toBe("1.1.0");
     expect(readFileSync(result.file).length).toBe(result.release.length);
+    // the download's progress, counted from the bytes that came in; the metadata shows none
+    const progress = lines.filter((l) => l.event === "progress");
+    expect(progress).toEqual([expect.objectContaining({ operation: expect.stringMatching(/^update: downloading .*1\.1\.0/), outcome: "done", done: result.release.length, total: result.release.length })]);
     expect(await s.check("1.1.0")).toMatchObject({ outcome: "up-to-date" });
   });
 

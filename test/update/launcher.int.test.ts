@@ -144,4 +144,40 @@ describe("launcher", () => {
     expect(s.child().pid).toBe(first);
     expect(alive(first)).toBe(true);
   });
+
+  it("a stop while a bundle is being staged stops the running child at once, not after the copy", async () => {
+    let copies = 0;
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    // a slow disk: each file takes 20 ms
+    const slow: StagingWriter = {
+      copyFile(from, to) {
+        copies++;
+        Atomics.wait(pause, 0, 0, 20);
+        copyFileSync(from, to);
+      },
+    };
+    const s = await setup(60_000, { writer: slow });
+    const first = s.child().pid;
+    s.launcher.install(makeBundle(path.join(s.dir, "v2"), "2.0.0"));
+    await waitFor("the staging under way", () => copies >= 5, 30_000, 10);
+    s.launcher.stop("SIGTERM");
+    await waitFor("the child stopped", () => !alive(first), 30_000, 10);
+    expect(readJournal(s.stateDir).map((l) => l.step), "the child was stopped only after the copy").toEqual(["staging"]);
+    await s.done;
+  });
+
+  it("a stop while a new version is on trial stops it and exits; the trial goes on at the next start", async () => {
+    const s = await setup(60_000);
+    const first = s.child().pid;
+    // the IDLE stub as an ES module, as the bundle's package.json says
+    s.launcher.install(makeBundle(path.join(s.dir, "v2"), "2.0.0", { entry: `import { createRequire } from "node:module";\nconst require = createRequire(import.meta.url);\n${IDLE}` }));
+    const trial = await waitFor("v2's child on trial", () => readPointer(s.stateDir, "1.0.0").trial !== null && s.child().pid !== first && s.child().pid, 30_000);
+    s.launcher.stop("SIGTERM");
+    await s.done;
+    expect(alive(trial)).toBe(false);
+    const p = readPointer(s.stateDir, "1.0.0");
+    expect(p.active.version).toBe("2.0.0");
+    expect(p.trial).not.toBeNull();
+    expect(p.lastOutcome).toBeNull();
+  });
 });

@@ -16,6 +16,7 @@ import {
 } from "node-opcua-client";
 import type { Logger } from "../../log.ts";
 import type { EventMessage, Item, MessageSink } from "../../message.ts";
+import { Progress } from "../../progress.ts";
 import { createItems, deleteItems, HandleTable, modifyItems, onDataChanges, type DataChangeReport } from "./data-items.ts";
 import { dataValueTime, ValueEncoder } from "./encode.ts";
 import { conditionRefreshRequest, prepareEvent, type PreparedEvent } from "./events.ts";
@@ -29,6 +30,8 @@ import type { DataChangeTriggerName, EventSpec, GroupSpec, NodeSpec } from "../t
 
 /** Used when the server does not state MaxMonitoredItemsPerCall: small enough for any server we met. */
 const DEFAULT_ITEMS_PER_CALL = 1000;
+/** A group of this many items or more shows its progress while it is subscribed. */
+const PROGRESS_MIN_ITEMS = 5_000;
 /** How often heartbeats are checked: a heartbeat is at most this late. */
 const HEARTBEAT_TICK_MS = 250;
 
@@ -346,7 +349,19 @@ export class SubscriptionSet {
     }
     // Two calls in flight: the server creates one batch while the client encodes the next and
     // decodes the last answer, which on a 2-core machine nearly halves the time to subscribe.
-    await inPairs(batchesByParameters(resolved, this.#perCall()), (batch) => this.#monitor(group, batch));
+    const batches = batchesByParameters(resolved, this.#perCall());
+    if (resolved.length < PROGRESS_MIN_ITEMS) return inPairs(batches, (batch) => this.#monitor(group, batch));
+    const progress = new Progress({ label: `${this.#o.machine}: subscribing group ${group.spec.name}`, total: resolved.length, unit: "items", logger: this.#o.logger, fields: { group: group.spec.name } });
+    try {
+      await inPairs(batches, async (batch) => {
+        await this.#monitor(group, batch);
+        progress.add(batch.length);
+      });
+      progress.end();
+    } catch (err) {
+      progress.end("failed");
+      throw err;
+    }
   }
 
   async #monitor(group: GroupState, batch: { state: ItemState; item: ReadValueIdOptions }[]): Promise<void> {
