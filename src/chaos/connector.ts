@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { NODE_FLAGS } from "../update/launcher.ts";
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const kerfBin = path.join(repo, "bin/kerf.js");
@@ -30,7 +31,7 @@ export function startChaosConnector(o: { configFile: string; stateDir: string; c
   // The flags of bin/kerf.js's shebang, plus the preload that lets the suite step the wall clock.
   const child = spawn(
     process.execPath,
-    ["--max-semi-space-size=16", "--max-old-space-size=1024", "--import", preload, kerfBin, "run", "--config", o.configFile, "--state-dir", o.stateDir],
+    [...NODE_FLAGS, "--import", preload, kerfBin, "run", "--config", o.configFile, "--state-dir", o.stateDir],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, KERF_CLOCK_SHIFT_FILE: o.clockFile } },
   );
   const c: ChaosConnector = {

@@ -13,6 +13,7 @@ import { silentLogger } from "../log.ts";
 import { bundleTargetName, packBundle } from "../release/bundle.ts";
 import { publishBundle } from "../release/publish.ts";
 import { initRepo, metadataDir, targetsDir } from "../release/repo.ts";
+import { NODE_FLAGS } from "../update/launcher.ts";
 import { readPointer } from "../update/pointer.ts";
 import type { Demo } from "./setup.ts";
 
@@ -20,7 +21,6 @@ export type UpdateScenario = "update" | "bad-update";
 
 /** The app folder this demo runs from: the launcher's factory version. */
 const APP_DIR = path.resolve(import.meta.dirname, "../..");
-const NODE_FLAGS = ["--max-semi-space-size=16", "--max-old-space-size=1024"];
 
 export interface UpdateScenarioResult {
   versionStart: string;

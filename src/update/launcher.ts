@@ -8,7 +8,7 @@ import { refusal, takeRequest } from "./request.ts";
 import { removeStaleStaging, slotComplete, slotPath, stageBundle, type StagingWriter } from "./slots.ts";
 
 /** The same V8 flags as bin/kerf.js's shebang line (why: see there). */
-const NODE_FLAGS = ["--max-semi-space-size=16", "--max-old-space-size=1024"];
+export const NODE_FLAGS = ["--max-semi-space-size=16", "--max-old-space-size=1024"];
 
 export interface LauncherOptions {
   stateDir: string;
