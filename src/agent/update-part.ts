@@ -83,6 +83,7 @@ export class UpdatePart implements Part<UpdatePartHealth> {
   #pending: UnpackedBundle | null = null;
   #requested: string | null = null;
   #heldBy: UpdateHealth["heldBy"] = null;
+  #heldSaid: string | null = null;
   #last: CheckReport | null = null;
   #failures = 0;
   #nextAt: number | null = null;
@@ -159,7 +160,7 @@ export class UpdatePart implements Part<UpdatePartHealth> {
         this.#log.warn({ event: "uplink_repinned", pins: report.pins }, `uplink re-pinned without a restart: ${describePins(this.#pins)}`);
       }
     }
-    const busy = report.outcome === "failed" && /^another update check is running/.test(report.reason ?? "");
+    const busy = report.busy === true;
     if (!busy) {
       this.#last = report;
       this.#failures = report.outcome === "failed" ? this.#failures + 1 : 0;
@@ -193,9 +194,13 @@ export class UpdatePart implements Part<UpdatePartHealth> {
       }
     }
     if (this.#heldBy) {
-      this.#log.info({ event: "update_held", version: b.version, heldBy: this.#heldBy }, `update ${b.version} is held back`);
+      // Looked at again every few seconds while held: said once per reason, not at each look.
+      const said = `${b.version} ${JSON.stringify(this.#heldBy)}`;
+      if (said !== this.#heldSaid) this.#log.info({ event: "update_held", version: b.version, heldBy: this.#heldBy }, `update ${b.version} is held back`);
+      this.#heldSaid = said;
       return;
     }
+    this.#heldSaid = null;
     const file = writeInstallRequest(this.#o.stateDir, b);
     this.#requested = b.version;
     this.#log.warn({ event: "update_requested", version: b.version, dir: b.dir, file }, `update ${b.version}: install requested from the launcher`);

@@ -14,7 +14,7 @@ import { takeCheckLock } from "./check-lock.ts";
 import { checkForUpdate, type UpdateCheck } from "./client.ts";
 import type { UnpackedBundle } from "./install-request.ts";
 import { readSignedPins, samePins, verifiedTargetsVersion, writeSignedPins } from "./signed-pins.ts";
-import { pruneUnpacked, sha256File, unpackBundle } from "./unpack.ts";
+import { pruneUnpacked, unpackBundle } from "./unpack.ts";
 
 export interface CheckerOptions {
   stateDir: string;
@@ -45,12 +45,14 @@ export interface CheckReport {
   pins?: string[];
   /** This check stored a new signed pin set (pins.json). */
   pinsChanged: boolean;
+  /** Another process held the check lock: nothing was checked, try again soon. */
+  busy?: true;
 }
 
 export async function runUpdateCheck(o: CheckerOptions): Promise<CheckReport> {
   const at = new Date().toISOString();
   const lock = await takeCheckLock(o.stateDir, o.lockWaitMs ?? 0);
-  if (!("release" in lock)) return { at, outcome: "failed", reason: `another update check is running (pid ${lock.heldBy})`, via: "origin", pinsChanged: false };
+  if (!("release" in lock)) return { at, outcome: "failed", reason: `another update check is running (pid ${lock.heldBy})`, via: "origin", pinsChanged: false, busy: true };
   try {
     const common = { stateDir: o.stateDir, trustedRoot: o.update.trustedRoot, runningVersion: o.runningVersion, logger: o.logger, ...(o.requestTimeoutMs ? { requestTimeoutMs: o.requestTimeoutMs } : {}) };
     let via: CheckReport["via"] = "origin";
@@ -100,7 +102,8 @@ async function settle(o: CheckerOptions, result: UpdateCheck, at: string, via: C
   pruneUnpacked(o.stateDir, o.runningVersion);
   if (result.outcome === "up-to-date") return { at, outcome: "up-to-date", version, via, ...(pins ? { pins } : {}), pinsChanged };
   try {
-    const sha256 = await sha256File(result.file);
+    // tuf-js has checked the file against this signed hash.
+    const sha256 = result.release.sha256;
     const bundle = { version, dir: await unpackBundle(o.stateDir, result.file, version, sha256), sha256 };
     o.logger.info({ version, dir: bundle.dir }, `update ${version} downloaded and unpacked`);
     return { at, outcome: "available", version, via, bundle, ...(pins ? { pins } : {}), pinsChanged };
