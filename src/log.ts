@@ -70,17 +70,21 @@ export function scrub(line: string): string {
 
 // The last lines written (after redaction), for the remote `diagnostics` action.
 const RECENT_MAX = 2_000;
+// A ring: once full, each line overwrites the oldest instead of shifting 2,000 entries.
 const recent: string[] = [];
+let written = 0;
 
 function remember(line: string): string {
-  recent.push(line.length > 8192 ? `${line.slice(0, 8192)}…` : line);
-  if (recent.length > RECENT_MAX) recent.splice(0, recent.length - RECENT_MAX);
+  recent[written++ % RECENT_MAX] = line.length > 8192 ? `${line.slice(0, 8192)}…` : line;
   return line;
 }
 
-/** The newest `n` log lines of this process (JSON), as written: redacted and scrubbed. */
+/** The newest `n` log lines of this process (JSON), as written: redacted and scrubbed; oldest first. */
 export function recentLogLines(n: number): string[] {
-  return recent.slice(-n).map((l) => l.trimEnd());
+  const count = Math.min(n, recent.length);
+  const out: string[] = [];
+  for (let i = written - count; i < written; i++) out.push(recent[i % RECENT_MAX]!.trimEnd());
+  return out;
 }
 
 /** A logger that writes nowhere, for library use in tests. */

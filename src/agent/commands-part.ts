@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { CheckReport } from "../update/checker.ts";
+import { appVersion } from "../update/version.ts";
 import type { ActionArgs } from "../commands/actions.ts";
 import { AuditLog, auditFile } from "../commands/audit.ts";
 import { CommandChannel, type ChannelHealth, type CommandItem } from "../commands/channel.ts";
@@ -265,7 +266,7 @@ export class CommandsPart implements Part<CommandsPartHealth> {
   #diagnostics(logLines: number) {
     const { config } = this.#loaded;
     return {
-      versions: { kerf: packageVersion(), node: process.version, platform: `${process.platform} ${process.arch}` },
+      versions: { kerf: appVersion(), node: process.version, platform: `${process.platform} ${process.arch}` },
       // the config holds paths to secrets, never their content (loaded.secrets is left out)
       config,
       health: this.#o.status(),
@@ -316,13 +317,5 @@ export class CommandsPart implements Part<CommandsPartHealth> {
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, "could not send audit rows upstream; they are sent with the next command");
     }
-  }
-}
-
-function packageVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
-  } catch {
-    return "unknown";
   }
 }

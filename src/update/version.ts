@@ -19,7 +19,10 @@ export function maxVersion(a: string, b: string): string {
   return compareVersions(a, b) >= 0 ? a : b;
 }
 
-/** The version of the app this process runs (its package.json: a slot's bundle states its own). */
+let running: string | undefined;
+
+/** The version of the app this process runs (its package.json: a slot's bundle states its own); read once, it cannot change while the process runs. */
 export function appVersion(): string {
-  return (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+  running ??= (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+  return running;
 }
