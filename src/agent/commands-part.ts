@@ -279,6 +279,7 @@ export class CommandsPart implements Part<CommandsPartHealth> {
 
   /** Posts a result, a few times; a final one that does not arrive waits for the next answered poll (in memory). */
   async #post(jti: string, result: CommandResult | { state: "running" }): Promise<void> {
+    if (!jti) return; // an item the cloud sent without a usable id: refused and audited, nowhere to post
     for (let attempt = 1; attempt <= RESULT_ATTEMPTS; attempt++) {
       try {
         return await this.#channel!.postResult(jti, result);

@@ -54,9 +54,20 @@ const MAX_COMMANDS = 16;
 const MAX_POLL_BYTES = 64 * 1024 * 1024;
 const MAX_RESULT_ANSWER_BYTES = 64 * 1024;
 
-const pollAnswer = z.object({
-  commands: z.array(z.object({ jti: z.string().min(1).max(128), envelope: z.string().min(1) })).max(MAX_COMMANDS),
-});
+const commandItem = z.object({ jti: z.string().min(1).max(128), envelope: z.string().min(1) });
+const pollAnswer = z.object({ commands: z.array(z.unknown()).max(MAX_COMMANDS) });
+
+/**
+ * One item of a poll answer. A malformed one is still handed on, so that the gate refuses and
+ * audits it like any bad envelope; its jti is kept only when it is a usable id ("" otherwise:
+ * no result can be posted under it).
+ */
+function toItem(raw: unknown): CommandItem {
+  const ok = commandItem.safeParse(raw);
+  if (ok.success) return ok.data;
+  const r = (raw ?? {}) as { jti?: unknown; envelope?: unknown };
+  return { jti: typeof r.jti === "string" && r.jti.length <= 128 ? r.jti : "", envelope: typeof r.envelope === "string" ? r.envelope : "" };
+}
 
 export class CommandChannel {
   readonly #o: CommandChannelOptions;
@@ -148,7 +159,7 @@ export class CommandChannel {
     } catch {
       throw Object.assign(new Error(`the command poll's answer is not {"commands":[{jti, envelope}]} with at most ${MAX_COMMANDS} commands`), { code: "COMMAND_POLL_MALFORMED" });
     }
-    return parsed.commands;
+    return parsed.commands.map(toItem);
   }
 
   /** One request with the current token; a 401 gets one new token and one retry, as for ingest. */

@@ -153,6 +153,17 @@ it("a command queued while a poll is open arrives at once, with the bearer token
   expect(channel!.health()).toMatchObject({ consecutiveFailures: 0, received: 1 });
 });
 
+it("hands on every item of an answer, a malformed one too (for the gate to refuse and audit), not only the good ones", async () => {
+  cloud.junk = JSON.stringify({ commands: [{ jti: "c-9", envelope: "g.o.od" }, { jti: "x".repeat(129), envelope: "b.a.d" }, { jti: "c-10" }] });
+  open();
+  await until(() => handled.length === 3, "the three items");
+  expect(handled).toEqual([
+    { jti: "c-9", envelope: "g.o.od" },
+    { jti: "", envelope: "b.a.d" },
+    { jti: "c-10", envelope: "" },
+  ]);
+});
+
 it("a 401 gets one new token and one retry", async () => {
   cloud.unauthorized = 1;
   open();

@@ -75,6 +75,11 @@ it("refuses and audits a foreign-key envelope, one for another connector, and a 
   expect(replay.size).toBe(1);
 });
 
+it("refuses and audits an empty envelope (a malformed item of a poll answer)", async () => {
+  expect(await gate.admit("")).toMatchObject({ ok: false, code: "malformed" });
+  expect(audit.rows().map((r) => [r.outcome, r.reason?.split(":")[0]])).toEqual([["refused", "malformed"]]);
+});
+
 it("does not run a command it cannot audit", async () => {
   const { envelope } = await signer.sign(write(3));
   audit.close();
