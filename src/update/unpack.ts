@@ -4,8 +4,7 @@
  * beyond plain files and folders is refused, not skipped: absolute paths, `..`, links, devices
  * and node_modules (dependencies come with the image).
  */
-import { createHash } from "node:crypto";
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import * as tar from "tar";
 import { KerfError } from "../errors.ts";
@@ -86,10 +85,4 @@ function readText(file: string): string | null {
   } catch {
     return null;
   }
-}
-
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
 }
